@@ -1,0 +1,14 @@
+// Sub-commands of the `engram` executable. Each add_*_command registers its options and its
+// callback on the CLI11 app; the callback throws engram::Error on bad input, which main()
+// reports as "engram: error: ..." with exit code 1.
+#pragma once
+
+namespace CLI {
+class App;
+}
+
+namespace engram::cli {
+
+void add_inspect_command(CLI::App& app);
+
+}  // namespace engram::cli

@@ -1,0 +1,26 @@
+// The `engram` executable: parses the command line and dispatches to a sub-command.
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/commands.h"
+#include "engram/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"engram: a CPU inference engine for language models that remember"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "engram 0.1.0");
+  engram::cli::add_inspect_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const engram::Error& e) {
+    std::fprintf(stderr, "engram: error: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "engram: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}
