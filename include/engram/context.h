@@ -1,0 +1,57 @@
+// A running model: the KV memory of one stream and the forward pass over it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "engram/memory.h"
+
+namespace engram {
+
+class Model;
+class ThreadPool;
+
+struct ContextParams {
+  int64_t n_ctx = 0;  // 0: the model's trained context
+  int n_batch = 512;  // prefill chunk size (tokens per query block)
+};
+
+class Context {
+ public:
+  // Uses the `full` policy over n_ctx cells unless another policy is given.
+  Context(const Model& model, ThreadPool& pool, const ContextParams& params = {},
+          std::unique_ptr<MemoryPolicy> policy = nullptr);
+  ~Context();
+
+  // Runs `tokens` through the model in chunks of n_batch, appending them to memory at the next
+  // positions. Keeps the logits of the last token, or of every token when all_logits.
+  void eval(std::span<const int32_t> tokens, bool all_logits = false);
+
+  // Logits of the last evaluated token ([n_vocab]).
+  std::span<const float> logits() const;
+  // Logits of token i of the last eval (requires all_logits).
+  std::span<const float> logits(int64_t i) const;
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return params_.n_ctx; }
+  const MemoryPolicy& policy() const { return *policy_; }
+  // Forgets every cached token.
+  void clear();
+
+ private:
+  struct Impl;
+  void eval_block(std::span<const int32_t> tokens, bool all_logits);
+
+  const Model& model_;
+  ThreadPool& pool_;
+  ContextParams params_;
+  std::unique_ptr<MemoryPolicy> policy_;
+  std::unique_ptr<Impl> impl_;
+  int64_t n_past_ = 0;
+  std::vector<float> logits_;  // [n_logits, n_vocab]
+  int64_t n_logits_ = 0;
+};
+
+}  // namespace engram

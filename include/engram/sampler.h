@@ -1,0 +1,62 @@
+// Turns logits into the next token: one chain shared by the CLI and the server.
+// Order: penalties -> top-k -> top-p -> min-p -> temperature -> draw (greedy when temp <= 0).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <span>
+#include <vector>
+
+namespace engram {
+
+struct SamplerParams {
+  float temperature = 0.8f;  // <= 0: greedy
+  int top_k = 40;            // <= 0: off
+  float top_p = 0.95f;       // >= 1: off
+  float min_p = 0.05f;       // <= 0: off
+  float repeat_penalty = 1.0f;     // 1: off; divides positive logits, multiplies negative
+  float frequency_penalty = 0.0f;  // subtracted once per occurrence in the window
+  float presence_penalty = 0.0f;   // subtracted once if present in the window
+  int penalty_last_n = 64;         // window of recent tokens the penalties look at
+  uint64_t seed = 0;
+
+  // Throws engram::Error naming the first out-of-range field.
+  void validate() const;
+};
+
+// A candidate token with its (adjusted) logit and, after normalisation, its probability.
+struct TokenProb {
+  int32_t id;
+  float logit;
+  float p;
+};
+
+class Sampler {
+ public:
+  explicit Sampler(const SamplerParams& params);
+
+  // Picks the next token from logits [n_vocab]. Deterministic for a given seed and history.
+  int32_t sample(std::span<const float> logits);
+  // Records a token of the context (prompt or generated) for the penalties.
+  void accept(int32_t token);
+  void reset();
+
+  // The stages, exposed for tests. Each works on a candidate list sorted or not as stated.
+  static void apply_penalties(std::vector<TokenProb>& c, const std::deque<int32_t>& recent,
+                              float repeat, float frequency, float presence);
+  static void sort_desc(std::vector<TokenProb>& c);
+  static void top_k(std::vector<TokenProb>& c, int k);          // c sorted on return
+  static void softmax(std::vector<TokenProb>& c);               // sets p from logit
+  static void top_p(std::vector<TokenProb>& c, float p);        // c sorted + softmaxed
+  static void min_p(std::vector<TokenProb>& c, float p);        // c sorted + softmaxed
+
+ private:
+  double uniform();  // [0, 1), from the seeded generator
+
+  SamplerParams params_;
+  uint64_t rng_state_;
+  std::deque<int32_t> recent_;
+  std::vector<TokenProb> cand_;
+};
+
+}  // namespace engram

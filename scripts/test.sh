@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: the unit/integration tests (release build), the same
+# tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the fuzz targets over their
+# seed corpora. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${JOBS:-$(nproc)}
+
+./scripts/setup.sh
+
+echo "== release build + tests"
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BENCH=ON >/dev/null
+cmake --build build -j"$jobs"
+ctest --test-dir build --output-on-failure -j"$jobs"
+
+echo "== ASan/UBSan build + tests"
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_SANITIZE=ON \
+  -DENGRAM_BENCH=OFF >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$jobs"
+
+echo "== fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
+CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_FUZZ=ON \
+  -DENGRAM_TESTS=OFF -DENGRAM_BENCH=OFF >/dev/null
+cmake --build build-fuzz -j"$jobs"
+for target in build-fuzz/*_fuzz; do
+  name=$(basename "$target" _fuzz)
+  corpus=fuzz/corpus/$name
+  [ -d "$corpus" ] || { echo "fuzz: no seed corpus $corpus for $target"; exit 1; }
+  "$target" -runs=0 "$corpus"
+done
+echo "all test stages passed"
