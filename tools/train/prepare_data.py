@@ -59,7 +59,7 @@ def detok_sentence(words):
         else:
             out.append(w)
         attach_next = kind == "open" or w in NO_SPACE_AFTER
-    s = " ".join(out)
+    s = " ".join(out).replace(";;", ";")
     s = s.replace(" --", " --").replace("--", " -- ").replace("  ", " ").strip()
     return s
 

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Train engram-tiny (llama architecture, GQA, interleaved RoPE) with a copy-first curriculum.
+
+Curriculum (stages advance only when the step minimum is met AND the running copy loss
+(EMA of the loss on repeated-span tokens in the training batches) is below the gate, so
+young induction heads are not destroyed by a sudden change of data):
+  A   L=64  copy_random only (the known-good start: induction/copying appears first)
+  B1  L=64  + Brown text, copied Brown spans
+  B2  L=128 + passkey, key-value
+  B3  L=256 + multi-key
+  C   L=512 final mix, to the end
+Everything is seeded: batch b of the run is generated from numpy's PCG64 seeded with
+(seed, step), so a resumed run or a rerun sees exactly the same data.
+
+Usage:
+  /usr/bin/python3 tools/train/train.py --out build/run [--resume] [--max-steps N] [--max-minutes M]
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from model import Config, Model, grow_identity, n_params  # noqa: E402
+from tasks import TaskGen, split_sentences, IB_INTRO, IB_NEEDLE, IB_QUESTION  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# layers: blocks in use. The model starts with 2 layers (the setting known to form induction
+# heads fast) and is grown to 4 on entering B2 by appending identity blocks (zero output weights),
+# which leaves the function (and the young copying circuit) unchanged at the moment of growth.
+STAGES = [
+    dict(name="A", L=64, B=64, min_steps=300, gate=1.0, mix={"copy_random": 1.0}),
+    dict(name="B1", L=64, B=64, min_steps=150, gate=1.0, mix={"copy_random": 0.6, "copy_text": 0.1, "brown": 0.3}),
+    dict(name="B2", L=128, B=48, min_steps=200, gate=1.0,
+         mix={"copy_random": 0.35, "copy_text": 0.15, "brown": 0.35, "passkey": 0.1, "kv": 0.05}),
+    dict(name="B3", L=256, B=24, min_steps=250, gate=1.0,
+         mix={"copy_random": 0.2, "copy_text": 0.15, "brown": 0.4, "passkey": 0.15, "kv": 0.05, "multikey": 0.05}),
+    dict(name="C", L=512, B=16, min_steps=10 ** 9, gate=0.0,
+         mix={"copy_random": 0.12, "copy_text": 0.1, "brown": 0.48, "passkey": 0.18, "kv": 0.06, "multikey": 0.06}),
+]
+
+LOG_FIELDS = ["step", "tokens", "stage", "seq_len", "loss", "copy_loss_train", "copy_loss_eval", "lr",
+              "elapsed_s", "tok_per_s", "passkey_probe"]
+
+
+def load_data(sp):
+    with open(os.path.join(ROOT, "build", "data", "train.txt"), encoding="utf-8") as f:
+        train_text = f.read()
+    cache = os.path.join(ROOT, "build", "data", "train_tokens.npy")
+    if os.path.exists(cache):
+        toks = np.load(cache)
+    else:
+        toks = np.array(sp.encode(train_text), dtype=np.int32)
+        np.save(cache, toks)
+    sents = []
+    for doc in train_text.split("\n\n"):
+        sents += split_sentences(doc)
+    return toks, sents
+
+
+def heldout_sentences():
+    with open(os.path.join(ROOT, "build", "data", "heldout.txt"), encoding="utf-8") as f:
+        text = f.read()
+    out = []
+    for doc in text.split("\n\n"):
+        out += split_sentences(doc)
+    return out
+
+
+def active_layers(stage_idx, n_layer, grow_at=2, start_layers=2):
+    return min(start_layers, n_layer) if stage_idx < grow_at else n_layer
+
+
+def make_batch(gen, stage, seed, step):
+    rng = np.random.Generator(np.random.PCG64([seed, step]))
+    kinds = list(stage["mix"].keys())
+    p = np.array([stage["mix"][k] for k in kinds])
+    seqs, cmask = [], torch.zeros(stage["B"], stage["L"] - 1, dtype=torch.bool)
+    for i in range(stage["B"]):
+        kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
+        seq, ranges = gen.sample(kind, rng, stage["L"])
+        assert len(seq) == stage["L"], (kind, len(seq))
+        seqs.append(seq)
+        for a, b in ranges:  # target tokens a..b-1 are predicted at positions a-1..b-2
+            cmask[i, a - 1:b - 1] = True
+    return torch.tensor(seqs, dtype=torch.long), cmask
+
+
+def passkey_probe(model, sp, sents, n=16, L=512, seed=777, n_active=None):
+    """teacher-forced exact match of a 5-digit key (== greedy exact match), IB wording, held-out filler"""
+    rng = np.random.Generator(np.random.PCG64([seed]))
+    rows, spans = [], []
+    for i in range(n):
+        key = str(rng.integers(10000, 100000))
+        start = int(rng.integers(0, len(sents)))
+        fill = []
+        j = start
+        while sum(len(s) for s in fill) < 4 * (L - 90):
+            fill.append(sents[j % len(sents)])
+            j += 1
+        depth = i / max(1, n - 1)
+        while True:
+            pos = int(round(depth * len(fill)))
+            prompt = " ".join([IB_INTRO] + fill[:pos] + [IB_NEEDLE.format(k=key)] + fill[pos:] + [IB_QUESTION])
+            ptoks = [1] + sp.encode(prompt)
+            full = [1] + sp.encode(prompt + " " + key)
+            if len(full) <= L:
+                break
+            fill = fill[:-1]
+        rows.append(full + [2] * (L - len(full)))
+        spans.append((len(ptoks), len(full)))
+    x = torch.tensor(rows)
+    with torch.no_grad():
+        pred = model(x[:, :-1], n_active).argmax(-1)
+    ok = 0
+    for i, (a, b) in enumerate(spans):
+        ok += int(torch.equal(pred[i, a - 1:b - 1], x[i, a:b]))
+    return ok / n
+
+
+def lr_at(step, args, stage_starts):
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    s2 = stage_starts.get(2)
+    if s2 is None or step < s2:
+        return args.lr
+    span = max(1, args.max_steps - s2)
+    t = min(1.0, (step - s2) / span)
+    return args.lr_min + (args.lr_late - args.lr_min) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default=os.path.join(ROOT, "build", "run"))
+    ap.add_argument("--log", default=os.path.join(ROOT, "tools", "train", "logs", "engram-tiny.csv"))
+    ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--max-steps", type=int, default=2800)
+    ap.add_argument("--max-minutes", type=float, default=120.0)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-late", type=float, default=7e-4)
+    ap.add_argument("--lr-min", type=float, default=7e-5)
+    ap.add_argument("--warmup", type=int, default=50)
+    ap.add_argument("--log-every", type=int, default=10)
+    ap.add_argument("--ckpt-minutes", type=float, default=5.0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dim", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--heads", type=int, default=8)
+    ap.add_argument("--kv-heads", type=int, default=4)
+    ap.add_argument("--ffn", type=int, default=768)
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    os.makedirs(os.path.dirname(args.log), exist_ok=True)
+    sp = spm.SentencePieceProcessor(model_file=os.path.join(ROOT, "models", "engram-tiny.tokenizer.model"))
+    toks, sents = load_data(sp)
+    gen = TaskGen(sp, toks, sents, sp.get_piece_size())
+    held_sents = heldout_sentences()
+
+    cfg = Config(vocab_size=sp.get_piece_size(), dim=args.dim, n_layer=args.layers, n_head=args.heads,
+                 n_head_kv=args.kv_heads, ffn_dim=args.ffn)
+    model = Model(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.0)
+    ckpt_path = os.path.join(args.out, "last.pt")
+    state = dict(step=0, stage=0, stage_starts={0: 0}, copy_ema=None, elapsed=0.0, tokens=0)
+    if args.resume and os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        print(f"resumed at step {state['step']} stage {STAGES[state['stage']]['name']}", flush=True)
+        # drop log lines past the checkpoint
+        if os.path.exists(args.log):
+            with open(args.log) as f:
+                lines = f.read().splitlines()
+            keep = [lines[0]] + [l for l in lines[1:] if int(l.split(",")[0]) <= state["step"]]
+            with open(args.log, "w") as f:
+                f.write("\n".join(keep) + "\n")
+    else:
+        with open(args.log, "w") as f:
+            f.write(",".join(LOG_FIELDS) + "\n")
+    with open(os.path.join(args.out, "config.json"), "w") as f:
+        json.dump(dict(cfg=cfg.to_dict(), args=vars(args), stages=STAGES), f, indent=1)
+    print(f"params {n_params(model)} cfg {cfg}", flush=True)
+
+    # fixed copy-eval batch: random spans at random gaps, L=128
+    erng = np.random.Generator(np.random.PCG64([999]))
+    ev = [gen.copy_random(erng, 128) for _ in range(16)]
+    ev_x = torch.tensor([s for s, _ in ev])
+    ev_m = torch.zeros(16, 127, dtype=torch.bool)
+    for i, (_, rr) in enumerate(ev):
+        for a, b in rr:
+            ev_m[i, a - 1:b - 1] = True
+
+    def save():
+        tmp = ckpt_path + ".tmp"
+        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), state=state, cfg=cfg.to_dict()), tmp)
+        os.replace(tmp, ckpt_path)
+
+    t0 = time.time() - state["elapsed"]
+    last_ck = time.time()
+    acc_loss, acc_copy, acc_n, acc_tok, t_log = 0.0, [], 0, 0, time.time()
+    while state["step"] < args.max_steps:
+        step = state["step"]
+        if (time.time() - t0) / 60 > args.max_minutes:
+            print("time budget reached", flush=True)
+            break
+        st = STAGES[state["stage"]]
+        lr = lr_at(step, args, state["stage_starts"])
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x, cm = make_batch(gen, st, args.seed, step)
+        model.train()
+        na = active_layers(state["stage"], cfg.n_layer)
+        logits = model(x[:, :-1], na)
+        ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1), reduction="none").view(x.size(0), -1)
+        loss = ce.mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        state["step"] = step + 1
+        state["tokens"] += x.numel()
+        acc_loss += loss.item()
+        acc_n += 1
+        acc_tok += x.numel()
+        if cm.any():
+            c = ce.detach()[cm].mean().item()
+            acc_copy.append(c)
+            state["copy_ema"] = c if state["copy_ema"] is None else 0.9 * state["copy_ema"] + 0.1 * c
+        # stage advance
+        in_stage = state["step"] - state["stage_starts"][state["stage"]]
+        if (state["stage"] + 1 < len(STAGES) and in_stage >= st["min_steps"]
+                and state["copy_ema"] is not None and state["copy_ema"] < st["gate"]):
+            state["stage"] += 1
+            state["stage_starts"][state["stage"]] = state["step"]
+            print(f"step {state['step']}: stage -> {STAGES[state['stage']]['name']}", flush=True)
+            if active_layers(state["stage"], cfg.n_layer) > na:
+                grow_identity(model, na)
+                print(f"grown from {na} to {active_layers(state['stage'], cfg.n_layer)} layers", flush=True)
+        if state["step"] % args.log_every == 0:
+            model.eval()
+            with torch.no_grad():
+                na = active_layers(state["stage"], cfg.n_layer)
+                el = model(ev_x[:, :-1], na)
+                ece = F.cross_entropy(el.reshape(-1, el.size(-1)), ev_x[:, 1:].reshape(-1), reduction="none").view(16, -1)
+                copy_eval = ece[ev_m].mean().item()
+            pk = ""
+            if st["L"] >= 256 and state["step"] % 50 == 0:
+                pk = f"{passkey_probe(model, sp, held_sents, L=st['L'], n_active=na):.4f}"
+            now = time.time()
+            row = [state["step"], state["tokens"], st["name"], st["L"], f"{acc_loss / acc_n:.5f}",
+                   f"{np.mean(acc_copy):.5f}" if acc_copy else "", f"{copy_eval:.5f}", f"{lr:.3e}",
+                   f"{now - t0:.1f}", f"{acc_tok / (now - t_log):.0f}", pk]
+            with open(args.log, "a") as f:
+                f.write(",".join(map(str, row)) + "\n")
+            print(" ".join(f"{k}={v}" for k, v in zip(LOG_FIELDS, row)), flush=True)
+            acc_loss, acc_copy, acc_n, acc_tok, t_log = 0.0, [], 0, 0, time.time()
+        state["elapsed"] = time.time() - t0
+        if time.time() - last_ck > args.ckpt_minutes * 60:
+            save()
+            last_ck = time.time()
+    state["elapsed"] = time.time() - t0
+    save()
+    torch.save(dict(model=model.state_dict(), cfg=cfg.to_dict(), state=state), os.path.join(args.out, "final.pt"))
+    print(f"done step {state['step']} elapsed {state['elapsed'] / 60:.1f} min", flush=True)
+
+
+if __name__ == "__main__":
+    main()
