@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""Reference dequantization fixtures (issue 2, acceptance item 2).
+
+An independent numpy dequantizer for the GGUF/ggml weight types engram supports, written
+from the block layouts, and a generator of seeded random blocks with their dequantized
+values. The C++ test tests/test_golden_quant.cpp compares engram::dequantize_row with them.
+
+Usage:  /usr/bin/python3 tools/py/quant_ref.py [--out tests/fixtures/golden] [--blocks 64]
+
+Writes quant_TYPE.bin (raw blocks, as they sit in a GGUF tensor) and quant_TYPE.f32
+(little-endian float32 dequantized values) for TYPE in f16 bf16 q8_0 q4_0 q4_k q6_k.
+
+Block layouts (all little-endian; "f16" is an IEEE half):
+  F16   one element: u16 half
+  BF16  one element: u16, the top 16 bits of an f32
+  Q8_0  32 elements, 34 bytes: f16 d; i8 q[32];               x[i] = d * q[i]
+  Q4_0  32 elements, 18 bytes: f16 d; u8 qs[16];
+        x[i] = d * ((qs[i] & 15) - 8),  x[i + 16] = d * ((qs[i] >> 4) - 8)     (i < 16)
+  Q4_K  256 elements, 144 bytes: f16 d; f16 dmin; u8 scales[12]; u8 qs[128]
+        8 sub-blocks of 32 with 6-bit scale sc[j] and 6-bit min m[j] packed in scales[12]:
+          j < 4:  sc = scales[j] & 63,  m = scales[j + 4] & 63
+          j >= 4: sc = (scales[j + 4] & 15) | ((scales[j - 4] >> 6) << 4)
+                  m  = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4)
+        qs byte c of 32-byte chunk k (k < 4) holds sub-block 2k in its low nibble and
+        sub-block 2k+1 in its high nibble, element c of each:
+          x[64k + c]      = d*sc[2k]   * (qs[32k + c] & 15) - dmin*m[2k]
+          x[64k + 32 + c] = d*sc[2k+1] * (qs[32k + c] >> 4) - dmin*m[2k+1]
+  Q6_K  256 elements, 210 bytes: u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d
+        two halves h of 128 elements use ql[64h..64h+64), qh[32h..32h+32), scales[8h..8h+8);
+        for l < 32 (s = l // 16):
+          q0 = (ql[l] & 15)      | ((qh[l] >> 0 & 3) << 4)   -> x[128h + l]      scale scales[8h + s]
+          q1 = (ql[l + 32] & 15) | ((qh[l] >> 2 & 3) << 4)   -> x[128h + l + 32] scale scales[8h + s + 2]
+          q2 = (ql[l] >> 4)      | ((qh[l] >> 4 & 3) << 4)   -> x[128h + l + 64] scale scales[8h + s + 4]
+          q3 = (ql[l + 32] >> 4) | ((qh[l] >> 6 & 3) << 4)   -> x[128h + l + 96] scale scales[8h + s + 6]
+        x = d * scale * (q - 32)
+
+Arithmetic: every product above is exact in float32 (an 11-bit f16 mantissa times at most
+14 bits of integer), so the only rounding is Q4_K's final subtraction. The reference computes
+in float64 (where the subtraction is exact too) and rounds to float32 once, which is the
+correctly rounded value any float32 implementation computing d*sc*q - dmin*m gets.
+"""
+
+import argparse
+import os
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+# name -> (elements per block, bytes per block)
+LAYOUT = {
+    "f16": (1, 2),
+    "bf16": (1, 2),
+    "q8_0": (32, 34),
+    "q4_0": (32, 18),
+    "q4_k": (256, 144),
+    "q6_k": (256, 210),
+}
+
+
+def _f16(raw_u16):
+    return np.asarray(raw_u16, dtype="<u2").view("<f2").astype(np.float64)
+
+
+def dequantize(type_name, raw):
+    """Dequantize raw block bytes to float32 values."""
+    bs, bb = LAYOUT[type_name]
+    buf = np.frombuffer(bytes(raw), dtype=np.uint8)
+    if buf.size % bb:
+        raise ValueError(f"{type_name}: {buf.size} bytes is not a whole number of {bb}-byte blocks")
+    nb = buf.size // bb
+    blk = buf.reshape(nb, bb)
+
+    if type_name == "f16":
+        return blk.copy().view("<f2").reshape(-1).astype(np.float32)
+    if type_name == "bf16":
+        u = blk.copy().view("<u2").reshape(-1).astype(np.uint32) << 16
+        return u.astype("<u4").view("<f4")
+
+    if type_name == "q8_0":
+        d = _f16(blk[:, 0:2].copy().view("<u2"))  # [nb, 1]
+        q = blk[:, 2:34].copy().view(np.int8).astype(np.float64)
+        y = d * q
+    elif type_name == "q4_0":
+        d = _f16(blk[:, 0:2].copy().view("<u2"))
+        qs = blk[:, 2:18].astype(np.int64)
+        lo = (qs & 15) - 8
+        hi = (qs >> 4) - 8
+        y = d * np.concatenate([lo, hi], axis=1).astype(np.float64)
+    elif type_name == "q4_k":
+        d = _f16(blk[:, 0:2].copy().view("<u2"))
+        dmin = _f16(blk[:, 2:4].copy().view("<u2"))
+        s = blk[:, 4:16].astype(np.int64)
+        qs = blk[:, 16:144].astype(np.int64)
+        sc = np.zeros((nb, 8), dtype=np.int64)
+        mn = np.zeros((nb, 8), dtype=np.int64)
+        for j in range(8):
+            if j < 4:
+                sc[:, j] = s[:, j] & 63
+                mn[:, j] = s[:, j + 4] & 63
+            else:
+                sc[:, j] = (s[:, j + 4] & 15) | ((s[:, j - 4] >> 6) << 4)
+                mn[:, j] = (s[:, j + 4] >> 4) | ((s[:, j] >> 6) << 4)
+        y = np.zeros((nb, 256), dtype=np.float64)
+        for k in range(4):
+            chunk = qs[:, 32 * k: 32 * k + 32]
+            for half, q in ((0, chunk & 15), (1, chunk >> 4)):
+                j = 2 * k + half
+                scale = d[:, 0] * sc[:, j]
+                minv = dmin[:, 0] * mn[:, j]
+                y[:, 64 * k + 32 * half: 64 * k + 32 * half + 32] = scale[:, None] * q - minv[:, None]
+    elif type_name == "q6_k":
+        ql = blk[:, 0:128].astype(np.int64)
+        qh = blk[:, 128:192].astype(np.int64)
+        sc = blk[:, 192:208].copy().view(np.int8).astype(np.int64)
+        d = _f16(blk[:, 208:210].copy().view("<u2"))
+        y = np.zeros((nb, 256), dtype=np.float64)
+        for h in range(2):
+            L = ql[:, 64 * h: 64 * h + 64]
+            H = qh[:, 32 * h: 32 * h + 32]
+            S = sc[:, 8 * h: 8 * h + 8]
+            for l in range(32):
+                s = l // 16
+                parts = [
+                    (L[:, l] & 15) | (((H[:, l] >> 0) & 3) << 4),
+                    (L[:, l + 32] & 15) | (((H[:, l] >> 2) & 3) << 4),
+                    (L[:, l] >> 4) | (((H[:, l] >> 4) & 3) << 4),
+                    (L[:, l + 32] >> 4) | (((H[:, l] >> 6) & 3) << 4),
+                ]
+                for p, q in enumerate(parts):
+                    y[:, 128 * h + l + 32 * p] = d[:, 0] * S[:, s + 2 * p] * (q - 32)
+    else:
+        raise ValueError(f"unsupported type {type_name}")
+    return y.reshape(-1).astype(np.float32)
+
+
+def _rand_scale_f16(rng, n, signed):
+    """Finite normal f16 scales of modest magnitude (1e-4 .. 1e-1), a few exact zeros."""
+    mag = 10.0 ** rng.uniform(-4, -1, size=n)
+    if signed:
+        mag *= rng.choice([-1.0, 1.0], size=n)
+    mag[rng.random(n) < 0.03] = 0.0
+    return mag.astype("<f2").view("<u2")
+
+
+def random_blocks(type_name, n_blocks, rng):
+    """Random bytes with valid (finite, modest) f16 scales; F16/BF16 cover every class of
+    value (normals, subnormals, zeros, infinities) but NaN."""
+    bs, bb = LAYOUT[type_name]
+    if type_name in ("f16", "bf16"):
+        n = n_blocks  # elements
+        u = rng.integers(0, 1 << 16, size=n, dtype=np.uint32).astype(np.uint16)
+        if type_name == "f16":
+            special = [0x0000, 0x8000, 0x0001, 0x8001, 0x03FF, 0x0400, 0x3C00, 0xBC00, 0x7BFF, 0xFBFF,
+                       0x7C00, 0xFC00, 0x3555, 0x0200]
+            exp_mask, man_mask = 0x7C00, 0x03FF
+        else:
+            special = [0x0000, 0x8000, 0x0001, 0x8001, 0x007F, 0x0080, 0x3F80, 0xBF80, 0x7F7F, 0xFF7F,
+                       0x7F80, 0xFF80, 0x3EAB, 0x0040]
+            exp_mask, man_mask = 0x7F80, 0x007F
+        u[: len(special)] = special
+        nan = ((u & exp_mask) == exp_mask) & ((u & man_mask) != 0)
+        u[nan] &= ~np.uint16(exp_mask & ~(exp_mask >> 1))  # clear the top exponent bit: finite
+        assert not (((u & exp_mask) == exp_mask) & ((u & man_mask) != 0)).any()
+        return u.astype("<u2").tobytes()
+
+    raw = rng.integers(0, 256, size=(n_blocks, bb), dtype=np.uint16).astype(np.uint8)
+    if type_name in ("q8_0", "q4_0"):
+        raw[:, 0:2] = _rand_scale_f16(rng, n_blocks, signed=True).view(np.uint8).reshape(n_blocks, 2)
+    elif type_name == "q4_k":
+        raw[:, 0:2] = _rand_scale_f16(rng, n_blocks, signed=False).view(np.uint8).reshape(n_blocks, 2)
+        raw[:, 2:4] = _rand_scale_f16(rng, n_blocks, signed=False).view(np.uint8).reshape(n_blocks, 2)
+    elif type_name == "q6_k":
+        raw[:, 208:210] = _rand_scale_f16(rng, n_blocks, signed=True).view(np.uint8).reshape(n_blocks, 2)
+    return raw.tobytes()
+
+
+def self_test():
+    """Hand-made blocks with values worked out on paper."""
+    half = lambda v: np.array([v], dtype="<f2").tobytes()  # noqa: E731
+    # Q8_0: d = 0.5, q = -128..-97
+    b = half(0.5) + np.arange(-128, -96, dtype=np.int8).tobytes()
+    assert np.array_equal(dequantize("q8_0", b), 0.5 * np.arange(-128, -96, dtype=np.float32))
+    # Q4_0: d = 2, qs[i] = i | (15 - i) << 4  ->  x[i] = 2*(i-8), x[i+16] = 2*(7-i)
+    qs = bytes((i | ((15 - i) << 4)) for i in range(16))
+    y = dequantize("q4_0", half(2.0) + qs)
+    assert np.array_equal(y[:16], 2.0 * (np.arange(16) - 8)) and np.array_equal(y[16:], 2.0 * (7 - np.arange(16)))
+    # Q4_K: d = 1, dmin = 0.5, sub-block j has sc = j + 1, m = 2 j (j >= 4 uses the split form)
+    sc = [j + 1 for j in range(8)]
+    mn = [2 * j for j in range(8)]
+    s = [0] * 12
+    for j in range(4):
+        s[j] = sc[j] | ((sc[j + 4] >> 4) << 6)
+        s[j + 4] = mn[j] | ((mn[j + 4] >> 4) << 6)
+        s[j + 8] = (sc[j + 4] & 15) | ((mn[j + 4] & 15) << 4)
+    qs = bytes(((c % 16) | ((15 - c % 16) << 4)) for k in range(4) for c in range(32))
+    y = dequantize("q4_k", half(1.0) + half(0.5) + bytes(s) + qs)
+    for k in range(4):
+        for c in range(32):
+            assert y[64 * k + c] == sc[2 * k] * (c % 16) - 0.5 * mn[2 * k]
+            assert y[64 * k + 32 + c] == sc[2 * k + 1] * (15 - c % 16) - 0.5 * mn[2 * k + 1]
+    # Q6_K: pick q for every element, pack, and check it comes back
+    rng = np.random.default_rng(7)
+    q = rng.integers(0, 64, size=256)
+    scales = rng.integers(-128, 128, size=16).astype(np.int8)
+    ql = np.zeros(128, dtype=np.uint8)
+    qh = np.zeros(64, dtype=np.uint8)
+    for h in range(2):
+        for l in range(32):
+            v = [q[128 * h + l + 32 * p] for p in range(4)]
+            ql[64 * h + l] = (v[0] & 15) | ((v[2] & 15) << 4)
+            ql[64 * h + l + 32] = (v[1] & 15) | ((v[3] & 15) << 4)
+            qh[32 * h + l] = (v[0] >> 4) | ((v[1] >> 4) << 2) | ((v[2] >> 4) << 4) | ((v[3] >> 4) << 6)
+    y = dequantize("q6_k", ql.tobytes() + qh.tobytes() + scales.tobytes() + half(0.25))
+    want = [0.25 * scales[(i // 128) * 8 + (i % 32) // 16 + 2 * ((i % 128) // 32)] * (q[i] - 32) for i in range(256)]
+    assert np.array_equal(y, np.array(want, dtype=np.float32))
+    # F16 / BF16
+    assert dequantize("f16", np.array([1.5, -0.25], dtype="<f2").tobytes()).tolist() == [1.5, -0.25]
+    assert dequantize("bf16", np.array([0x3FC0, 0xC080], dtype="<u2").tobytes()).tolist() == [1.5, -4.0]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "golden"))
+    ap.add_argument("--blocks", type=int, default=64, help="blocks per quantized type")
+    ap.add_argument("--seed", type=int, default=20261122)
+    args = ap.parse_args()
+    self_test()
+    os.makedirs(args.out, exist_ok=True)
+    for i, t in enumerate(LAYOUT):
+        rng = np.random.default_rng([args.seed, i])
+        n = args.blocks if LAYOUT[t][0] > 1 else 2048  # F16/BF16: 2048 elements
+        raw = random_blocks(t, n, rng)
+        y = dequantize(t, raw)
+        assert np.isfinite(y).all() or t in ("f16", "bf16")
+        with open(os.path.join(args.out, f"quant_{t}.bin"), "wb") as f:
+            f.write(raw)
+        y.astype("<f4").tofile(os.path.join(args.out, f"quant_{t}.f32"))
+        fin = y[np.isfinite(y)]
+        print(f"{t}: {len(raw)} bytes, {y.size} values, max |x| {np.abs(fin).max():.4g}, "
+              f"nonzero {np.count_nonzero(y) / y.size:.2f}")
+
+
+if __name__ == "__main__":
+    main()
