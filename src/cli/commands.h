@@ -10,5 +10,10 @@ class App;
 namespace engram::cli {
 
 void add_inspect_command(CLI::App& app);
+void add_tokenize_command(CLI::App& app);
+void add_import_tokenizer_command(CLI::App& app);
+void add_run_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
+void add_perplexity_command(CLI::App& app);
 
 }  // namespace engram::cli

@@ -23,15 +23,15 @@ class Binder {
   // A matrix with `rows` rows of `cols` elements (GGUF ne = [cols, rows]).
   WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
     const GgufTensorInfo& t = find(name);
-    if (t.ne.size() != 2 || t.ne[0] != cols || t.ne[1] != rows) {
-      throw Error(fmt::format("{}: tensor '{}' has shape {}, expected [{}, {}]", f_.path(), name,
-                              shape(t), cols, rows));
-    }
     const TensorTypeInfo* info = tensor_type_info(t.type);
     if (!info || !info->supported) {
       throw Error(fmt::format("{}: tensor '{}' has type {}, which engram does not support "
                               "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
                               f_.path(), name, tensor_type_name(t.type)));
+    }
+    if (t.ne.size() != 2 || t.ne[0] != cols || t.ne[1] != rows) {
+      throw Error(fmt::format("{}: tensor '{}' has shape {}, expected [{}, {}]", f_.path(), name,
+                              shape(t), cols, rows));
     }
     WeightMatrix w;
     w.type = static_cast<TensorType>(t.type);

@@ -1,0 +1,20 @@
+// Helpers shared by the sub-commands: default model path, reading input files, timing.
+#pragma once
+
+#include <chrono>
+#include <string>
+
+namespace engram::cli {
+
+// The shipped model: ./models/engram-tiny.gguf if present, else the copy in the source tree
+// this binary was built from.
+std::string default_model_path();
+
+// Whole file as bytes; engram::Error naming the path on failure.
+std::string read_text_file(const std::string& path);
+
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace engram::cli
