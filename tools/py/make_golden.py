@@ -239,31 +239,23 @@ def make_weights(rng, hp, tied, qkv_bias):
 
 
 def golden_vocab(n_vocab):
-    """A small but complete SentencePiece-style vocabulary: <unk>, <s>, </s>, the 128 ASCII
-    byte-fallback tokens <0x00>..<0x7F>, then word pieces (with the U+2581 space marker)."""
+    """A small but complete SentencePiece-style vocabulary: <unk>, <s>, </s>, byte-fallback
+    tokens <0x00>..<0xF4> (every byte valid UTF-8 can contain: 0xF5-0xFF never occur, so any
+    text tokenizes), then a few word pieces with the U+2581 space marker to fill the rest."""
     tokens, scores, types = ["<unk>", "<s>", "</s>"], [0.0, 0.0, 0.0], [2, 3, 3]
-    for b in range(128):
+    for b in range(0xF5):
         tokens.append(f"<0x{b:02X}>")
         scores.append(0.0)
         types.append(6)
-    pieces = ["\u2581"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + \
-             [chr(c) for c in range(ord("A"), ord("Z") + 1)] + [chr(c) for c in range(ord("0"), ord("9") + 1)] + \
-             list(".,!?'-:;()")
-    words = ["the", "and", "ing", "ion", "er", "in", "on", "at", "en", "es", "or", "an", "re", "is",
-             "it", "al", "ar", "st", "to", "nt", "ed", "ou", "ea", "hi", "as", "te", "of", "ha"]
-    for w in words:
-        pieces.append("\u2581" + w)
-        pieces.append(w)
+    pieces = ["\u2581", "e", "t", "\u2581t", "he", "\u2581a", "\u2581the", "in", "\u2581s", "er", "an", "on"]
     n = 0
     while len(tokens) < n_vocab:
-        if n < len(pieces):
-            piece = pieces[n]
-        else:
-            piece = "\u2581w" + str(n)
+        piece = pieces[n] if n < len(pieces) else "\u2581w" + str(n)
         tokens.append(piece)
         scores.append(-float(n + 1))
         types.append(1)
         n += 1
+    assert len(set(tokens)) == len(tokens)
     return tokens[:n_vocab], scores[:n_vocab], types[:n_vocab]
 
 

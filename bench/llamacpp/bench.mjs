@@ -1,0 +1,153 @@
+#!/usr/bin/env node
+// llama.cpp side of engram's speed comparison (issue 2, acceptance item 5).
+//
+// Loads a GGUF with node-llama-cpp's prebuilt CPU binary (offline: getLlama({gpu: false,
+// build: "never"})), then times
+//   * prefill: evaluateWithoutGeneratingNewTokens on a P-token prompt (default 512) in a
+//     fresh sequence, best and median of R runs after one warm-up;
+//   * decode: N single-token steps with greedy sampling after the prompt (default 128).
+// and prints one JSON object. Benchmark-only tooling: never a dependency of the product.
+//
+//   cd bench/llamacpp && npm ci --omit=optional --ignore-scripts   # once
+//   node bench/llamacpp/bench.mjs -m build/bench/bench-125m-f16.gguf [-t 2] [-p 512] [-n 128] [-r 3]
+//        [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
+//
+// Prompt tokens are a fixed pseudo-random sequence (BOS first) over the model's vocabulary,
+// so engram can be timed on the very same ids.
+import fs from "node:fs";
+import os from "node:os";
+import {getLlama, LlamaLogLevel} from "node-llama-cpp";
+
+function usage(msg) {
+    if (msg) console.error(`bench.mjs: ${msg}`);
+    console.error("usage: node bench.mjs -m MODEL.gguf [-t THREADS] [-p PROMPT_TOKENS] [-n DECODE_TOKENS] " +
+        "[-r RUNS] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]");
+    process.exit(2);
+}
+
+function parseArgs(argv) {
+    const a = {model: null, threads: 2, prompt: 512, decode: 128, runs: 3, flashAttn: "auto", kv: "f16"};
+    const num = (v, name) => {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n <= 0) usage(`${name} wants a positive integer, got '${v}'`);
+        return n;
+    };
+    for (let i = 0; i < argv.length; i++) {
+        const k = argv[i], v = argv[i + 1];
+        switch (k) {
+            case "-m": case "--model": a.model = v; i++; break;
+            case "-t": case "--threads": a.threads = num(v, k); i++; break;
+            case "-p": case "--prompt": a.prompt = num(v, k); i++; break;
+            case "-n": case "--decode": a.decode = num(v, k); i++; break;
+            case "-r": case "--runs": a.runs = num(v, k); i++; break;
+            case "--flash-attn":
+                if (!["auto", "on", "off"].includes(v)) usage(`--flash-attn wants auto|on|off, got '${v}'`);
+                a.flashAttn = v; i++; break;
+            case "--kv":
+                if (!["f16", "f32", "q8_0"].includes(v)) usage(`--kv wants f16|f32|q8_0, got '${v}'`);
+                a.kv = v; i++; break;
+            case "-h": case "--help": usage();
+            default: usage(`unknown argument '${k}'`);
+        }
+    }
+    if (!a.model) usage("no model given (-m)");
+    if (!fs.existsSync(a.model)) usage(`model file '${a.model}' does not exist`);
+    return a;
+}
+
+// Deterministic token ids (xorshift32), avoiding the first 259 ids (specials and byte
+// tokens of a llama vocabulary) when the vocabulary is large enough.
+function promptTokens(n, nVocab, bos) {
+    const lo = nVocab > 1024 ? 259 : 3;
+    let s = 0x2545F491;
+    const out = [bos ?? 1];
+    while (out.length < n) {
+        s ^= s << 13; s >>>= 0;
+        s ^= s >>> 17;
+        s ^= s << 5; s >>>= 0;
+        out.push(lo + (s % (nVocab - lo)));
+    }
+    return out;
+}
+
+const median = (xs) => {
+    const s = [...xs].sort((x, y) => x - y);
+    return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+const args = parseArgs(process.argv.slice(2));
+const loadAvgStart = os.loadavg()[0];
+const llama = await getLlama({gpu: false, build: "never", maxThreads: args.threads, logLevel: LlamaLogLevel.error});
+const tLoad = performance.now();
+const model = await llama.loadModel({modelPath: args.model, gpuLayers: 0});
+const loadMs = performance.now() - tLoad;
+const kvType = {f16: "F16", f32: "F32", q8_0: "Q8_0"}[args.kv];
+const context = await model.createContext({
+    contextSize: args.prompt + args.decode + 16,
+    batchSize: args.prompt,  // the whole prompt is one batch, as llama-bench's pp test does
+    threads: args.threads,
+    sequences: 1,
+    flashAttention: args.flashAttn === "auto" ? "auto" : args.flashAttn === "on",
+    experimentalKvCacheKeyType: kvType,
+    experimentalKvCacheValueType: kvType,
+});
+const seq = context.getSequence();
+const nVocab = model.tokens.nVocab ?? model.fileInsights?.vocabularySize ?? 32000;
+const tokens = promptTokens(args.prompt, nVocab, model.tokens.bos);
+
+// Warm-up (page in the weights, let the thread pool spin up), not timed.
+await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, Math.min(64, tokens.length)));
+await seq.clearHistory();
+
+const prefillMs = [];
+for (let r = 0; r < args.runs; r++) {
+    await seq.clearHistory();
+    const t0 = performance.now();
+    await seq.evaluateWithoutGeneratingNewTokens(tokens);
+    prefillMs.push(performance.now() - t0);
+}
+
+// Decode: the prompt is in the cache (from the last prefill run but its last token, which the
+// first step feeds); every step is one token in, logits over the vocabulary, greedy pick.
+await seq.clearHistory();
+await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, -1));
+let produced = 0;
+const t0 = performance.now();
+for await (const _tok of seq.evaluate(tokens.slice(-1), {temperature: 0, yieldEogToken: true})) {
+    if (++produced >= args.decode) break;
+}
+const decodeMs = performance.now() - t0;
+
+const bestPrefill = Math.min(...prefillMs);
+const result = {
+    engine: "llama.cpp",
+    via: "node-llama-cpp " + JSON.parse(fs.readFileSync(new URL("./node_modules/node-llama-cpp/package.json", import.meta.url))).version,
+    llama_cpp_release: llama.llamaCppRelease,
+    build: llama.buildType,
+    system_info: llama.systemInfo,
+    model: args.model,
+    model_bytes: fs.statSync(args.model).size,
+    threads: context.currentThreads ?? args.threads,
+    flash_attention: args.flashAttn,
+    kv_cache_type: args.kv,
+    load_ms: +loadMs.toFixed(1),
+    // ggml threads spin at barriers: with other jobs on the cores (load average above the
+    // core count) decode collapses by 10x or more. Only compare runs made on a quiet machine.
+    loadavg_1m_at_start: +loadAvgStart.toFixed(2),
+    cpus: os.cpus().length,
+    prefill: {
+        tokens: args.prompt,
+        runs_ms: prefillMs.map((x) => +x.toFixed(2)),
+        best_tokens_per_s: +(args.prompt / (bestPrefill / 1000)).toFixed(2),
+        median_tokens_per_s: +(args.prompt / (median(prefillMs) / 1000)).toFixed(2),
+    },
+    decode: {
+        tokens: produced,
+        context_before: args.prompt - 1,
+        total_ms: +decodeMs.toFixed(2),
+        tokens_per_s: +(produced / (decodeMs / 1000)).toFixed(2),
+    },
+};
+console.log(JSON.stringify(result, null, 1));
+await context.dispose();
+await model.dispose();
