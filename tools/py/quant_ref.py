@@ -7,6 +7,9 @@ values. The C++ test tests/test_golden_quant.cpp compares engram::dequantize_row
 
 Usage:  /usr/bin/python3 tools/py/quant_ref.py [--out tests/fixtures/golden] [--blocks 64]
 
+With --llamacpp-probes DIR it instead writes, for the existing fixtures, small GGUF models
+that let llama.cpp dequantize the same blocks (see bench/llamacpp/dequant_check.mjs).
+
 Writes quant_TYPE.bin (raw blocks, as they sit in a GGUF tensor) and quant_TYPE.f32
 (little-endian float32 dequantized values) for TYPE in f16 bf16 q8_0 q4_0 q4_k q6_k.
 
@@ -41,7 +44,9 @@ correctly rounded value any float32 implementation computing d*sc*q - dmin*m get
 """
 
 import argparse
+import json
 import os
+import sys
 
 import numpy as np
 
@@ -219,13 +224,79 @@ def self_test():
     assert dequantize("bf16", np.array([0x3FC0, 0xC080], dtype="<u2").tobytes()).tolist() == [1.5, -4.0]
 
 
+PROBE_EMBD = 512  # two K-quant blocks a row, so per-block scales are compared too
+PROBE_EPS = 1e-6
+GGML_TYPE_ID = {"q8_0": 8, "q4_0": 2, "q4_k": 12, "q6_k": 14}
+
+
+def write_llamacpp_probes(fixture_dir, out_dir):
+    """Cross-check tool, not a fixture: for each quantized type, a GGUF whose token_embd is
+    the fixture's blocks (rows of PROBE_EMBD values, padded with zero rows) inside a 1-layer
+    llama whose attention and FFN weights are all zero and whose output matrix is the
+    identity. A token's logits are then exactly rmsnorm(dequantized row), which
+    bench/llamacpp/dequant_check.mjs compares with quant_TYPE.f32 normalised the same way --
+    an independent check of these layouts by llama.cpp's own dequantizer."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import gguf_writer as gw
+
+    os.makedirs(out_dir, exist_ok=True)
+    E, V, F = PROBE_EMBD, PROBE_EMBD, 256
+    for t, tid in GGML_TYPE_ID.items():
+        raw = open(os.path.join(fixture_dir, f"quant_{t}.bin"), "rb").read()
+        bs, bb = LAYOUT[t]
+        row_bytes = E // bs * bb
+        assert len(raw) % row_bytes == 0
+        rows = len(raw) // row_bytes
+        emb = raw + bytes(row_bytes * (V - rows))  # zero blocks: d = 0 -> zero rows
+        w = gw.GGUFWriter()
+        w.add_string("general.architecture", "llama")
+        w.add_string("general.name", f"engram-quant-probe-{t}")
+        for k, v in [("context_length", 64), ("embedding_length", E), ("block_count", 1),
+                     ("feed_forward_length", F), ("attention.head_count", 8),
+                     ("attention.head_count_kv", 8), ("rope.dimension_count", E // 8), ("vocab_size", V)]:
+            w.add_u32("llama." + k, v)
+        w.add_f32("llama.rope.freq_base", 10000.0)
+        w.add_f32("llama.attention.layer_norm_rms_epsilon", PROBE_EPS)
+        w.add_string("tokenizer.ggml.model", "llama")
+        # llama.cpp wants the byte tokens of a SentencePiece vocabulary (it looks up <0x0A>)
+        toks = ["<unk>", "<s>", "</s>"] + [f"<0x{b:02X}>" for b in range(256)]
+        types = [2, 3, 3] + [6] * 256
+        toks += [f"t{i}" for i in range(len(toks), V)]
+        types += [1] * (V - len(types))
+        w.add_array("tokenizer.ggml.tokens", gw.T_STRING, toks)
+        w.add_array("tokenizer.ggml.scores", gw.T_FLOAT32, [0.0] * V)
+        w.add_array("tokenizer.ggml.token_type", gw.T_INT32, types)
+        w.add_u32("tokenizer.ggml.bos_token_id", 1)
+        w.add_u32("tokenizer.ggml.eos_token_id", 2)
+        w.add_raw_tensor("token_embd.weight", (V, E), tid, emb)
+        z = lambda *shape: np.zeros(shape, dtype=np.float32)  # noqa: E731
+        one = np.ones(E, dtype=np.float32)
+        for name, a in [("attn_norm.weight", one), ("attn_q.weight", z(E, E)), ("attn_k.weight", z(E, E)),
+                        ("attn_v.weight", z(E, E)), ("attn_output.weight", z(E, E)), ("ffn_norm.weight", one),
+                        ("ffn_gate.weight", z(F, E)), ("ffn_up.weight", z(F, E)), ("ffn_down.weight", z(E, F))]:
+            w.add_tensor("blk.0." + name, a)
+        w.add_tensor("output_norm.weight", one)
+        w.add_tensor("output.weight", np.eye(V, E, dtype=np.float32))
+        path = os.path.join(out_dir, f"probe_{t}.gguf")
+        w.write(path)
+        with open(os.path.join(out_dir, f"probe_{t}.json"), "w") as f:
+            json.dump({"type": t, "model": path, "reference": os.path.join(os.path.abspath(fixture_dir), f"quant_{t}.f32"),
+                       "rows": rows, "n_embd": E, "eps": PROBE_EPS}, f, indent=1)
+        print(f"probe {path}: {rows} rows of {E}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default=os.path.join(REPO, "tests", "fixtures", "golden"))
     ap.add_argument("--blocks", type=int, default=64, help="blocks per quantized type")
     ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument("--llamacpp-probes", metavar="DIR",
+                    help="only write the llama.cpp cross-check models for the existing fixtures to DIR")
     args = ap.parse_args()
     self_test()
+    if args.llamacpp_probes:
+        write_llamacpp_probes(args.out, args.llamacpp_probes)
+        return
     os.makedirs(args.out, exist_ok=True)
     for i, t in enumerate(LAYOUT):
         rng = np.random.default_rng([args.seed, i])
