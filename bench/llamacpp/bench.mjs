@@ -8,7 +8,7 @@
 //   * decode: N single-token steps with greedy sampling after the prompt (default 128).
 // and prints one JSON object. Benchmark-only tooling: never a dependency of the product.
 //
-//   cd bench/llamacpp && npm ci --omit=optional --ignore-scripts   # once
+//   cd bench/llamacpp && npm install --omit=optional --ignore-scripts   # once
 //   node bench/llamacpp/bench.mjs -m build/bench/bench-125m-f16.gguf [-t 2] [-p 512] [-n 128] [-r 3]
 //        [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
 //
