@@ -5,12 +5,13 @@
 // build: "never"})), then times
 //   * prefill: evaluateWithoutGeneratingNewTokens on a P-token prompt (default 512) in a
 //     fresh sequence, best and median of R runs after one warm-up;
-//   * decode: N single-token steps with greedy sampling after the prompt (default 128).
+//   * decode: N single-token steps with greedy sampling (default 128) from an empty context
+//     (or after K prompt tokens with --decode-ctx K).
 // and prints one JSON object. Benchmark-only tooling: never a dependency of the product.
 //
 //   cd bench/llamacpp && npm install --omit=optional --ignore-scripts   # once
 //   node bench/llamacpp/bench.mjs -m build/bench/bench-125m-f16.gguf [-t 2] [-p 512] [-n 128] [-r 3]
-//        [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
+//        [--decode-ctx K] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
 //
 // Prompt tokens are a fixed pseudo-random sequence (BOS first) over the model's vocabulary,
 // so engram can be timed on the very same ids.
@@ -21,12 +22,12 @@ import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 function usage(msg) {
     if (msg) console.error(`bench.mjs: ${msg}`);
     console.error("usage: node bench.mjs -m MODEL.gguf [-t THREADS] [-p PROMPT_TOKENS] [-n DECODE_TOKENS] " +
-        "[-r RUNS] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]");
+        "[-r RUNS] [--decode-ctx K] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]");
     process.exit(2);
 }
 
 function parseArgs(argv) {
-    const a = {model: null, threads: 2, prompt: 512, decode: 128, runs: 3, flashAttn: "auto", kv: "f16"};
+    const a = {model: null, threads: 2, prompt: 512, decode: 128, decodeCtx: 0, runs: 3, flashAttn: "auto", kv: "f16"};
     const num = (v, name) => {
         const n = Number(v);
         if (!Number.isInteger(n) || n <= 0) usage(`${name} wants a positive integer, got '${v}'`);
@@ -40,6 +41,7 @@ function parseArgs(argv) {
             case "-p": case "--prompt": a.prompt = num(v, k); i++; break;
             case "-n": case "--decode": a.decode = num(v, k); i++; break;
             case "-r": case "--runs": a.runs = num(v, k); i++; break;
+            case "--decode-ctx": a.decodeCtx = v === "0" ? 0 : num(v, k); i++; break;
             case "--flash-attn":
                 if (!["auto", "on", "off"].includes(v)) usage(`--flash-attn wants auto|on|off, got '${v}'`);
                 a.flashAttn = v; i++; break;
@@ -51,6 +53,7 @@ function parseArgs(argv) {
         }
     }
     if (!a.model) usage("no model given (-m)");
+    if (a.decodeCtx >= a.prompt) usage(`--decode-ctx must be below the prompt size ${a.prompt}`);
     if (!fs.existsSync(a.model)) usage(`model file '${a.model}' does not exist`);
     return a;
 }
@@ -107,13 +110,14 @@ for (let r = 0; r < args.runs; r++) {
     prefillMs.push(performance.now() - t0);
 }
 
-// Decode: the prompt is in the cache (from the last prefill run but its last token, which the
-// first step feeds); every step is one token in, logits over the vocabulary, greedy pick.
+// Decode: as llama-bench's tg test and `engram bench`, from an empty context by default
+// (--decode-ctx K first puts K prompt tokens in the cache, untimed). Every step is one token
+// in, logits over the whole vocabulary, greedy pick.
 await seq.clearHistory();
-await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, -1));
+if (args.decodeCtx > 0) await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, args.decodeCtx));
 let produced = 0;
 const t0 = performance.now();
-for await (const _tok of seq.evaluate(tokens.slice(-1), {temperature: 0, yieldEogToken: true})) {
+for await (const _tok of seq.evaluate([tokens[args.decodeCtx]], {temperature: 0, yieldEogToken: true})) {
     if (++produced >= args.decode) break;
 }
 const decodeMs = performance.now() - t0;
@@ -143,7 +147,7 @@ const result = {
     },
     decode: {
         tokens: produced,
-        context_before: args.prompt - 1,
+        context_before: args.decodeCtx,
         total_ms: +decodeMs.toFixed(2),
         tokens_per_s: +(produced / (decodeMs / 1000)).toFixed(2),
     },
