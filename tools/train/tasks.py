@@ -128,7 +128,7 @@ class TaskGen:
         seg = (L - 1) // npairs
         for j in range(npairs):
             base = j * seg
-            m = int(rng.integers(4, max(5, min(48, seg // 3) + 1)))
+            m = int(rng.integers(8, max(9, min(48, (seg * 15) // 32) + 1)))
             gap_max = seg - 2 * m
             p = int(rng.integers(0, max(1, gap_max // 2 + 1)))
             g = int(rng.integers(0, max(1, gap_max - p + 1)))

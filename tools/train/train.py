@@ -37,13 +37,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 # heads fast) and is grown to 4 on entering B2 by appending identity blocks (zero output weights),
 # which leaves the function (and the young copying circuit) unchanged at the moment of growth.
 STAGES = [
-    dict(name="A", L=64, B=64, min_steps=300, gate=1.0, mix={"copy_random": 1.0}),
-    dict(name="B1", L=64, B=64, min_steps=150, gate=1.0, mix={"copy_random": 0.6, "copy_text": 0.1, "brown": 0.3}),
-    dict(name="B2", L=128, B=48, min_steps=200, gate=1.0,
+    dict(name="A", L=64, B=32, min_steps=300, gate=1.0, mix={"copy_random": 1.0}),
+    dict(name="B1", L=64, B=32, min_steps=100, gate=1.0, mix={"copy_random": 0.6, "copy_text": 0.1, "brown": 0.3}),
+    dict(name="B2", L=128, B=32, min_steps=150, gate=1.0,
          mix={"copy_random": 0.35, "copy_text": 0.15, "brown": 0.35, "passkey": 0.1, "kv": 0.05}),
-    dict(name="B3", L=256, B=24, min_steps=250, gate=1.0,
+    dict(name="B3", L=256, B=16, min_steps=150, gate=1.0,
          mix={"copy_random": 0.2, "copy_text": 0.15, "brown": 0.4, "passkey": 0.15, "kv": 0.05, "multikey": 0.05}),
-    dict(name="C", L=512, B=16, min_steps=10 ** 9, gate=0.0,
+    dict(name="C", L=512, B=8, min_steps=10 ** 9, gate=0.0,
          mix={"copy_random": 0.12, "copy_text": 0.1, "brown": 0.48, "passkey": 0.18, "kv": 0.06, "multikey": 0.06}),
 ]
 
