@@ -31,6 +31,11 @@ struct RopeParams {
   bool interleaved = true;
 };
 void rope(float* x, int32_t pos, const RopeParams& p);
+// The same in two steps, so the angles of one position are computed once for all heads:
+// rope_cache fills cs[2*i], cs[2*i+1] = cos, sin of the i-th angle (rope_dim floats);
+// rope_apply rotates one head vector with them.
+void rope_cache(float* cs, int32_t pos, const RopeParams& p);
+void rope_apply(float* x, const float* cs, const RopeParams& p);
 
 // Attention of a block of n_q queries against n_kv cached keys/values for one layer.
 // Query i sees keys [0, n_kv - n_q + i + 1): the policy orders cells so that the query block's

@@ -1,0 +1,410 @@
+// matmul driver (activation preparation, threading, dispatch), the scalar kernels and the
+// double-precision reference.
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engram/error.h"
+#include "engram/thread_pool.h"
+#include "kernels/blocks.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/quant.h"
+
+namespace engram {
+
+namespace {
+
+// ---- scalar activation quantization (the definition the SIMD versions must match) ----
+
+void quantize_acts_32_scalar(const float* x, int64_t n, int8_t* qs, float* d, float* s) {
+  for (int64_t b = 0; b < n / kQK; ++b, x += kQK, qs += kQK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) {
+      qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+      sum += qs[j];
+    }
+    d[b] = db;
+    s[b] = db * static_cast<float>(sum);
+  }
+}
+
+void quantize_acts_256_scalar(const float* x, int64_t n, int8_t* qs, float* d, int16_t* bsums) {
+  for (int64_t b = 0; b < n / kQKK; ++b, x += kQKK, qs += kQKK) {
+    float amax = 0.0f;
+    for (int j = 0; j < kQKK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    for (int g = 0; g < 16; ++g) {
+      int sum = 0;
+      for (int j = 16 * g; j < 16 * g + 16; ++j) {
+        qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+        sum += qs[j];
+      }
+      bsums[16 * b + g] = static_cast<int16_t>(sum);
+    }
+    d[b] = db;
+  }
+}
+
+// ---- scalar kernels: one (row, token) dot product at a time ----
+
+template <class Dot>
+void scalar_tiles(const WeightMatrix& w, int64_t r0, int64_t r1, int64_t t0, int64_t t1, float* y,
+                  int64_t ldy, Dot dot) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+    for (int64_t t = t0; t < t1; ++t) y[t * ldy + r] = dot(row, t);
+  }
+}
+
+void tile_f32_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                     int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wr = reinterpret_cast<const float*>(row);
+    const float* x = a.x + t * a.cols;
+    float sum = 0.0f;
+    for (int64_t k = 0; k < a.cols; ++k) sum += wr[k] * x[k];
+    return sum;
+  });
+}
+
+template <float (*Conv)(uint16_t)>
+void tile_half_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wr = reinterpret_cast<const uint16_t*>(row);
+    const float* x = a.x + t * a.cols;
+    float sum = 0.0f;
+    for (int64_t k = 0; k < a.cols; ++k) sum += Conv(wr[k]) * x[k];
+    return sum;
+  });
+}
+
+void tile_q8_0_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wb = reinterpret_cast<const BlockQ8_0*>(row);
+    const int8_t* xq = a.qs + t * a.cols;
+    const float* xd = a.d + t * a.nblk;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < a.nblk; ++b) {
+      int isum = 0;
+      for (int j = 0; j < kQK; ++j) isum += wb[b].qs[j] * xq[kQK * b + j];
+      sum += fp16_to_fp32(wb[b].d) * xd[b] * static_cast<float>(isum);
+    }
+    return sum;
+  });
+}
+
+void tile_q4_0_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wb = reinterpret_cast<const BlockQ4_0*>(row);
+    const int8_t* xq = a.qs + t * a.cols;
+    const float* xd = a.d + t * a.nblk;
+    const float* xs = a.s + t * a.nblk;
+    float sum = 0.0f, corr = 0.0f;  // sum over d*(q+8)*x, then remove 8 * d * sum(x)
+    for (int64_t b = 0; b < a.nblk; ++b) {
+      int isum = 0;
+      for (int j = 0; j < 16; ++j) {
+        isum += (wb[b].qs[j] & 0xf) * xq[kQK * b + j];
+        isum += (wb[b].qs[j] >> 4) * xq[kQK * b + j + 16];
+      }
+      const float dw = fp16_to_fp32(wb[b].d);
+      sum += dw * xd[b] * static_cast<float>(isum);
+      corr += dw * xs[b];
+    }
+    return sum - 8.0f * corr;
+  });
+}
+
+void tile_q4_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wb = reinterpret_cast<const BlockQ4_K*>(row);
+    const int8_t* xq = a.qs + t * a.cols;
+    const float* xd = a.d + t * a.nblk;
+    const int16_t* bs = a.bsums + t * a.nblk * 16;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < a.nblk; ++b) {
+      uint8_t sc[8], m[8];
+      unpack_q4_k_scales(wb[b].scales, sc, m);
+      const int8_t* x = xq + kQKK * b;
+      int isum = 0, msum = 0;
+      for (int c = 0; c < 4; ++c) {
+        int lo = 0, hi = 0;
+        for (int l = 0; l < 32; ++l) {
+          lo += (wb[b].qs[32 * c + l] & 0xf) * x[64 * c + l];
+          hi += (wb[b].qs[32 * c + l] >> 4) * x[64 * c + 32 + l];
+        }
+        isum += sc[2 * c] * lo + sc[2 * c + 1] * hi;
+      }
+      for (int j = 0; j < 8; ++j) msum += m[j] * (bs[16 * b + 2 * j] + bs[16 * b + 2 * j + 1]);
+      sum += fp16_to_fp32(wb[b].d) * xd[b] * static_cast<float>(isum) -
+             fp16_to_fp32(wb[b].dmin) * xd[b] * static_cast<float>(msum);
+    }
+    return sum;
+  });
+}
+
+void tile_q6_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wb = reinterpret_cast<const BlockQ6_K*>(row);
+    const int8_t* xq = a.qs + t * a.cols;
+    const float* xd = a.d + t * a.nblk;
+    const int16_t* bs = a.bsums + t * a.nblk * 16;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < a.nblk; ++b) {
+      int dots[16] = {};  // per sub-block of 16, with q stored as 0..63
+      for (int h = 0; h < 2; ++h) {
+        const uint8_t* ql = wb[b].ql + 64 * h;
+        const uint8_t* qh = wb[b].qh + 32 * h;
+        const int8_t* x = xq + kQKK * b + 128 * h;
+        for (int l = 0; l < 32; ++l) {
+          const int q0 = (ql[l] & 0xf) | (((qh[l] >> 0) & 3) << 4);
+          const int q1 = (ql[l + 32] & 0xf) | (((qh[l] >> 2) & 3) << 4);
+          const int q2 = (ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4);
+          const int q3 = (ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4);
+          dots[8 * h + l / 16] += q0 * x[l];
+          dots[8 * h + 2 + l / 16] += q1 * x[l + 32];
+          dots[8 * h + 4 + l / 16] += q2 * x[l + 64];
+          dots[8 * h + 6 + l / 16] += q3 * x[l + 96];
+        }
+      }
+      int isum = 0;
+      for (int j = 0; j < 16; ++j) isum += wb[b].scales[j] * (dots[j] - 32 * bs[16 * b + j]);
+      sum += fp16_to_fp32(wb[b].d) * xd[b] * static_cast<float>(isum);
+    }
+    return sum;
+  });
+}
+
+bool cpu_has_avx2() {
+  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+}
+
+bool cpu_has_avx512() {
+  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
+         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+}
+
+const KernelTable& table_for(Isa isa) {
+  if (!isa_available(isa)) {
+    throw Error(std::string("matmul: kernel family '") + isa_name(isa) +
+                "' is not supported by this CPU");
+  }
+  switch (isa) {
+    case Isa::Avx512:
+      return kernels_avx512();
+    case Isa::Avx2:
+      return kernels_avx2();
+    default:
+      return kernels_scalar();
+  }
+}
+
+int64_t block_of(TensorType t) {
+  switch (t) {
+    case TensorType::Q8_0:
+    case TensorType::Q4_0:
+      return kQK;
+    case TensorType::Q4_K:
+    case TensorType::Q6_K:
+      return kQKK;
+    default:
+      return 1;
+  }
+}
+
+size_t expected_row_bytes(TensorType t, int64_t cols) {
+  switch (t) {
+    case TensorType::F32:
+      return cols * 4;
+    case TensorType::F16:
+    case TensorType::BF16:
+      return cols * 2;
+    case TensorType::Q8_0:
+      return cols / kQK * sizeof(BlockQ8_0);
+    case TensorType::Q4_0:
+      return cols / kQK * sizeof(BlockQ4_0);
+    case TensorType::Q4_K:
+      return cols / kQKK * sizeof(BlockQ4_K);
+    case TensorType::Q6_K:
+      return cols / kQKK * sizeof(BlockQ6_K);
+    default:
+      throw Error("matmul: weight type id " + std::to_string(static_cast<uint32_t>(t)) +
+                  " is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)");
+  }
+}
+
+void check_weights(const WeightMatrix& w) {
+  const size_t rb = expected_row_bytes(w.type, w.cols);
+  if (w.rows < 0 || w.cols <= 0 || w.cols % block_of(w.type) != 0) {
+    throw Error("matmul: weight shape [" + std::to_string(w.rows) + ", " + std::to_string(w.cols) +
+                "] is invalid for its type (row length must be a " + "positive multiple of " +
+                std::to_string(block_of(w.type)) + ")");
+  }
+  if (w.row_bytes < rb) {
+    throw Error("matmul: row_bytes " + std::to_string(w.row_bytes) + " is less than the " +
+                std::to_string(rb) + " bytes a row of " + std::to_string(w.cols) + " needs");
+  }
+  if (w.data == nullptr && w.rows > 0) throw Error("matmul: weight data is null");
+}
+
+}  // namespace
+
+const KernelTable& kernels_scalar() {
+  static const KernelTable t = {
+      quantize_acts_32_scalar,
+      quantize_acts_256_scalar,
+      tile_f32_scalar,
+      tile_half_scalar<fp16_to_fp32>,
+      tile_half_scalar<bf16_to_fp32>,
+      tile_q8_0_scalar,
+      tile_q4_0_scalar,
+      tile_q4_k_scalar,
+      tile_q6_k_scalar,
+  };
+  return t;
+}
+
+const char* isa_name(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512:
+      return "avx512";
+    case Isa::Avx2:
+      return "avx2";
+    default:
+      return "scalar";
+  }
+}
+
+bool isa_available(Isa isa) {
+  switch (isa) {
+    case Isa::Avx512:
+      return cpu_has_avx512();
+    case Isa::Avx2:
+      return cpu_has_avx2();
+    default:
+      return true;
+  }
+}
+
+Isa best_isa() {
+  static const Isa best = isa_available(Isa::Avx512) ? Isa::Avx512
+                          : isa_available(Isa::Avx2) ? Isa::Avx2
+                                                     : Isa::Scalar;
+  return best;
+}
+
+const char* matmul_isa() {
+  return isa_name(best_isa());
+}
+
+void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_tok, float* y,
+                     ThreadPool& pool) {
+  check_weights(w);
+  if (n_tok <= 0 || w.rows == 0) return;
+  const KernelTable& k = table_for(isa);
+  const int64_t cols = w.cols;
+
+  Acts a;
+  a.cols = cols;
+  std::vector<int8_t> qs;     // [n_tok, cols]
+  std::vector<float> d, s;    // [n_tok, nblk]
+  std::vector<int16_t> bsum;  // [n_tok, nblk * 16]
+  size_t act_row_bytes = cols * sizeof(float);
+  TileFn tile = nullptr;
+  switch (w.type) {
+    case TensorType::F32:
+      tile = k.f32;
+      break;
+    case TensorType::F16:
+      tile = k.f16;
+      break;
+    case TensorType::BF16:
+      tile = k.bf16;
+      break;
+    case TensorType::Q8_0:
+    case TensorType::Q4_0: {
+      tile = w.type == TensorType::Q8_0 ? k.q8_0 : k.q4_0;
+      a.nblk = cols / kQK;
+      qs.resize(n_tok * cols);
+      d.resize(n_tok * a.nblk);
+      s.resize(n_tok * a.nblk);
+      pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          k.quantize_acts_32(x + t * cols, cols, &qs[t * cols], &d[t * a.nblk], &s[t * a.nblk]);
+        }
+      });
+      a.s = s.data();
+      act_row_bytes = cols + a.nblk * 8;
+      break;
+    }
+    case TensorType::Q4_K:
+    case TensorType::Q6_K: {
+      tile = w.type == TensorType::Q4_K ? k.q4_k : k.q6_k;
+      a.nblk = cols / kQKK;
+      qs.resize(n_tok * cols);
+      d.resize(n_tok * a.nblk);
+      bsum.resize(n_tok * a.nblk * 16);
+      pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
+        for (int64_t t = t0; t < t1; ++t) {
+          k.quantize_acts_256(x + t * cols, cols, &qs[t * cols], &d[t * a.nblk],
+                              &bsum[t * a.nblk * 16]);
+        }
+      });
+      a.bsums = bsum.data();
+      act_row_bytes = cols + a.nblk * 36;
+      break;
+    }
+    default:
+      break;  // check_weights threw
+  }
+  a.x = x;
+  a.qs = qs.data();
+  a.d = d.data();
+
+  // Tokens are processed in chunks whose activations stay in L2 (~256 KiB) while a thread
+  // sweeps its rows, so each weight row block is read once per chunk, not once per token.
+  const int64_t tok_chunk =
+      std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / act_row_bytes), 8, 256);
+  // Rows are split evenly over the threads in multiples of 16 (every kernel's row tile divides
+  // 16), so row tiles never straddle two threads.
+  const int64_t rows = w.rows;
+  pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+    for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
+      tile(w, a, r0, r1, t0, std::min(n_tok, t0 + tok_chunk), y, rows);
+    }
+  });
+}
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
+  matmul_with_isa(best_isa(), w, x, n_tok, y, pool);
+}
+
+void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {
+  check_weights(w);
+  std::vector<float> row(w.cols);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + r * w.row_bytes, row.data(),
+                   w.cols);
+    for (int64_t t = 0; t < n_tok; ++t) {
+      double sum = 0.0;
+      for (int64_t c = 0; c < w.cols; ++c) sum += static_cast<double>(row[c]) * x[t * w.cols + c];
+      y[t * w.rows + r] = static_cast<float>(sum);
+    }
+  }
+}
+
+}  // namespace engram

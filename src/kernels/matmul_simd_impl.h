@@ -1,0 +1,482 @@
+// SIMD matmul kernels, compiled twice: by matmul_avx2.cpp (AVX2/FMA/F16C) and by
+// matmul_avx512.cpp (adds AVX-512 + VNNI). Include only from those files, after defining
+// ENGRAM_KERNEL_TABLE_FN to the name of the table accessor it defines.
+//
+// Integer kernels work on 256-bit vectors in both builds: a weight block is 32 elements, so a
+// ymm holds exactly one block and no cross-block shuffles are needed; the AVX-512 build gains
+// VNNI (vpdpbusd / vpdpwssd fuse multiply and accumulate). Float kernels use the full vector
+// width (zmm in the AVX-512 build).
+//
+// Every kernel computes an R x T tile (R weight rows x T tokens) per pass over the row, so a
+// weight block loaded once is used T times (prefill) and an activation block R times.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "kernels/blocks.h"
+#include "kernels/matmul_internal.h"
+
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define ENGRAM_VNNI 1
+#else
+#define ENGRAM_VNNI 0
+#endif
+
+namespace engram {
+namespace {
+
+inline float hsum8(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float half_to_float(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// Sum of 4 adjacent u8*s8 products into each i32 lane, added to acc.
+inline __m256i dot_u8s8(__m256i acc, __m256i u, __m256i s) {
+#if ENGRAM_VNNI
+  return _mm256_dpbusd_epi32(acc, u, s);
+#else
+  const __m256i p16 = _mm256_maddubs_epi16(u, s);  // no saturation: |u| <= 63 here
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+#endif
+}
+
+// acc += pairwise sums of a * b (i16 -> i32).
+inline __m256i madd_acc(__m256i acc, __m256i a, __m256i b) {
+#if ENGRAM_VNNI
+  return _mm256_dpwssd_epi32(acc, a, b);
+#else
+  return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+#endif
+}
+
+// Runs f<RR, TT>(r, t) over the [r0,r1) x [t0,t1) range: rows outer so an R-row weight block
+// stays in L1 while every token tile of the chunk passes over it.
+template <int R, int T, class F>
+inline void for_tiles(int64_t r0, int64_t r1, int64_t t0, int64_t t1, F&& f) {
+  int64_t r = r0;
+  for (; r + R <= r1; r += R) {
+    int64_t t = t0;
+    for (; t + T <= t1; t += T) f.template operator()<R, T>(r, t);
+    for (; t < t1; ++t) f.template operator()<R, 1>(r, t);
+  }
+  for (; r < r1; ++r) {
+    int64_t t = t0;
+    for (; t + T <= t1; t += T) f.template operator()<1, T>(r, t);
+    for (; t < t1; ++t) f.template operator()<1, 1>(r, t);
+  }
+}
+
+// ---------------------------------------------------------------- float weights
+
+#ifdef __AVX512F__
+using VF = __m512;
+constexpr int kW = 16;
+inline VF vzero() {
+  return _mm512_setzero_ps();
+}
+inline VF vload(const float* p) {
+  return _mm512_loadu_ps(p);
+}
+inline VF vfma(VF a, VF b, VF c) {
+  return _mm512_fmadd_ps(a, b, c);
+}
+inline float vsum(VF v) {
+  return _mm512_reduce_add_ps(v);
+}
+inline VF load_f16(const uint16_t* p) {
+  return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline VF load_bf16(const uint16_t* p) {
+  const __m512i u = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(u, 16));
+}
+constexpr int kFloatR = 4, kFloatT = 4;
+#else
+using VF = __m256;
+constexpr int kW = 8;
+inline VF vzero() {
+  return _mm256_setzero_ps();
+}
+inline VF vload(const float* p) {
+  return _mm256_loadu_ps(p);
+}
+inline VF vfma(VF a, VF b, VF c) {
+  return _mm256_fmadd_ps(a, b, c);
+}
+inline float vsum(VF v) {
+  return hsum8(v);
+}
+inline VF load_f16(const uint16_t* p) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VF load_bf16(const uint16_t* p) {
+  const __m256i u = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(u, 16));
+}
+constexpr int kFloatR = 4, kFloatT = 2;
+#endif
+
+struct F32W {
+  using Elem = float;
+  static VF load(const float* p) { return vload(p); }
+  static float scalar(float v) { return v; }
+};
+struct F16W {
+  using Elem = uint16_t;
+  static VF load(const uint16_t* p) { return load_f16(p); }
+  static float scalar(uint16_t v) { return half_to_float(v); }
+};
+struct BF16W {
+  using Elem = uint16_t;
+  static VF load(const uint16_t* p) { return load_bf16(p); }
+  static float scalar(uint16_t v) {
+    return _mm_cvtss_f32(
+        _mm_castsi128_ps(_mm_cvtsi32_si128(static_cast<int>(static_cast<uint32_t>(v) << 16))));
+  }
+};
+
+template <class WT>
+void tile_float(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                int64_t t1, float* y, int64_t ldy) {
+  using E = typename WT::Elem;
+  const int64_t cols = a.cols;
+  const int64_t kmain = cols / kW * kW;
+  for_tiles<kFloatR, kFloatT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const E* wr[R];  // [R, cols]
+    for (int i = 0; i < R; ++i) {
+      wr[i] =
+          reinterpret_cast<const E*>(static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes);
+    }
+    const float* xt = a.x + t * cols;  // [T, cols]
+    VF acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = vzero();
+    for (int64_t k = 0; k < kmain; k += kW) {
+      VF xv[T];
+      for (int j = 0; j < T; ++j) xv[j] = vload(xt + j * cols + k);
+      for (int i = 0; i < R; ++i) {
+        const VF wv = WT::load(wr[i] + k);
+        for (int j = 0; j < T; ++j) acc[i][j] = vfma(wv, xv[j], acc[i][j]);
+      }
+    }
+    for (int i = 0; i < R; ++i) {
+      for (int j = 0; j < T; ++j) {
+        float s = vsum(acc[i][j]);
+        for (int64_t k = kmain; k < cols; ++k) s += WT::scalar(wr[i][k]) * xt[j * cols + k];
+        y[(t + j) * ldy + r + i] = s;
+      }
+    }
+  });
+}
+
+// ---------------------------------------------------------------- activation quantization
+
+inline __m256 abs_ps(__m256 v) {
+  return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v);
+}
+
+inline float hmax8(__m256 v) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_movehdup_ps(m));
+  return _mm_cvtss_f32(m);
+}
+
+// Quantizes 32 floats with multiplier id (round to nearest even, as the scalar version) and
+// stores them; returns the 32 values as 4 vectors of i32 (for the sums).
+inline void quantize32(const float* x, __m256 id, int8_t* qs, __m256i q[4]) {
+  for (int i = 0; i < 4; ++i)
+    q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), id));
+  // Pack i32 -> i16 -> i8; packs work per 128-bit lane, so fix the order with a permute.
+  const __m256i p01 = _mm256_packs_epi32(q[0], q[1]);
+  const __m256i p23 = _mm256_packs_epi32(q[2], q[3]);
+  const __m256i p = _mm256_packs_epi16(p01, p23);
+  const __m256i fixed = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(qs), fixed);
+}
+
+inline int hsum_epi32(__m256i v) {
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4e));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+  return _mm_cvtsi128_si32(s);
+}
+
+void quantize_acts_32(const float* x, int64_t n, int8_t* qs, float* d, float* s) {
+  for (int64_t b = 0; b < n / 32; ++b, x += 32, qs += 32) {
+    __m256 m = abs_ps(_mm256_loadu_ps(x));
+    for (int i = 1; i < 4; ++i) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + 8 * i)));
+    const float amax = hmax8(m);
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    __m256i q[4];
+    quantize32(x, _mm256_set1_ps(id), qs, q);
+    const int sum =
+        hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+    d[b] = db;
+    s[b] = db * static_cast<float>(sum);
+  }
+}
+
+void quantize_acts_256(const float* x, int64_t n, int8_t* qs, float* d, int16_t* bsums) {
+  for (int64_t b = 0; b < n / 256; ++b, x += 256, qs += 256) {
+    __m256 m = abs_ps(_mm256_loadu_ps(x));
+    for (int i = 1; i < 32; ++i) m = _mm256_max_ps(m, abs_ps(_mm256_loadu_ps(x + 8 * i)));
+    const float amax = hmax8(m);
+    const float db = amax / 127.0f;
+    const float id = db != 0.0f ? 1.0f / db : 0.0f;
+    const __m256 vid = _mm256_set1_ps(id);
+    for (int c = 0; c < 8; ++c) {
+      __m256i q[4];
+      quantize32(x + 32 * c, vid, qs + 32 * c, q);
+      bsums[16 * b + 2 * c] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[0], q[1])));
+      bsums[16 * b + 2 * c + 1] = static_cast<int16_t>(hsum_epi32(_mm256_add_epi32(q[2], q[3])));
+    }
+    d[b] = db;
+  }
+}
+
+// ---------------------------------------------------------------- quantized weights
+
+#if ENGRAM_VNNI
+constexpr int kQuantR = 4, kQuantT = 4;
+#else
+constexpr int kQuantR = 4, kQuantT = 2;
+#endif
+
+inline __m256i load256(const void* p) {
+  return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+template <class Block>
+inline const Block* row_blocks(const WeightMatrix& w, int64_t r) {
+  return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
+}
+
+void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+               float* y, int64_t ldy) {
+  const int64_t nb = a.nblk;
+  for_tiles<kQuantR, kQuantT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const BlockQ8_0* wb[R];
+    for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ8_0>(w, r + i);
+    const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
+    const float* xd = a.d + t * nb;        // [T, nb]
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i xv[T];
+      __m256 dx[T];
+      for (int j = 0; j < T; ++j) {
+        xv[j] = load256(xq + j * a.cols + 32 * b);
+#if ENGRAM_VNNI
+        xv[j] = _mm256_xor_si256(xv[j], _mm256_set1_epi8(static_cast<char>(0x80)));  // x + 128
+#endif
+        dx[j] = _mm256_set1_ps(xd[j * nb + b]);
+      }
+      for (int i = 0; i < R; ++i) {
+        const __m256i wq = load256(wb[i][b].qs);
+        const __m256 dw = _mm256_set1_ps(half_to_float(wb[i][b].d));
+#if ENGRAM_VNNI
+        // (x + 128) . w - 128 * sum(w): VNNI multiplies u8 by s8, x is made unsigned.
+        const __m256i corr = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
+                                                 _mm256_set1_epi8(static_cast<char>(0x80)), wq);
+        for (int j = 0; j < T; ++j) {
+          const __m256i p =
+              _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), xv[j], wq), corr);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
+        }
+#else
+        // |w| . (x * sign(w)): maddubs multiplies u8 by s8.
+        const __m256i aw = _mm256_sign_epi8(wq, wq);
+        for (int j = 0; j < T; ++j) {
+          const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[j], wq));
+          const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+          acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
+        }
+#endif
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+  });
+}
+
+void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+               float* y, int64_t ldy) {
+  const int64_t nb = a.nblk;
+  for_tiles<kQuantR, kQuantT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const BlockQ4_0* wb[R];
+    for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_0>(w, r + i);
+    const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
+    const float* xd = a.d + t * nb;        // [T, nb]
+    const float* xs = a.s + t * nb;        // [T, nb]
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[R][T];
+    float corr[R][T] = {};  // sum of d_w * d_x * sum(x): removes the +8 offset of the weights
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      __m256i xv[T];
+      __m256 dx[T];
+      for (int j = 0; j < T; ++j) {
+        xv[j] = load256(xq + j * a.cols + 32 * b);
+        dx[j] = _mm256_set1_ps(xd[j * nb + b]);
+      }
+      for (int i = 0; i < R; ++i) {
+        const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[i][b].qs));
+        // Low nibbles are elements 0..15, high nibbles 16..31.
+        const __m256i wq = _mm256_and_si256(
+            _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
+        const float dws = half_to_float(wb[i][b].d);
+        const __m256 dw = _mm256_set1_ps(dws);
+        for (int j = 0; j < T; ++j) {
+          const __m256i p = dot_u8s8(_mm256_setzero_si256(), wq, xv[j]);
+          acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
+          corr[i][j] += dws * xs[j * nb + b];
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]) - 8.0f * corr[i][j];
+  });
+}
+
+#if ENGRAM_VNNI
+constexpr int kKR = 4, kKT = 2;
+#else
+constexpr int kKR = 2, kKT = 2;
+#endif
+
+void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+               float* y, int64_t ldy) {
+  const int64_t nb = a.nblk;
+  for_tiles<kKR, kKT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const BlockQ4_K* wb[R];
+    for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_K>(w, r + i);
+    const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
+    const float* xd = a.d + t * nb;             // [T, nb]
+    const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int i = 0; i < R; ++i) {
+        const BlockQ4_K& blk = wb[i][b];
+        alignas(16) uint8_t sc[8], m[8];
+        unpack_q4_k_scales(blk.scales, sc, m);
+        // mins as i16 pairs [m0 m0 m1 m1 ...] to meet the per-16 activation sums.
+        const __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
+        const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
+        __m256i isum[T];
+        for (int j = 0; j < T; ++j) isum[j] = _mm256_setzero_si256();
+        for (int c = 0; c < 4; ++c) {
+          const __m256i raw = load256(blk.qs + 32 * c);
+          const __m256i lo = _mm256_and_si256(raw, m4);
+          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+          const __m256i sc_lo = _mm256_set1_epi16(sc[2 * c]);
+          const __m256i sc_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+          for (int j = 0; j < T; ++j) {
+            const int8_t* x = xq + j * a.cols + 256 * b + 64 * c;
+            isum[j] = madd_acc(isum[j], _mm256_maddubs_epi16(lo, load256(x)), sc_lo);
+            isum[j] = madd_acc(isum[j], _mm256_maddubs_epi16(hi, load256(x + 32)), sc_hi);
+          }
+        }
+        const float d = half_to_float(blk.d);
+        const float dmin = half_to_float(blk.dmin);
+        for (int j = 0; j < T; ++j) {
+          const float dx = xd[j * nb + b];
+          const __m256i msum = _mm256_madd_epi16(mins16, load256(bs + j * nb * 16 + 16 * b));
+          acc[i][j] =
+              _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[j]), _mm256_set1_ps(d * dx), acc[i][j]);
+          acc[i][j] =
+              _mm256_fnmadd_ps(_mm256_cvtepi32_ps(msum), _mm256_set1_ps(dmin * dx), acc[i][j]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+  });
+}
+
+void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+               float* y, int64_t ldy) {
+  const int64_t nb = a.nblk;
+  for_tiles<kKR, kKT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const BlockQ6_K* wb[R];
+    for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ6_K>(w, r + i);
+    const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
+    const float* xd = a.d + t * nb;             // [T, nb]
+    const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+    const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i m30 = _mm256_set1_epi8(0x30);
+    __m256 acc[R][T];
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; ++b) {
+      for (int i = 0; i < R; ++i) {
+        const BlockQ6_K& blk = wb[i][b];
+        __m256i isum[T];
+        for (int j = 0; j < T; ++j) isum[j] = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+          const __m256i ql0 = load256(blk.ql + 64 * h);
+          const __m256i ql1 = load256(blk.ql + 64 * h + 32);
+          const __m256i qh = load256(blk.qh + 32 * h);
+          // The four 32-element chunks of this half, as 6-bit values 0..63.
+          const __m256i q[4] = {
+              _mm256_or_si256(_mm256_and_si256(ql0, m4),
+                              _mm256_and_si256(_mm256_slli_epi16(qh, 4), m30)),
+              _mm256_or_si256(_mm256_and_si256(ql1, m4),
+                              _mm256_and_si256(_mm256_slli_epi16(qh, 2), m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                              _mm256_and_si256(qh, m30)),
+              _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+                              _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
+          };
+          for (int c = 0; c < 4; ++c) {
+            // Each chunk spans two 16-element sub-blocks with their own scales.
+            const int s0 = blk.scales[8 * h + 2 * c], s1 = blk.scales[8 * h + 2 * c + 1];
+            const __m256i scv = _mm256_inserti128_si256(
+                _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(s0))),
+                _mm_set1_epi16(static_cast<int16_t>(s1)), 1);
+            for (int j = 0; j < T; ++j) {
+              const int8_t* x = xq + j * a.cols + 256 * b + 128 * h + 32 * c;
+              isum[j] = madd_acc(isum[j], _mm256_maddubs_epi16(q[c], load256(x)), scv);
+            }
+          }
+        }
+        // Remove the +32 offset: 32 * sum_j scale_j * sum(x in sub-block j).
+        const __m256i sc16 =
+            _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
+        const float d = half_to_float(blk.d);
+        for (int j = 0; j < T; ++j) {
+          const __m256i off = _mm256_madd_epi16(sc16, load256(bs + j * nb * 16 + 16 * b));
+          const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(off, 5));
+          acc[i][j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(tot), _mm256_set1_ps(d * xd[j * nb + b]),
+                                      acc[i][j]);
+        }
+      }
+    }
+    for (int i = 0; i < R; ++i)
+      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+  });
+}
+
+}  // namespace
+
+const KernelTable& ENGRAM_KERNEL_TABLE_FN() {
+  static const KernelTable t = {
+      quantize_acts_32, quantize_acts_256, tile_float<F32W>, tile_float<F16W>, tile_float<BF16W>,
+      tile_q8_0,        tile_q4_0,         tile_q4_k,        tile_q6_k,
+  };
+  return t;
+}
+
+}  // namespace engram

@@ -1,0 +1,215 @@
+// Element-wise ops, RoPE and attention (scalar definitions; attention's inner loops go
+// through VecKernels so the AVX2 versions can be swapped in).
+#include "kernels/ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "engram/error.h"
+#include "engram/thread_pool.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/ops_internal.h"
+
+namespace engram {
+
+void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps) {
+  double ss = 0.0;  // double: n can be large and the result feeds every layer
+  for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(x[i]) * x[i];
+  const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+  for (int64_t i = 0; i < n; ++i) out[i] = x[i] * inv * w[i];
+}
+
+void softmax(float* x, int64_t n) {
+  if (n <= 0) return;
+  const float max = *std::max_element(x, x + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    sum += x[i];
+  }
+  const float inv = static_cast<float>(1.0 / sum);
+  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+}
+
+void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void rope_cache(float* cs, int32_t pos, const RopeParams& p) {
+  const int half = p.rope_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    // Computed in double: positions reach 10^6 and the angle must stay accurate.
+    double inv_freq = std::pow(static_cast<double>(p.base), -2.0 * i / p.rope_dim);
+    if (p.freq_factors != nullptr) inv_freq /= p.freq_factors[i];
+    const double theta = static_cast<double>(pos) * p.freq_scale * inv_freq;
+    cs[2 * i] = static_cast<float>(std::cos(theta));
+    cs[2 * i + 1] = static_cast<float>(std::sin(theta));
+  }
+}
+
+void rope_apply(float* x, const float* cs, const RopeParams& p) {
+  const int half = p.rope_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const int i0 = p.interleaved ? 2 * i : i;
+    const int i1 = p.interleaved ? 2 * i + 1 : i + half;
+    const float c = cs[2 * i], s = cs[2 * i + 1];
+    const float x0 = x[i0], x1 = x[i1];
+    x[i0] = x0 * c - x1 * s;
+    x[i1] = x0 * s + x1 * c;
+  }
+}
+
+void rope(float* x, int32_t pos, const RopeParams& p) {
+  if (p.rope_dim < 0 || p.rope_dim > p.head_dim || p.rope_dim % 2 != 0) {
+    throw Error("rope: rope_dim " + std::to_string(p.rope_dim) +
+                " must be even and within head_dim " + std::to_string(p.head_dim));
+  }
+  std::vector<float> cs(p.rope_dim);
+  rope_cache(cs.data(), pos, p);
+  rope_apply(x, cs.data(), p);
+}
+
+// ---------------------------------------------------------------- attention
+
+namespace {
+
+float dot_scalar(const float* a, const float* b, int64_t n) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void axpy_scalar(float* y, float a, const float* x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+float exp_sum_scalar(float* x, int64_t n, float max) {
+  float s = 0.0f;
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = std::exp(x[i] - max);
+    s += x[i];
+  }
+  return s;
+}
+
+void check_attention(const AttentionArgs& a) {
+  if (a.n_q < 0 || a.n_kv < 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 ||
+      a.n_head % a.n_head_kv != 0) {
+    throw Error(
+        "attention: bad shape n_q=" + std::to_string(a.n_q) + " n_kv=" + std::to_string(a.n_kv) +
+        " n_head=" + std::to_string(a.n_head) + " n_head_kv=" + std::to_string(a.n_head_kv) +
+        " head_dim=" + std::to_string(a.head_dim) + " (n_head must be a multiple of n_head_kv)");
+  }
+  if (a.n_kv > 0 && (a.k_stride < int64_t{a.n_head_kv} * a.head_dim ||
+                     a.v_stride < int64_t{a.n_head_kv} * a.head_dim)) {
+    throw Error("attention: k_stride " + std::to_string(a.k_stride) + " / v_stride " +
+                std::to_string(a.v_stride) + " is less than n_head_kv * head_dim = " +
+                std::to_string(int64_t{a.n_head_kv} * a.head_dim));
+  }
+}
+
+// Keys visible to query i (causal inside the block, see ops.h).
+inline int64_t visible_keys(const AttentionArgs& a, int i) {
+  return std::clamp<int64_t>(a.n_kv - a.n_q + i + 1, 0, a.n_kv);
+}
+
+}  // namespace
+
+const VecKernels& vec_kernels_scalar() {
+  static const VecKernels k = {dot_scalar, axpy_scalar, exp_sum_scalar};
+  return k;
+}
+
+void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& pool) {
+  check_attention(a);
+  const int group = a.n_head / a.n_head_kv;
+  const int hd = a.head_dim;
+  // A task is one query and a run of heads that share a kv head, so each K/V row is read once
+  // for the whole run. Whole groups make the fewest passes over K/V; when that leaves threads
+  // idle (decode with few kv heads) the groups are split into single heads.
+  const int64_t n_groups = int64_t{a.n_q} * a.n_head_kv;
+  const int per_task = n_groups >= 2 * pool.size() ? group : 1;
+  const int64_t tasks_per_q = a.n_head / per_task;
+  const int64_t n_tasks = int64_t{a.n_q} * tasks_per_q;
+  pool.run([&](int ith, int nth) {
+    std::vector<float> scores;  // [per_task, n_visible] this thread's scratch
+    for (int64_t task = ith; task < n_tasks; task += nth) {
+      const int i = static_cast<int>(task / tasks_per_q);
+      const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
+      const int kvh = h0 / group;
+      const int64_t n_vis = visible_keys(a, i);
+      float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;
+      std::fill(out0, out0 + int64_t{per_task} * hd, 0.0f);
+      if (n_vis == 0) continue;
+      scores.resize(static_cast<size_t>(per_task) * n_vis);
+      const float* q0 = a.q + (int64_t{i} * a.n_head + h0) * hd;
+      for (int64_t j = 0; j < n_vis; ++j) {
+        const float* kj = a.k + j * a.k_stride + int64_t{kvh} * hd;
+        for (int h = 0; h < per_task; ++h)
+          scores[h * n_vis + j] = vk.dot(q0 + h * hd, kj, hd) * a.scale;
+      }
+      float inv[64];
+      std::vector<float> inv_big;
+      float* invp = inv;
+      if (per_task > 64) {
+        inv_big.resize(per_task);
+        invp = inv_big.data();
+      }
+      for (int h = 0; h < per_task; ++h) {
+        float* s = scores.data() + h * n_vis;
+        const float max = *std::max_element(s, s + n_vis);
+        invp[h] = 1.0f / vk.exp_sum(s, n_vis, max);
+      }
+      for (int64_t j = 0; j < n_vis; ++j) {
+        const float* vj = a.v + j * a.v_stride + int64_t{kvh} * hd;
+        for (int h = 0; h < per_task; ++h) vk.axpy(out0 + h * hd, scores[h * n_vis + j], vj, hd);
+      }
+      for (int h = 0; h < per_task; ++h) {
+        for (int d = 0; d < hd; ++d) out0[h * hd + d] *= invp[h];
+      }
+    }
+  });
+}
+
+void attention(const AttentionArgs& a, ThreadPool& pool) {
+  attention_with(isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar(), a, pool);
+}
+
+void attention_reference(const AttentionArgs& a) {
+  check_attention(a);
+  const int group = a.n_head / a.n_head_kv;
+  const int hd = a.head_dim;
+  std::vector<double> s(a.n_kv), o(hd);
+  for (int i = 0; i < a.n_q; ++i) {
+    const int64_t n_vis = visible_keys(a, i);
+    for (int h = 0; h < a.n_head; ++h) {
+      const float* q = a.q + (int64_t{i} * a.n_head + h) * hd;
+      const int kvh = h / group;
+      double max = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < n_vis; ++j) {
+        const float* k = a.k + j * a.k_stride + int64_t{kvh} * hd;
+        double dot = 0.0;
+        for (int d = 0; d < hd; ++d) dot += static_cast<double>(q[d]) * k[d];
+        s[j] = dot * a.scale;
+        max = std::max(max, s[j]);
+      }
+      double sum = 0.0;
+      for (int64_t j = 0; j < n_vis; ++j) sum += s[j] = std::exp(s[j] - max);
+      std::fill(o.begin(), o.end(), 0.0);
+      for (int64_t j = 0; j < n_vis; ++j) {
+        const float* v = a.v + j * a.v_stride + int64_t{kvh} * hd;
+        for (int d = 0; d < hd; ++d) o[d] += s[j] / sum * v[d];
+      }
+      float* out = a.out + (int64_t{i} * a.n_head + h) * hd;
+      for (int d = 0; d < hd; ++d) out[d] = static_cast<float>(o[d]);
+    }
+  }
+}
+
+}  // namespace engram

@@ -1,0 +1,24 @@
+// Vector primitives behind ops.cpp's attention, with a scalar and an AVX2/FMA version
+// (chosen at run time; tests force either).
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ops.h"
+
+namespace engram {
+
+struct VecKernels {
+  float (*dot)(const float* a, const float* b, int64_t n);
+  void (*axpy)(float* y, float a, const float* x, int64_t n);  // y += a * x
+  // x[i] = exp(x[i] - max), returns the sum of the results.
+  float (*exp_sum)(float* x, int64_t n, float max);
+};
+
+const VecKernels& vec_kernels_scalar();
+const VecKernels& vec_kernels_avx2();  // only after isa_available(Isa::Avx2)
+
+// attention() with the given primitives.
+void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& pool);
+
+}  // namespace engram

@@ -1,0 +1,227 @@
+// ops: rmsnorm, softmax, silu_mul, RoPE variants, attention (GQA, causal blocks, strides)
+// against direct double-precision formulas.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "engram/error.h"
+#include "engram/thread_pool.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/ops.h"
+#include "kernels/ops_internal.h"
+
+namespace engram {
+namespace {
+
+std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
+  std::normal_distribution<float> nd(0.0f, sd);
+  std::vector<float> v(n);
+  for (auto& f : v) f = nd(rng);
+  return v;
+}
+
+TEST(Ops, RmsNorm) {
+  std::mt19937 rng(1);
+  const int n = 300;
+  auto x = randn(n, rng), w = randn(n, rng);
+  std::vector<float> out(n);
+  rmsnorm(out.data(), x.data(), w.data(), n, 1e-5f);
+  double ss = 0;
+  for (float v : x) ss += double(v) * v;
+  const double inv = 1.0 / std::sqrt(ss / n + 1e-5);
+  for (int i = 0; i < n; ++i) EXPECT_NEAR(out[i], x[i] * inv * w[i], 1e-5) << i;
+  // In place works.
+  rmsnorm(x.data(), x.data(), w.data(), n, 1e-5f);
+  for (int i = 0; i < n; ++i) EXPECT_EQ(x[i], out[i]);
+}
+
+TEST(Ops, SoftmaxIsStableAndNormalised) {
+  std::vector<float> x = {1000.0f, 1001.0f, 999.0f, -1e30f};
+  softmax(x.data(), 4);
+  const double e0 = std::exp(-1.0), e2 = std::exp(-2.0), s = e0 + 1 + e2;
+  EXPECT_NEAR(x[0], e0 / s, 1e-6);
+  EXPECT_NEAR(x[1], 1 / s, 1e-6);
+  EXPECT_NEAR(x[2], e2 / s, 1e-6);
+  EXPECT_EQ(x[3], 0.0f);
+}
+
+TEST(Ops, SiluMul) {
+  const float g[] = {-3.0f, 0.0f, 0.5f, 10.0f}, u[] = {2.0f, 5.0f, -1.0f, 0.5f};
+  float out[4];
+  silu_mul(out, g, u, 4);
+  for (int i = 0; i < 4; ++i)
+    EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
+}
+
+// Direct definition: pair (a, b) rotated by pos * freq_scale * base^(-2i/rope_dim) / factor_i.
+std::vector<float> rope_expected(const std::vector<float>& x, int pos, const RopeParams& p) {
+  std::vector<float> y = x;
+  const int half = p.rope_dim / 2;
+  for (int i = 0; i < half; ++i) {
+    const int a = p.interleaved ? 2 * i : i, b = p.interleaved ? 2 * i + 1 : i + half;
+    double th = pos * double(p.freq_scale) * std::pow(double(p.base), -2.0 * i / p.rope_dim);
+    if (p.freq_factors) th /= p.freq_factors[i];
+    y[a] = float(x[a] * std::cos(th) - x[b] * std::sin(th));
+    y[b] = float(x[a] * std::sin(th) + x[b] * std::cos(th));
+  }
+  return y;
+}
+
+TEST(Ops, RopeVariants) {
+  std::mt19937 rng(2);
+  std::vector<float> factors(32);
+  for (int i = 0; i < 32; ++i) factors[i] = 1.0f + i * 0.25f;
+  for (bool interleaved : {true, false}) {
+    for (int rope_dim : {64, 32}) {
+      for (int pos : {0, 1, 17, 4095, 500000}) {
+        for (int variant = 0; variant < 3; ++variant) {
+          RopeParams p;
+          p.head_dim = 64;
+          p.rope_dim = rope_dim;
+          p.base = variant == 0 ? 10000.0f : 500000.0f;
+          p.interleaved = interleaved;
+          if (variant == 1) p.freq_scale = 0.25f;
+          if (variant == 2) p.freq_factors = factors.data();
+          auto x = randn(64, rng);
+          const auto expect = rope_expected(x, pos, p);
+          rope(x.data(), pos, p);
+          for (int d = 0; d < 64; ++d) {
+            ASSERT_NEAR(x[d], expect[d], 2e-5)
+                << "interleaved=" << interleaved << " rope_dim=" << rope_dim << " pos=" << pos
+                << " variant=" << variant << " d=" << d;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Ops, RopeLayoutsArePermutationsOfEachOther) {
+  // NeoX rotates (x[i], x[i + d/2]); interleaved rotates (x[2i], x[2i+1]). Interleaving the
+  // halves of a vector must turn one into the other.
+  std::mt19937 rng(3);
+  const int d = 16;
+  auto x = randn(d, rng);
+  std::vector<float> inter(d);
+  for (int i = 0; i < d / 2; ++i) {
+    inter[2 * i] = x[i];
+    inter[2 * i + 1] = x[i + d / 2];
+  }
+  RopeParams p;
+  p.head_dim = p.rope_dim = d;
+  p.interleaved = false;
+  rope(x.data(), 7, p);
+  p.interleaved = true;
+  rope(inter.data(), 7, p);
+  for (int i = 0; i < d / 2; ++i) {
+    EXPECT_FLOAT_EQ(inter[2 * i], x[i]);
+    EXPECT_FLOAT_EQ(inter[2 * i + 1], x[i + d / 2]);
+  }
+}
+
+TEST(Ops, RopeRejectsBadDims) {
+  float x[8] = {};
+  RopeParams p;
+  p.head_dim = 8;
+  p.rope_dim = 10;
+  EXPECT_THROW(rope(x, 1, p), Error);
+  p.rope_dim = 5;
+  EXPECT_THROW(rope(x, 1, p), Error);
+}
+
+struct AttnCase {
+  int n_q;
+  int64_t n_kv;
+  int n_head, n_head_kv, head_dim;
+  int64_t stride_pad;
+};
+
+void check_attention(const AttnCase& c, ThreadPool& pool, std::mt19937& rng) {
+  const int64_t kv_row = int64_t{c.n_head_kv} * c.head_dim + c.stride_pad;
+  auto q = randn(size_t(c.n_q) * c.n_head * c.head_dim, rng);
+  auto k = randn(size_t(c.n_kv) * kv_row, rng);
+  auto v = randn(size_t(c.n_kv) * kv_row, rng);
+  std::vector<float> ref(q.size()), out(q.size());
+  AttentionArgs a;
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.k_stride = a.v_stride = kv_row;
+  a.n_q = c.n_q;
+  a.n_kv = c.n_kv;
+  a.n_head = c.n_head;
+  a.n_head_kv = c.n_head_kv;
+  a.head_dim = c.head_dim;
+  a.scale = 1.0f / std::sqrt(float(c.head_dim));
+  a.out = ref.data();
+  attention_reference(a);
+  std::vector<const VecKernels*> kernels = {&vec_kernels_scalar()};
+  if (isa_available(Isa::Avx2)) kernels.push_back(&vec_kernels_avx2());
+  for (const VecKernels* vk : kernels) {
+    std::fill(out.begin(), out.end(), -7.0f);
+    a.out = out.data();
+    attention_with(*vk, a, pool);
+    for (size_t i = 0; i < out.size(); ++i) {
+      ASSERT_NEAR(out[i], ref[i], 2e-5)
+          << "n_q=" << c.n_q << " n_kv=" << c.n_kv << " heads=" << c.n_head << "/" << c.n_head_kv
+          << " i=" << i << (vk == kernels[0] ? " scalar" : " simd");
+    }
+  }
+  a.out = out.data();
+  attention(a, pool);  // the dispatched entry point
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_NEAR(out[i], ref[i], 2e-5);
+}
+
+TEST(Ops, AttentionMatchesReference) {
+  std::mt19937 rng(4);
+  ThreadPool pool1(1), pool2(2);
+  const AttnCase cases[] = {
+      {1, 1, 4, 4, 64, 0},      // first token
+      {1, 37, 12, 4, 64, 0},    // decode, GQA 3
+      {1, 100, 8, 2, 32, 8},    // decode, GQA 4, padded rows
+      {7, 7, 4, 4, 16, 0},      // prefill, pure causal, MHA
+      {5, 40, 6, 2, 64, 3},     // prefill chunk after a cache, GQA 3, strided
+      {16, 300, 8, 2, 128, 0},  // GQA 4, head_dim 128
+      {3, 2, 2, 1, 8, 0},       // n_kv < n_q: the first query sees nothing
+      {1, 4500, 4, 1, 64, 0},   // long cache, MQA
+  };
+  for (const auto& c : cases) {
+    check_attention(c, pool1, rng);
+    check_attention(c, pool2, rng);
+  }
+}
+
+TEST(Ops, AttentionFirstQueriesWithoutKeysAreZero) {
+  ThreadPool pool(2);
+  std::vector<float> q(3 * 8, 1.0f), k(2 * 8, 1.0f), v(2 * 8, 1.0f), out(3 * 8, 5.0f);
+  AttentionArgs a;
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.k_stride = a.v_stride = 8;
+  a.out = out.data();
+  a.n_q = 3;
+  a.n_kv = 2;
+  a.n_head = a.n_head_kv = 1;
+  a.head_dim = 8;
+  attention(a, pool);
+  for (int d = 0; d < 8; ++d) EXPECT_EQ(out[d], 0.0f);
+  for (int d = 8; d < 24; ++d) EXPECT_NEAR(out[d], 1.0f, 1e-6);
+}
+
+TEST(Ops, AttentionRejectsBadShapes) {
+  ThreadPool pool(1);
+  AttentionArgs a;
+  a.n_q = 1;
+  a.n_kv = 1;
+  a.n_head = 6;
+  a.n_head_kv = 4;
+  a.head_dim = 8;
+  EXPECT_THROW(attention(a, pool), Error);
+}
+
+}  // namespace
+}  // namespace engram
