@@ -35,8 +35,13 @@ class Context {
   std::span<const float> logits(int64_t i) const;
 
   int64_t n_past() const { return n_past_; }
-  int64_t n_ctx() const { return params_.n_ctx; }
+  // Most tokens this context can hold: n_ctx for `full`, unbounded for policies that forget or
+  // move old tokens to memory.
+  int64_t n_ctx() const { return policy_->capacity(); }
   const MemoryPolicy& policy() const { return *policy_; }
+  // Cells held, keys attended by the last block, units formed, and bytes of K/V + policy state.
+  MemoryStats memory_stats() const;
+  uint64_t memory_bytes() const;
   // Forgets every cached token.
   void clear();
 
@@ -51,6 +56,8 @@ class Context {
   std::unique_ptr<Impl> impl_;
   int64_t n_past_ = 0;
   std::vector<float> logits_;  // [n_logits, n_vocab]
+  // Cuts prefill chunks to the policy's largest query block.
+  int block_limit() const;
   int64_t n_logits_ = 0;
 };
 

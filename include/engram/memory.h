@@ -3,7 +3,11 @@
 // The model never reaches into the cache: once per query block (a prefill chunk or one decode
 // step) and per layer it asks the memory policy for a plan -- which cells the block attends to
 // and the RoPE position each key and query gets -- and the attention kernel only consumes that
-// plan. plan() does not mutate; apply() (once per block, after all layers) is the only mutator.
+// plan. plan() does not mutate; apply() (once per block, after all layers and the logits) is the
+// only mutator: it may form memory units and tell the model which cells to forget.
+//
+// Policies that need more than the cell list (the block's queries and keys per layer, or the
+// surprise of every token) say so through needs(); the model computes those only when asked.
 #pragma once
 
 #include <cstdint>
@@ -39,22 +43,108 @@ struct AttentionPlan {
   }
 };
 
+// What a policy asks the model to compute for it (all off: nothing extra is computed).
+struct PolicyNeeds {
+  bool qk = false;        // the block's queries and keys before RoPE, per layer
+  bool surprise = false;  // -log p(token | previous tokens) of every token of the block
+  // Store keys before RoPE and rotate them at their planned position when gathering (policies
+  // that re-position keys; avoids rotating twice, and large angles at stream positions ~1e6).
+  bool keys_before_rope = false;
+};
+
+// Shapes a policy needs to read BlockData; taken from the model.
+struct ModelShape {
+  int n_layer = 0;
+  int n_head = 0;
+  int n_head_kv = 0;
+  int head_dim = 0;
+  int n_ctx_train = 0;
+  int q_dim() const { return n_head * head_dim; }
+  int kv_dim() const { return n_head_kv * head_dim; }
+};
+
+// Per-block data the model fills as far as needs() asks. During plan(layer) the q/k rows of
+// layers <= layer are filled; during apply() everything is.
+struct BlockData {
+  int n_tokens = 0;
+  std::vector<std::vector<float>> q;  // [n_layer][n_tokens * q_dim], before RoPE
+  std::vector<std::vector<float>> k;  // [n_layer][n_tokens * kv_dim], before RoPE
+  std::vector<float> surprise;        // [n_tokens], nats; 0 for the first token of the stream
+};
+
+// Cells the model must drop after apply(): [begin, end); cells after it are renumbered down.
+struct Eviction {
+  int64_t begin = 0;
+  int64_t end = 0;
+  bool empty() const { return end <= begin; }
+};
+
+// What a policy did, for progress bars and reports.
+struct MemoryStats {
+  int64_t cells_held = 0;      // cells in the store
+  int64_t cells_attended = 0;  // keys the last block attended to at layer 0 (incl. its own)
+  int64_t units = 0;           // memory units formed (blocks or events)
+  int64_t tokens_seen = 0;     // tokens the stream has had in all
+};
+
 class MemoryPolicy {
  public:
   virtual ~MemoryPolicy() = default;
   virtual std::string name() const = 0;
+  virtual PolicyNeeds needs() const { return {}; }
   // Most tokens the stream may hold in all; eval() refuses a block that would exceed it, before
   // changing anything. Policies that forget old cells are unbounded.
   virtual int64_t capacity() const { return std::numeric_limits<int64_t>::max(); }
+  // Largest query block the policy accepts (its positions must stay inside the trained context);
+  // the model cuts prefill chunks to it.
+  virtual int max_block() const { return std::numeric_limits<int>::max(); }
   // Plans attention of `block` at `layer`. Must not change any state.
   virtual void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
-                    AttentionPlan& out) const = 0;
-  // Called once after all layers processed `block`.
-  virtual void apply(const QueryBlock& block, const std::vector<KvCell>& cells) {
+                    const BlockData& data, AttentionPlan& out) const = 0;
+  // Called once after all layers processed `block` (and its logits are known).
+  virtual void apply(const QueryBlock& block, const std::vector<KvCell>& cells,
+                     const BlockData& data, Eviction& evict) {
     (void)block;
     (void)cells;
+    (void)data;
+    (void)evict;
   }
+  // Forgets everything (the model cleared its cells).
+  virtual void reset() {}
+  // Units formed so far (blocks or events); 0 for policies without memory units.
+  virtual int64_t units() const { return 0; }
+  // Bytes the policy itself holds (representatives, pending keys), beside the K/V store.
+  virtual uint64_t bytes() const { return 0; }
 };
+
+enum class Refine { none, modularity, conductance };
+
+// Parameters of every policy; -1 means "scaled to the model's trained context" (see
+// resolve_memory_params). Field names match the CLI flags (n_local <-> --n-local).
+struct MemoryParams {
+  std::string kind = "full";  // full | window | sinks | blocks | episodic
+  int64_t n_ctx = 0;          // full: cells held (0: the trained context)
+  int n_sink = 4;             // sinks: initial tokens kept
+  int n_init = -1;            // blocks/episodic: initial tokens kept
+  int n_local = -1;           // window/sinks/blocks/episodic: local window
+  int block_size = -1;        // blocks: tokens per memory block
+  int repr_topk = 4;          // blocks/episodic: representative keys per unit
+  int topk = -1;              // blocks: memory blocks loaded per query block
+  int n_mem = -1;             // episodic: retrieved-memory budget in tokens
+  double gamma = 1.0;         // episodic: boundary threshold in std devs
+  int tau = -1;               // episodic: surprise statistics window
+  int min_event = 8;          // episodic
+  int max_event = -1;         // episodic
+  Refine refine = Refine::none;
+  double contiguity = 0.3;  // episodic: share of n_mem for neighbours of hits
+};
+
+// Fills the -1 fields from n_ctx_train and checks every field; throws engram::Error naming the
+// field, its flag and value.
+MemoryParams resolve_memory_params(const MemoryParams& p, const ModelShape& shape);
+
+// Builds the policy of p.kind (after resolve_memory_params).
+std::unique_ptr<MemoryPolicy> make_memory_policy(const MemoryParams& p, const ModelShape& shape);
 
 // Dense attention over every cell, at the cells' own positions; refuses to grow past n_ctx.
 std::unique_ptr<MemoryPolicy> make_full_policy(int64_t n_ctx);

@@ -13,6 +13,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/memory_options.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/model.h"
@@ -29,6 +30,9 @@ struct PerplexityOptions {
   int threads = 0;
   int max_chunks = 0;
   bool json = false;
+  MemoryOptions memory;
+  int64_t every = 4096;
+  int64_t max_tokens = 0;
 };
 
 // -log softmax(logits)[target], in double for a stable sum over many tokens.
@@ -38,6 +42,64 @@ double nll(std::span<const float> logits, int32_t target) {
   double sum = 0;
   for (float v : logits) sum += std::exp(double(v) - mx);
   return std::log(sum) - (double(logits[target]) - mx);
+}
+
+// With a memory policy other than `full` the file is one stream: every token is scored from
+// everything before it as the policy keeps it, and the perplexity of each `every` tokens is
+// reported as a curve over position.
+void stream_perplexity(const PerplexityOptions& o, const Model& model, std::vector<int32_t> tokens) {
+  if (o.every < 1) throw Error(fmt::format("perplexity: --every must be >= 1, got {}", o.every));
+  if (o.max_tokens > 0 && int64_t(tokens.size()) > o.max_tokens) tokens.resize(o.max_tokens);
+  if (tokens.size() < 2) throw Error(fmt::format("perplexity: '{}' has too few tokens", o.file));
+  ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
+  Context ctx(model, pool, {}, make_policy(o.memory, model, o.n_ctx));
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  double sum = 0, seg_sum = 0;
+  int64_t count = 0, seg_count = 0;
+  nlohmann::json curve = nlohmann::json::array();
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t slice = 2048;
+  for (int64_t a = 0; a < n; a += slice) {
+    const int64_t b = std::min(n, a + slice);
+    ctx.eval(std::span<const int32_t>(tokens.data() + a, size_t(b - a)), /*all_logits=*/true);
+    for (int64_t t = a; t < b && t + 1 < n; ++t) {
+      const double v = nll(ctx.logits(t - a), tokens[t + 1]);
+      sum += v;
+      seg_sum += v;
+      ++count;
+      if (++seg_count == o.every || t + 2 == n) {
+        const MemoryStats m = ctx.memory_stats();
+        curve.push_back({{"pos", t + 2}, {"ppl", std::exp(seg_sum / seg_count)},
+                         {"cells_held", m.cells_held}, {"units", m.units},
+                         {"memory_bytes", ctx.memory_bytes()}});
+        if (!o.json) {
+          std::fprintf(stderr, "[%lld] %.4f | held %lld cells, %s, %.0f tok/s\n", (long long)(t + 2),
+                       std::exp(seg_sum / seg_count), (long long)m.cells_held,
+                       format_bytes(ctx.memory_bytes()).c_str(), (t + 2) / seconds_since(t0));
+        }
+        seg_sum = 0;
+        seg_count = 0;
+      }
+    }
+  }
+  const double secs = seconds_since(t0);
+  const double ppl = std::exp(sum / count);
+  if (o.json) {
+    nlohmann::json j;
+    j["file"] = o.file;
+    j["model"] = o.model;
+    j["memory"] = ctx.policy().name();
+    j["n_tokens"] = n;
+    j["n_scored"] = count;
+    j["mean_nll"] = sum / count;
+    j["ppl"] = ppl;
+    j["seconds"] = secs;
+    j["curve"] = curve;
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("Final estimate: PPL = %.4f  (stream of %lld tokens, memory %s, %lld scored, %.1f s)\n",
+                ppl, (long long)n, ctx.policy().name().c_str(), (long long)count, secs);
+  }
 }
 
 void perplexity(const PerplexityOptions& o) {
@@ -50,6 +112,7 @@ void perplexity(const PerplexityOptions& o) {
   auto tok = Tokenizer::from_gguf(model->file());
   const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : model->config().n_ctx_train;
   std::vector<int32_t> tokens = tok->encode(text, tok->add_bos(), false);
+  if (o.memory.params.kind != "full") return stream_perplexity(o, *model, std::move(tokens));
   int64_t n_chunk = int64_t(tokens.size()) / n_ctx;
   if (o.max_chunks > 0) n_chunk = std::min<int64_t>(n_chunk, o.max_chunks);
   if (n_chunk < 1) {
@@ -123,6 +186,11 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--chunks", o->max_chunks, "Score at most this many windows (0: all)");
   cmd->add_flag("--json", o->json, "Print the result as JSON on stdout");
+  cmd->add_option("--every", o->every, "Streaming (--memory other than full): tokens per curve "
+                                       "point")
+      ->capture_default_str();
+  cmd->add_option("--max-tokens", o->max_tokens, "Streaming: score at most this many tokens");
+  add_memory_options(cmd, o->memory);
   cmd->callback([o] { perplexity(*o); });
 }
 

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/memory_options.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/model.h"
@@ -30,35 +31,38 @@ struct RunOptions {
   bool quiet = false;
   int64_t seed = -1;
   SamplerParams sampling;
+  MemoryOptions memory;
 };
 
 void run(const RunOptions& o) {
-  if (o.prompt.empty() == o.file.empty()) {
-    throw Error("run: give exactly one of -p TEXT or -f FILE");
-  }
+  if (o.prompt.empty() && o.file.empty()) throw Error("run: give -p TEXT, -f FILE or both");
   if (o.n_predict < 0) throw Error(fmt::format("run: -n must be >= 0, got {}", o.n_predict));
   if (o.threads < 0) throw Error(fmt::format("run: -t must be >= 1, got {}", o.threads));
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
 
-  const std::string text = o.file.empty() ? o.prompt : read_text_file(o.file);
+  // With both, the file is the stream read first and the prompt (a question) follows it.
+  const std::string text = o.file.empty()   ? o.prompt
+                           : o.prompt.empty() ? read_text_file(o.file)
+                                              : read_text_file(o.file) + "\n\n" + o.prompt;
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
   ContextParams cp;
   cp.n_ctx = o.n_ctx;
   cp.n_batch = o.n_batch;
-  Context ctx(*model, pool, cp);
+  Context ctx(*model, pool, cp, make_policy(o.memory, *model, o.n_ctx));
 
   std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
   if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
   if (static_cast<int64_t>(prompt.size()) > ctx.n_ctx()) {
     throw Error(fmt::format("run: the prompt has {} tokens, more than the context of {} "
-                            "(use --ctx, or a memory policy once available)",
+                            "(use --ctx, or --memory sinks|blocks|episodic)",
                             prompt.size(), ctx.n_ctx()));
   }
-  if (!o.quiet) {
+  const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
+  if (!o.quiet && !long_prompt) {
     std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
   }
@@ -66,7 +70,7 @@ void run(const RunOptions& o) {
   Sampler sampler(sp);
   for (int32_t t : prompt) sampler.accept(t);
   auto t0 = std::chrono::steady_clock::now();
-  ctx.eval(prompt);
+  prefill(ctx, prompt, !o.quiet && long_prompt);
   const double t_prefill = seconds_since(t0);
 
   TokenStreamer streamer(*tok);
@@ -124,6 +128,7 @@ void add_run_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
+  add_memory_options(cmd, o->memory);
   cmd->callback([o] { run(*o); });
 }
 

@@ -13,8 +13,9 @@ class FullPolicy final : public MemoryPolicy {
   int64_t capacity() const override { return n_ctx_; }
 
   void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
-            AttentionPlan& out) const override {
+            const BlockData& data, AttentionPlan& out) const override {
     (void)layer;
+    (void)data;
     const int64_t n = block.first_cell + block.n_tokens;
     out.clear();
     out.cells.resize(n);

@@ -1,5 +1,6 @@
 // K/V tensors of the cached cells, per layer, in f32. Cell c of layer l holds the key (rotated
-// at the cell's stream position) and the value of one token: [n_cells, n_head_kv * head_dim].
+// at the cell's stream position, or before RoPE when the policy asks) and the value of one
+// token: [n_cells, n_head_kv * head_dim].
 #pragma once
 
 #include <cstdint>
@@ -19,6 +20,17 @@ class KvStore {
     for (auto& t : k_) t.resize(static_cast<size_t>(n) * kv_dim_);
     for (auto& t : v_) t.resize(static_cast<size_t>(n) * kv_dim_);
     n_cells_ = n;
+  }
+  // Drops cells [begin, end) of every layer; later cells move down. Capacity is released once
+  // the store holds under half of it, so a stream that forgets stays bounded in RAM.
+  void erase(int64_t begin, int64_t end) {
+    for (auto* ts : {&k_, &v_}) {
+      for (auto& t : *ts) {
+        t.erase(t.begin() + begin * kv_dim_, t.begin() + end * kv_dim_);
+        if (t.size() * 2 < t.capacity()) t.shrink_to_fit();
+      }
+    }
+    n_cells_ -= end - begin;
   }
   void reserve(int64_t n) {
     for (auto& t : k_) t.reserve(static_cast<size_t>(n) * kv_dim_);

@@ -24,9 +24,25 @@ struct Context::Impl {
   KvStore kv;
   std::vector<KvCell> cells;
   AttentionPlan plan;
+  PolicyNeeds needs;
+  BlockData data;  // what the policy asked for, for the current block
+  RopeParams rp;
+  std::vector<float> rope_table;  // [n_ctx_train, rope_dim]: cos/sin of the trained positions
+  // Logits of the previous block's last token: the surprise of the next block's first token.
+  std::vector<float> prev_row;
+  int64_t last_attended = 0;
   // Scratch for one query block.
-  std::vector<float> x, h, q, k, v, att, gate, up;
+  std::vector<float> x, h, q, k, v, att, gate, up, block_logits, cs;
   std::vector<float> k_gather, v_gather;  // keys/values of a non-contiguous plan
+
+  // cos/sin of position pos (from the table when it is there).
+  const float* angles(int64_t pos) {
+    const int64_t n_table = static_cast<int64_t>(rope_table.size()) / std::max(1, rp.rope_dim);
+    if (pos >= 0 && pos < n_table) return &rope_table[size_t(pos) * rp.rope_dim];
+    cs.resize(rp.rope_dim);
+    rope_cache(cs.data(), static_cast<int32_t>(pos), rp);
+    return cs.data();
+  }
 };
 
 Context::Context(const Model& model, ThreadPool& pool, const ContextParams& params,
@@ -38,12 +54,26 @@ Context::Context(const Model& model, ThreadPool& pool, const ContextParams& para
   if (params_.n_batch <= 0) {
     throw Error(fmt::format("n_batch must be > 0, got {}", params_.n_batch));
   }
+  impl_ = std::make_unique<Impl>(c);
   if (!policy_) {
     policy_ = make_full_policy(params_.n_ctx);
-    impl_ = std::make_unique<Impl>(c);
     impl_->kv.reserve(params_.n_ctx);
-  } else {
-    impl_ = std::make_unique<Impl>(c);
+  }
+  Impl& s = *impl_;
+  s.needs = policy_->needs();
+  s.rp.head_dim = c.head_dim;
+  s.rp.rope_dim = c.rope_dim;
+  s.rp.base = c.rope_base;
+  s.rp.freq_scale = c.rope_freq_scale;
+  s.rp.freq_factors =
+      model.weights().rope_freqs.empty() ? nullptr : model.weights().rope_freqs.data();
+  s.rp.interleaved = c.rope_interleaved;
+  s.rope_table.resize(size_t(std::max(c.n_ctx_train, 1)) * c.rope_dim);
+  for (int p = 0; p < c.n_ctx_train; ++p)
+    rope_cache(&s.rope_table[size_t(p) * c.rope_dim], p, s.rp);
+  if (s.needs.qk) {
+    s.data.q.resize(c.n_layer);
+    s.data.k.resize(c.n_layer);
   }
 }
 
@@ -52,8 +82,28 @@ Context::~Context() = default;
 void Context::clear() {
   impl_->kv.resize(0);
   impl_->cells.clear();
+  impl_->prev_row.clear();
+  impl_->last_attended = 0;
+  policy_->reset();
   n_past_ = 0;
   n_logits_ = 0;
+}
+
+MemoryStats Context::memory_stats() const {
+  MemoryStats m;
+  m.cells_held = static_cast<int64_t>(impl_->cells.size());
+  m.cells_attended = impl_->last_attended;
+  m.units = policy_->units();
+  m.tokens_seen = n_past_;
+  return m;
+}
+
+uint64_t Context::memory_bytes() const {
+  return impl_->kv.bytes() + impl_->cells.capacity() * sizeof(KvCell) + policy_->bytes();
+}
+
+int Context::block_limit() const {
+  return std::max(1, std::min(params_.n_batch, policy_->max_block()));
 }
 
 std::span<const float> Context::logits() const {
@@ -78,15 +128,17 @@ void Context::eval(std::span<const int32_t> tokens, bool all_logits) {
     }
   }
   if (n_past_ + static_cast<int64_t>(tokens.size()) > policy_->capacity()) {
-    throw Error(fmt::format("context is full: {} + {} tokens exceed the {} tokens the '{}' memory "
-                            "policy holds (raise --ctx or choose another --memory policy)",
-                            n_past_, tokens.size(), policy_->capacity(), policy_->name()));
+    throw Error(
+        fmt::format("context is full: {} + {} tokens exceed the {} tokens the '{}' memory "
+                    "policy holds (raise --ctx or choose another --memory policy)",
+                    n_past_, tokens.size(), policy_->capacity(), policy_->name()));
   }
   if (all_logits) logits_.resize(tokens.size() * static_cast<size_t>(n_vocab));
   int64_t row = 0;
   n_logits_ = 0;
-  for (size_t i = 0; i < tokens.size(); i += params_.n_batch) {
-    const size_t n = std::min<size_t>(params_.n_batch, tokens.size() - i);
+  const size_t chunk = static_cast<size_t>(block_limit());
+  for (size_t i = 0; i < tokens.size(); i += chunk) {
+    const size_t n = std::min(chunk, tokens.size() - i);
     eval_block(tokens.subspan(i, n), all_logits);
     if (all_logits) {
       row += n;
@@ -102,11 +154,14 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   const int n = static_cast<int>(tokens.size());
   const int q_dim = c.n_head * c.head_dim;
   const int kv_dim = c.n_head_kv * c.head_dim;
+  const RopeParams& rp = s.rp;
+  const bool raw_keys = s.needs.keys_before_rope;
 
   // Append the block's cells; the policy sees them when planning.
   QueryBlock block{static_cast<int64_t>(s.cells.size()), n};
   for (int i = 0; i < n; ++i) s.cells.push_back({tokens[i], n_past_ + i});
   s.kv.resize(static_cast<int64_t>(s.cells.size()));
+  s.data.n_tokens = n;
 
   s.x.resize(size_t(n) * c.n_embd);  // [n, n_embd]
   s.h.resize(size_t(n) * c.n_embd);
@@ -118,17 +173,10 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   s.up.resize(size_t(n) * c.n_ff);
 
   for (int i = 0; i < n; ++i) {
-    const auto* row = static_cast<const uint8_t*>(W.tok_embd.data) + tokens[i] * W.tok_embd.row_bytes;
+    const auto* row =
+        static_cast<const uint8_t*>(W.tok_embd.data) + tokens[i] * W.tok_embd.row_bytes;
     dequantize_row(W.tok_embd.type, row, &s.x[size_t(i) * c.n_embd], c.n_embd);
   }
-
-  RopeParams rp;
-  rp.head_dim = c.head_dim;
-  rp.rope_dim = c.rope_dim;
-  rp.base = c.rope_base;
-  rp.freq_scale = c.rope_freq_scale;
-  rp.freq_factors = W.rope_freqs.empty() ? nullptr : W.rope_freqs.data();
-  rp.interleaved = c.rope_interleaved;
 
   for (int l = 0; l < c.n_layer; ++l) {
     const LayerWeights& L = W.layers[l];
@@ -148,30 +196,37 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
         }
       }
     }
-    // Keys are stored rotated at their stream position; a plan that gives a key another
-    // position rotates it by the difference when gathering.
+    if (s.needs.qk) {
+      s.data.q[l].assign(s.q.begin(), s.q.end());  // [n, q_dim], before RoPE
+      s.data.k[l].assign(s.k.begin(), s.k.end());  // [n, kv_dim]
+    }
+    // Keys are stored rotated at their stream position (or before RoPE if the policy asks); a
+    // plan that gives a key another position rotates it by the difference when gathering.
     for (int i = 0; i < n; ++i) {
       const int64_t cell = block.first_cell + i;
       float* kd = s.kv.k(l, cell);
       std::memcpy(kd, &s.k[size_t(i) * kv_dim], sizeof(float) * kv_dim);
-      for (int hh = 0; hh < c.n_head_kv; ++hh) {
-        rope(kd + hh * c.head_dim, static_cast<int32_t>(s.cells[cell].pos), rp);
+      if (!raw_keys) {
+        const float* cs = s.angles(s.cells[cell].pos);
+        for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
       }
       std::memcpy(s.kv.v(l, cell), &s.v[size_t(i) * kv_dim], sizeof(float) * kv_dim);
     }
 
-    policy_->plan(l, block, s.cells, s.plan);
+    policy_->plan(l, block, s.cells, s.data, s.plan);
     const AttentionPlan& p = s.plan;
     for (int i = 0; i < n; ++i) {
+      const float* cs = s.angles(p.query_pos[i]);
       for (int hh = 0; hh < c.n_head; ++hh) {
-        rope(&s.q[size_t(i) * q_dim + hh * c.head_dim], static_cast<int32_t>(p.query_pos[i]), rp);
+        rope_apply(&s.q[size_t(i) * q_dim + hh * c.head_dim], cs, rp);
       }
     }
 
     // Attend straight from the store when the plan is a run of cells at their own positions;
     // otherwise gather (and re-rotate) the planned keys.
     const int64_t n_kv = static_cast<int64_t>(p.cells.size());
-    bool direct = n_kv > 0;
+    if (l == 0) s.last_attended = n_kv;
+    bool direct = n_kv > 0 && !raw_keys;
     for (int64_t j = 0; j < n_kv && direct; ++j) {
       direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
     }
@@ -186,11 +241,10 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
         const int64_t cell = p.cells[j];
         float* kd = &s.k_gather[size_t(j) * kv_dim];
         std::memcpy(kd, s.kv.k(l, cell), sizeof(float) * kv_dim);
-        const int64_t delta = p.key_pos[j] - s.cells[cell].pos;
-        if (delta != 0) {
-          for (int hh = 0; hh < c.n_head_kv; ++hh) {
-            rope(kd + hh * c.head_dim, static_cast<int32_t>(delta), rp);
-          }
+        const int64_t delta = raw_keys ? p.key_pos[j] : p.key_pos[j] - s.cells[cell].pos;
+        if (delta != 0 || raw_keys) {
+          const float* cs = s.angles(delta);
+          for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
         }
         std::memcpy(&s.v_gather[size_t(j) * kv_dim], s.kv.v(l, cell), sizeof(float) * kv_dim);
       }
@@ -223,11 +277,10 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
   }
 
-  policy_->apply(block, s.cells);
-  n_past_ += n;
-
-  // Logits: every row of the block, or only its last.
-  const int first = all_logits ? 0 : n - 1;
+  // Logits: every row of the block when asked for or when the policy needs surprise, else the
+  // last only.
+  const bool every_row = all_logits || s.needs.surprise;
+  const int first = every_row ? 0 : n - 1;
   const int rows = n - first;
   for (int i = first; i < n; ++i) {
     rmsnorm(&s.h[size_t(i - first) * c.n_embd], &s.x[size_t(i) * c.n_embd], W.output_norm.data(),
@@ -236,12 +289,42 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   float* out;
   if (all_logits) {
     out = logits_.data() + n_logits_ * int64_t(c.n_vocab);
+  } else if (every_row) {
+    s.block_logits.resize(size_t(n) * c.n_vocab);
+    out = s.block_logits.data();
   } else {
     logits_.resize(size_t(c.n_vocab));
     out = logits_.data();
-    n_logits_ = 1;
   }
   matmul(W.output, s.h.data(), rows, out, pool_);
+
+  if (s.needs.surprise) {
+    // Surprise of token i = -log softmax(logits of token i-1)[token i].
+    s.data.surprise.assign(n, 0.0f);
+    for (int i = 0; i < n; ++i) {
+      const float* row = i > 0 ? out + size_t(i - 1) * c.n_vocab
+                               : (s.prev_row.empty() ? nullptr : s.prev_row.data());
+      if (!row) continue;
+      float mx = row[0];
+      for (int j = 1; j < c.n_vocab; ++j) mx = std::max(mx, row[j]);
+      double sum = 0;
+      for (int j = 0; j < c.n_vocab; ++j) sum += std::exp(double(row[j]) - mx);
+      s.data.surprise[i] = static_cast<float>(std::log(sum) - (double(row[tokens[i]]) - mx));
+    }
+    s.prev_row.assign(out + size_t(n - 1) * c.n_vocab, out + size_t(n) * c.n_vocab);
+  }
+  if (!all_logits && every_row) {
+    logits_.assign(out + size_t(n - 1) * c.n_vocab, out + size_t(n) * c.n_vocab);
+  }
+  if (!all_logits) n_logits_ = 1;
+
+  Eviction evict;
+  policy_->apply(block, s.cells, s.data, evict);
+  n_past_ += n;
+  if (!evict.empty()) {
+    s.kv.erase(evict.begin, evict.end);
+    s.cells.erase(s.cells.begin() + evict.begin, s.cells.begin() + evict.end);
+  }
 }
 
 }  // namespace engram

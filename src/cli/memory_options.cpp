@@ -1,0 +1,107 @@
+#include "cli/memory_options.h"
+
+#include <fmt/format.h>
+#include <CLI/CLI.hpp>
+
+#include <chrono>
+#include <cstdio>
+
+#include "cli/common.h"
+#include "engram/context.h"
+#include "engram/error.h"
+#include "engram/model.h"
+
+namespace engram::cli {
+
+void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
+  MemoryParams& p = o.params;
+  const std::string g = "Memory";
+  cmd->add_option("--memory", p.kind, "KV memory policy: full|window|sinks|blocks|episodic")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--n-local", p.n_local,
+                  "Local window in tokens (default: 3/4 of the trained "
+                  "context)")
+      ->group(g);
+  cmd->add_option("--n-sink", p.n_sink, "sinks: initial tokens kept")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--n-init", p.n_init,
+                  "blocks/episodic: initial tokens kept (default: 1/16 of "
+                  "the trained context)")
+      ->group(g);
+  cmd->add_option("--block-size", p.block_size, "blocks: tokens per memory block")->group(g);
+  cmd->add_option("--topk", p.topk, "blocks: memory blocks loaded per query block")->group(g);
+  cmd->add_option("--repr-topk", p.repr_topk, "blocks/episodic: representative keys per unit")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--n-mem", p.n_mem, "episodic: retrieved tokens per query block")->group(g);
+  cmd->add_option("--gamma", p.gamma, "episodic: boundary threshold in std devs of surprise")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--tau", p.tau, "episodic: surprise statistics window (default: n_local)")
+      ->group(g);
+  cmd->add_option("--min-event", p.min_event, "episodic: smallest event")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--max-event", p.max_event, "episodic: largest event")->group(g);
+  cmd->add_option("--refine", o.refine, "episodic: boundary refinement none|modularity|conductance")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--contiguity", p.contiguity, "episodic: share of n_mem for neighbours of hits")
+      ->capture_default_str()
+      ->group(g);
+}
+
+std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
+                                          int64_t n_ctx) {
+  MemoryParams p = o.params;
+  if (o.refine == "none") {
+    p.refine = Refine::none;
+  } else if (o.refine == "modularity") {
+    p.refine = Refine::modularity;
+  } else if (o.refine == "conductance") {
+    p.refine = Refine::conductance;
+  } else {
+    throw Error(fmt::format("--refine '{}' is not one of none, modularity, conductance", o.refine));
+  }
+  p.n_ctx = n_ctx;
+  const ModelConfig& c = model.config();
+  ModelShape s;
+  s.n_layer = c.n_layer;
+  s.n_head = c.n_head;
+  s.n_head_kv = c.n_head_kv;
+  s.head_dim = c.head_dim;
+  s.n_ctx_train = c.n_ctx_train;
+  return make_memory_policy(p, s);
+}
+
+std::string format_bytes(uint64_t b) {
+  if (b >= (1ull << 30)) return fmt::format("{:.2f} GiB", b / double(1ull << 30));
+  return fmt::format("{:.1f} MiB", b / double(1ull << 20));
+}
+
+void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
+  // Slices of a few chunks: small enough for a live bar, large enough to cost nothing.
+  const size_t slice = 2048;
+  const auto t0 = std::chrono::steady_clock::now();
+  for (size_t i = 0; i < tokens.size(); i += slice) {
+    const size_t n = std::min(slice, tokens.size() - i);
+    ctx.eval(tokens.subspan(i, n));
+    if (progress) {
+      const double secs = seconds_since(t0);
+      const MemoryStats m = ctx.memory_stats();
+      std::fprintf(stderr,
+                   "\r[%s] %zu/%zu tokens %3.0f%% | %.0f tok/s | units %lld | held %lld "
+                   "cells, %s   ",
+                   ctx.policy().name().c_str(), i + n, tokens.size(),
+                   100.0 * (i + n) / tokens.size(), (i + n) / std::max(secs, 1e-9),
+                   (long long)m.units, (long long)m.cells_held,
+                   format_bytes(ctx.memory_bytes()).c_str());
+      std::fflush(stderr);
+    }
+  }
+  if (progress) std::fputc('\n', stderr);
+}
+
+}  // namespace engram::cli

@@ -1,0 +1,43 @@
+// `--memory` and its parameters, shared by every command that runs a stream, and chunked
+// prefill with a progress bar.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "engram/memory.h"
+
+namespace CLI {
+class App;
+}
+
+namespace engram {
+class Context;
+class Model;
+}  // namespace engram
+
+namespace engram::cli {
+
+struct MemoryOptions {
+  MemoryParams params;
+  std::string refine = "none";
+};
+
+// Registers --memory, --n-sink, --n-init, --n-local, --block-size, --repr-topk, --topk, --n-mem,
+// --gamma, --tau, --min-event, --max-event, --refine, --contiguity on `cmd`.
+void add_memory_options(CLI::App* cmd, MemoryOptions& o);
+
+// The policy the options describe for `model`; n_ctx is the `full` policy's size (0: trained).
+std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
+                                          int64_t n_ctx);
+
+// Evaluates `tokens` in slices, drawing a progress bar on stderr (tokens/s, memory units formed,
+// memory held) when `progress` is set.
+void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress);
+
+// "12.3 MiB"
+std::string format_bytes(uint64_t b);
+
+}  // namespace engram::cli

@@ -1,0 +1,121 @@
+#include "memory/segment.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace engram {
+
+bool SurpriseSegmenter::close_if(bool boundary) {
+  if (!started_) {
+    started_ = true;
+    len_ = 1;
+    return false;
+  }
+  // A run at max_event is cut; a surprise boundary inside a short event is merged into it.
+  if (len_ >= p_.max_event || (boundary && len_ >= p_.min_event)) {
+    len_ = 1;
+    return true;
+  }
+  ++len_;
+  return false;
+}
+
+bool SurpriseSegmenter::push(double s) {
+  bool boundary = false;
+  const size_t n = hist_.size();
+  if (n >= 2) {
+    double mean = 0;
+    for (double v : hist_) mean += v;
+    mean /= n;
+    double var = 0;
+    for (double v : hist_) var += (v - mean) * (v - mean);
+    boundary = s > mean + p_.gamma * std::sqrt(var / n);
+  }
+  const bool cut = close_if(boundary);
+  if (static_cast<int>(n) < p_.tau) {
+    hist_.push_back(s);
+  } else {
+    hist_[head_] = s;
+    head_ = (head_ + 1) % hist_.size();
+  }
+  return cut;
+}
+
+bool SurpriseSegmenter::push_forced() {
+  return close_if(false);
+}
+
+void SurpriseSegmenter::reset() {
+  hist_.clear();
+  head_ = 0;
+  len_ = 0;
+  started_ = false;
+}
+
+namespace {
+
+// Degrees, and the mass of the upper-left square [0, s)^2 for every s (prefix over rows).
+void prefix_masses(const std::vector<double>& A, int m, std::vector<double>& deg,
+                   std::vector<double>& in_left, std::vector<double>& vol_left) {
+  deg.assign(m, 0.0);
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < m; ++j) deg[i] += A[size_t(i) * m + j];
+  }
+  in_left.assign(m + 1, 0.0);
+  vol_left.assign(m + 1, 0.0);
+  for (int s = 0; s < m; ++s) {
+    double row = 0;  // A[s][0..s)
+    for (int j = 0; j < s; ++j) row += A[size_t(s) * m + j];
+    in_left[s + 1] = in_left[s] + 2 * row + A[size_t(s) * m + s];
+    vol_left[s + 1] = vol_left[s] + deg[s];
+  }
+}
+
+}  // namespace
+
+std::vector<double> split_modularity(const std::vector<double>& A, int m) {
+  std::vector<double> deg, in_l, vol_l;
+  prefix_masses(A, m, deg, in_l, vol_l);
+  const double two_w = vol_l[m];
+  std::vector<double> q(m + 1, 0.0);
+  if (two_w <= 0) return q;
+  for (int s = 0; s <= m; ++s) {
+    const double vl = vol_l[s], vr = two_w - vl;
+    // Mass inside the right square: total - left square - both cut halves.
+    const double cut = vl - in_l[s];
+    const double in_r = two_w - in_l[s] - 2 * cut;
+    q[s] = (in_l[s] + in_r) / two_w - (vl * vl + vr * vr) / (two_w * two_w);
+  }
+  return q;
+}
+
+std::vector<double> split_conductance(const std::vector<double>& A, int m) {
+  std::vector<double> deg, in_l, vol_l;
+  prefix_masses(A, m, deg, in_l, vol_l);
+  const double two_w = vol_l[m];
+  std::vector<double> c(m + 1, 1.0);
+  for (int s = 0; s <= m; ++s) {
+    const double vl = vol_l[s], vr = two_w - vl;
+    const double denom = std::min(vl, vr);
+    if (denom > 0) c[s] = (vl - in_l[s]) / denom;
+  }
+  return c;
+}
+
+int best_split(const std::vector<double>& A, int m, int lo, int hi, int keep, Refine how) {
+  if (how == Refine::none || lo > hi) return keep;
+  const bool maximise = how == Refine::modularity;
+  const std::vector<double> score = maximise ? split_modularity(A, m) : split_conductance(A, m);
+  int best = keep;
+  double best_v = (keep >= 0 && keep <= m) ? score[keep] : (maximise ? -1e300 : 1e300);
+  for (int s = lo; s <= hi; ++s) {
+    const bool better = maximise ? score[s] > best_v + 1e-12 : score[s] < best_v - 1e-12;
+    if (better) {
+      best = s;
+      best_v = score[s];
+    }
+  }
+  return best;
+}
+
+}  // namespace engram

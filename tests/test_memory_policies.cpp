@@ -1,0 +1,399 @@
+// Memory policies on hand-made sequences: the cells and positions of each plan, eviction,
+// surprise segmentation, graph metrics against brute force, retrieval of planted events, and
+// refusal of bad parameters.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <random>
+
+#include "engram/error.h"
+#include "engram/memory.h"
+#include "memory/segment.h"
+
+namespace engram {
+namespace {
+
+std::vector<KvCell> make_cells(int64_t n) {
+  std::vector<KvCell> cells(n);
+  for (int64_t i = 0; i < n; ++i) cells[i] = {static_cast<int32_t>(i % 7), i};
+  return cells;
+}
+
+std::vector<int64_t> range(int64_t a, int64_t b) {
+  std::vector<int64_t> r;
+  for (int64_t i = a; i < b; ++i) r.push_back(i);
+  return r;
+}
+
+std::vector<int64_t> cat(std::initializer_list<std::vector<int64_t>> parts) {
+  std::vector<int64_t> r;
+  for (const auto& p : parts) r.insert(r.end(), p.begin(), p.end());
+  return r;
+}
+
+ModelShape tiny_shape(int head_dim, int n_ctx_train) {
+  ModelShape s;
+  s.n_layer = 1;
+  s.n_head = 1;
+  s.n_head_kv = 1;
+  s.head_dim = head_dim;
+  s.n_ctx_train = n_ctx_train;
+  return s;
+}
+
+TEST(MemoryPlan, FullAttendsEverythingAtOwnPositions) {
+  auto p = make_full_policy(64);
+  auto cells = make_cells(10);
+  AttentionPlan plan;
+  p->plan(0, {8, 2}, cells, {}, plan);
+  EXPECT_EQ(plan.cells, range(0, 10));
+  EXPECT_EQ(plan.key_pos, range(0, 10));
+  EXPECT_EQ(plan.query_pos, range(8, 10));
+  EXPECT_EQ(p->capacity(), 64);
+}
+
+TEST(MemoryPlan, SinksKeepInitialTokensAndWindowAtSlotPositions) {
+  MemoryParams mp;
+  mp.kind = "sinks";
+  mp.n_sink = 2;
+  mp.n_local = 4;
+  auto p = make_memory_policy(mp, tiny_shape(2, 16));
+  EXPECT_EQ(p->max_block(), 16 - 2 - 4);
+  auto cells = make_cells(12);
+  AttentionPlan plan;
+  p->plan(0, {10, 2}, cells, {}, plan);
+  EXPECT_EQ(plan.cells, cat({{0, 1}, range(6, 12)}));
+  EXPECT_EQ(plan.key_pos, range(0, 8));
+  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{6, 7}));
+  // Early in the stream nothing is dropped and positions are the stream's own.
+  p->plan(0, {0, 3}, make_cells(3), {}, plan);
+  EXPECT_EQ(plan.cells, range(0, 3));
+  EXPECT_EQ(plan.key_pos, range(0, 3));
+}
+
+TEST(MemoryPlan, WindowHasNoSinks) {
+  MemoryParams mp;
+  mp.kind = "window";
+  mp.n_local = 4;
+  auto p = make_memory_policy(mp, tiny_shape(2, 16));
+  auto cells = make_cells(12);
+  AttentionPlan plan;
+  p->plan(0, {10, 2}, cells, {}, plan);
+  EXPECT_EQ(plan.cells, range(6, 12));
+  EXPECT_EQ(plan.key_pos, range(0, 6));
+  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{4, 5}));
+}
+
+TEST(MemoryPlan, SinksEvictDeadCellsInBatchesAndPlanTheRenumberedCells) {
+  MemoryParams mp;
+  mp.kind = "sinks";
+  mp.n_sink = 2;
+  mp.n_local = 4;
+  auto p = make_memory_policy(mp, tiny_shape(2, 16));
+  Eviction ev;
+  p->apply({11, 1}, make_cells(12), {}, ev);
+  EXPECT_TRUE(ev.empty());  // 6 dead cells: below the batch size
+  auto cells = make_cells(50);
+  p->apply({49, 1}, cells, {}, ev);
+  EXPECT_EQ(ev.begin, 2);
+  EXPECT_EQ(ev.end, 46);
+  cells.erase(cells.begin() + ev.begin, cells.begin() + ev.end);
+  cells.push_back({3, 50});
+  AttentionPlan plan;
+  p->plan(0, {6, 1}, cells, {}, plan);
+  EXPECT_EQ(plan.cells, range(0, 7));
+  EXPECT_EQ(plan.key_pos, range(0, 7));
+}
+
+// Feeds cells [first, first + n) to a 1-layer, 1-head policy with the given keys, queries and
+// surprise; returns what apply() asked to evict.
+void feed(MemoryPolicy& p, std::vector<KvCell>& cells, int n, int dim,
+          const std::function<std::vector<float>(int64_t)>& key, const std::vector<float>& query,
+          float surprise = 0.0f) {
+  const int64_t first = static_cast<int64_t>(cells.size());
+  for (int i = 0; i < n; ++i) cells.push_back({1, first + i});
+  BlockData d;
+  d.n_tokens = n;
+  d.q.assign(1, {});
+  d.k.assign(1, {});
+  for (int i = 0; i < n; ++i) {
+    auto k = key(first + i);
+    d.k[0].insert(d.k[0].end(), k.begin(), k.end());
+    d.q[0].insert(d.q[0].end(), query.begin(), query.end());
+  }
+  d.surprise.assign(n, surprise);
+  (void)dim;
+  Eviction ev;
+  p.apply({first, n}, cells, d, ev);
+  EXPECT_TRUE(ev.empty());
+}
+
+AttentionPlan plan_query(const MemoryPolicy& p, std::vector<KvCell> cells,
+                         const std::vector<float>& query) {
+  const int64_t first = static_cast<int64_t>(cells.size());
+  cells.push_back({1, first});
+  BlockData d;
+  d.n_tokens = 1;
+  d.q.assign(1, query);
+  d.k.assign(1, std::vector<float>(query.size(), 0.0f));
+  AttentionPlan plan;
+  p.plan(0, {first, 1}, cells, d, plan);
+  return plan;
+}
+
+TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
+  MemoryParams mp;
+  mp.kind = "blocks";
+  mp.n_init = 2;
+  mp.n_local = 8;
+  mp.block_size = 4;
+  mp.topk = 1;
+  mp.repr_topk = 1;
+  auto p = make_memory_policy(mp, tiny_shape(2, 64));
+  std::vector<KvCell> cells;
+  // Cells [6, 10) point along y, the rest along x.
+  auto key = [](int64_t c) {
+    return c >= 6 && c < 10 ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
+  };
+  for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1});
+  // Blocks cut every 4 from n_init: [2,6) [6,10) [10,14) [14,18) left the window at 18.
+  EXPECT_EQ(p->units(), 4);
+  AttentionPlan plan = plan_query(*p, cells, {0, 1});
+  EXPECT_EQ(plan.cells, cat({{0, 1}, range(6, 10), range(18, 27)}));
+  std::vector<int64_t> pos = {0, 1, 2, 2, 2, 2};
+  for (int64_t i = 0; i < 9; ++i) pos.push_back(3 + i);
+  EXPECT_EQ(plan.key_pos, pos);
+  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{11}));
+  // Another query picks another block.
+  plan = plan_query(*p, cells, {1, 0});
+  EXPECT_EQ(plan.cells[2], 2);
+}
+
+TEST(MemoryPlan, BlocksEqualFullBeforeAnythingLeavesTheWindow) {
+  MemoryParams mp;
+  mp.kind = "blocks";
+  mp.n_init = 2;
+  mp.n_local = 8;
+  mp.block_size = 4;
+  auto p = make_memory_policy(mp, tiny_shape(2, 64));
+  std::vector<KvCell> cells;
+  auto key = [](int64_t) { return std::vector<float>{1, 0}; };
+  feed(*p, cells, 6, 2, key, {1, 1});
+  AttentionPlan plan = plan_query(*p, cells, {0, 1});
+  EXPECT_EQ(plan.cells, range(0, 7));
+  EXPECT_EQ(plan.key_pos, range(0, 7));
+}
+
+TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {
+  MemoryParams mp;
+  mp.kind = "episodic";
+  mp.n_init = 2;
+  mp.n_local = 16;
+  mp.min_event = 4;
+  mp.max_event = 4;  // constant surprise: events are cut every 4 tokens
+  mp.n_mem = 24;
+  mp.contiguity = 2.0 / 3.0;  // 8 tokens of similarity buffer, 16 of neighbours
+  mp.repr_topk = 2;
+  auto p = make_memory_policy(mp, tiny_shape(3, 128));
+  std::vector<KvCell> cells;
+  // Event e covers cells [2 + 4e, 6 + 4e). Events 3 and 8 point along x; the others away from
+  // it, the later the further, so the ranking below the planted ones is strict.
+  auto key = [](int64_t c) {
+    const int64_t e = (c - 2) / 4;
+    if (e == 3 || e == 8) return std::vector<float>{1, 0, 0};
+    return std::vector<float>{-0.01f * float(e + 1), 0, 1};
+  };
+  for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, key, {0, 0, 1});
+  ASSERT_GE(p->units(), 12);
+  AttentionPlan plan = plan_query(*p, cells, {1, 0, 0});
+  std::vector<int64_t> memory;
+  for (size_t j = 0; j < plan.cells.size(); ++j) {
+    if (plan.cells[j] >= 2 && plan.key_pos[j] == 2) memory.push_back(plan.cells[j]);
+  }
+  EXPECT_EQ(memory, cat({range(10, 22), range(30, 42)}));  // events 2,3,4 and 7,8,9
+}
+
+TEST(MemorySegmentation, SurpriseAboveMeanPlusGammaStdOpensAnEvent) {
+  SurpriseSegmenter seg({.gamma = 1.0, .tau = 4, .min_event = 2, .max_event = 100});
+  const std::vector<double> s = {1, 1, 2, 1, 1, 5, 1, 1, 1, 1, 6, 7, 1, 1};
+  std::vector<int> cuts;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (seg.push(s[i])) cuts.push_back(static_cast<int>(i));
+  }
+  // 2 at index 2: preceding {1,1}: mean 1, std 0 -> boundary. 5 at 5 -> boundary. 6 at 10 ->
+  // boundary; 7 at 11 is also above threshold but the event would have 1 token: merged.
+  EXPECT_EQ(cuts, (std::vector<int>{2, 5, 10}));
+}
+
+TEST(MemorySegmentation, GammaRaisesTheThreshold) {
+  SurpriseSegmenter seg({.gamma = 3.0, .tau = 8, .min_event = 1, .max_event = 100});
+  const std::vector<double> s = {1, 2, 1, 2, 1, 2, 3, 1, 2, 9};
+  std::vector<int> cuts;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (seg.push(s[i])) cuts.push_back(static_cast<int>(i));
+  }
+  // mean ~1.5, std ~0.5: 3 is exactly mean + 3 std (not above); 9 is far above.
+  EXPECT_EQ(cuts, (std::vector<int>{9}));
+}
+
+TEST(MemorySegmentation, MaxEventCutsLongRunsAndMinEventMergesShortOnes) {
+  SurpriseSegmenter seg({.gamma = 0.0, .tau = 16, .min_event = 3, .max_event = 5});
+  std::vector<int> cuts;
+  for (int i = 0; i < 17; ++i) {
+    if (seg.push(0.0)) cuts.push_back(i);  // flat: no surprise boundary
+  }
+  EXPECT_EQ(cuts, (std::vector<int>{5, 10, 15}));
+  seg.reset();
+  cuts.clear();
+  // Alternating spikes would cut every other token; min_event 3 keeps events >= 3 tokens.
+  for (int i = 0; i < 12; ++i) {
+    if (seg.push(i % 2 ? 10.0 : 0.0)) cuts.push_back(i);
+  }
+  for (size_t j = 1; j < cuts.size(); ++j) EXPECT_GE(cuts[j] - cuts[j - 1], 3);
+  ASSERT_FALSE(cuts.empty());
+  EXPECT_GE(cuts[0], 3);
+}
+
+// Brute force straight from the definitions, over a labelling of the nodes.
+double modularity_brute(const std::vector<double>& A, int m, const std::vector<int>& label) {
+  double two_w = 0;
+  std::vector<double> k(m, 0);
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < m; ++j) {
+      k[i] += A[i * m + j];
+      two_w += A[i * m + j];
+    }
+  }
+  double q = 0;
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < m; ++j) {
+      if (label[i] == label[j]) q += A[i * m + j] - k[i] * k[j] / two_w;
+    }
+  }
+  return q / two_w;
+}
+
+double conductance_brute(const std::vector<double>& A, int m, const std::vector<int>& label) {
+  double cut = 0, vol0 = 0, vol1 = 0;
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < m; ++j) {
+      (label[i] == 0 ? vol0 : vol1) += A[i * m + j];
+      if (label[i] == 0 && label[j] == 1) cut += A[i * m + j];
+    }
+  }
+  const double d = std::min(vol0, vol1);
+  return d > 0 ? cut / d : 1.0;
+}
+
+TEST(MemoryGraph, SplitMetricsMatchBruteForce) {
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0, 1);
+  for (int m : {2, 5, 9}) {
+    std::vector<double> A(m * m);
+    for (int i = 0; i < m; ++i) {
+      for (int j = i; j < m; ++j) A[i * m + j] = A[j * m + i] = (i == j) ? 0 : u(rng);
+    }
+    const auto mod = split_modularity(A, m);
+    const auto con = split_conductance(A, m);
+    int best_mod = 1, best_con = 1;
+    for (int s = 0; s <= m; ++s) {
+      std::vector<int> label(m);
+      for (int i = 0; i < m; ++i) label[i] = i < s ? 0 : 1;
+      EXPECT_NEAR(mod[s], modularity_brute(A, m, label), 1e-12) << "m " << m << " s " << s;
+      EXPECT_NEAR(con[s], conductance_brute(A, m, label), 1e-12) << "m " << m << " s " << s;
+      if (s >= 1 && s <= m - 1) {
+        if (mod[s] > mod[best_mod]) best_mod = s;
+        if (con[s] < con[best_con]) best_con = s;
+      }
+    }
+    EXPECT_EQ(best_split(A, m, 1, m - 1, 1, Refine::modularity), best_mod);
+    EXPECT_EQ(best_split(A, m, 1, m - 1, 1, Refine::conductance), best_con);
+  }
+}
+
+TEST(MemoryGraph, RefinementFindsTheCommunityBoundary) {
+  // Two cliques [0,4) and [4,10) joined by weak edges: both metrics split at 4.
+  const int m = 10;
+  std::vector<double> A(m * m, 0.05);
+  for (int i = 0; i < m; ++i) {
+    for (int j = 0; j < m; ++j) {
+      if (i == j)
+        A[i * m + j] = 0;
+      else if ((i < 4) == (j < 4))
+        A[i * m + j] = 1;
+    }
+  }
+  EXPECT_EQ(best_split(A, m, 2, 8, 6, Refine::modularity), 4);
+  EXPECT_EQ(best_split(A, m, 2, 8, 6, Refine::conductance), 4);
+  EXPECT_EQ(best_split(A, m, 2, 8, 6, Refine::none), 6);
+}
+
+TEST(MemoryParams, DefaultsScaleWithTheTrainedContext) {
+  MemoryParams mp;
+  mp.kind = "episodic";
+  const MemoryParams r = resolve_memory_params(mp, tiny_shape(8, 512));
+  EXPECT_EQ(r.n_local, 384);
+  EXPECT_EQ(r.n_init, 32);
+  EXPECT_EQ(r.n_mem, 128);
+  EXPECT_EQ(r.tau, 384);
+  EXPECT_EQ(r.max_event, 64);
+  mp.kind = "sinks";
+  auto p = make_memory_policy(mp, tiny_shape(8, 512));
+  EXPECT_EQ(p->max_block(), 512 - 4 - 384);
+}
+
+void expect_refused(MemoryParams mp, const std::string& flag, const std::string& value) {
+  try {
+    resolve_memory_params(mp, tiny_shape(8, 512));
+    ADD_FAILURE() << "accepted " << flag << " " << value;
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(flag), std::string::npos) << what;
+    EXPECT_NE(what.find(value), std::string::npos) << what;
+  }
+}
+
+TEST(MemoryParams, BadParametersAreRefusedNamingFlagAndValue) {
+  MemoryParams mp;
+  mp.kind = "sinks";
+  mp.n_local = 600;
+  expect_refused(mp, "--n-local", "600");
+  mp.n_local = 0;
+  expect_refused(mp, "--n-local", "0");
+  mp = {};
+  mp.kind = "sinks";
+  mp.n_sink = 0;
+  expect_refused(mp, "--n-sink", "0");
+  mp = {};
+  mp.kind = "episodic";
+  mp.gamma = -0.5;
+  expect_refused(mp, "--gamma", "-0.5");
+  mp = {};
+  mp.kind = "episodic";
+  mp.n_mem = 0;
+  expect_refused(mp, "--n-mem", "0");
+  mp = {};
+  mp.kind = "episodic";
+  mp.min_event = 10;
+  mp.max_event = 5;
+  expect_refused(mp, "--max-event", "5");
+  mp = {};
+  mp.kind = "blocks";
+  mp.topk = 0;
+  expect_refused(mp, "--topk", "0");
+  mp = {};
+  mp.kind = "blocks";
+  mp.block_size = 0;
+  expect_refused(mp, "--block-size", "0");
+  mp = {};
+  mp.kind = "episodic";
+  mp.contiguity = 1.0;
+  expect_refused(mp, "--contiguity", "1");
+  mp = {};
+  mp.kind = "lru";
+  expect_refused(mp, "--memory", "lru");
+}
+
+}  // namespace
+}  // namespace engram
