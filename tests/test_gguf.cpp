@@ -685,3 +685,30 @@ TEST(GgufHostile, WriteFailureNamesThePathAndLeavesNoFile) {
 
 }  // namespace
 }  // namespace engram
+
+namespace engram {
+namespace {
+
+// The fuzz seed corpus (tools/py/make_fuzz_seeds.py) also runs here, so the sanitizer build
+// of the unit tests covers it even where libFuzzer is unavailable: valid_* files parse,
+// bad_* files are refused with engram::Error.
+TEST(GgufSeeds, CorpusParsesOrFailsCleanly) {
+  const std::filesystem::path dir = std::filesystem::path(ENGRAM_SOURCE_DIR) / "fuzz/corpus/gguf";
+  ASSERT_TRUE(std::filesystem::is_directory(dir)) << dir;
+  int n = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    const std::string name = e.path().filename().string();
+    std::ifstream in(e.path(), std::ios::binary);
+    const Bytes b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (name.rfind("valid_", 0) == 0) {
+      EXPECT_NO_THROW(GgufFile::parse(b, name)) << name;
+    } else {
+      EXPECT_THROW(GgufFile::parse(b, name), Error) << name;
+    }
+    ++n;
+  }
+  EXPECT_GE(n, 8);
+}
+
+}  // namespace
+}  // namespace engram
