@@ -2,15 +2,22 @@
 // ggml block layouts (hand-built blocks decoded element by element), and quantization error.
 #include <gtest/gtest.h>
 #include <immintrin.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <bit>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <random>
+#include <sstream>
 #include <vector>
 
 #include "engram/error.h"
+#include "engram/gguf.h"
 #include "kernels/blocks.h"
 #include "kernels/quant.h"
 
@@ -241,6 +248,72 @@ TEST(Quant, RejectsBadLengthAndType) {
     EXPECT_NE(std::string(e.what()).find("10"), std::string::npos) << e.what();
   }
 }
+
+#ifdef ENGRAM_CLI_PATH
+// `engram quantize` end to end: a small GGUF with a K-quant-sized matrix, a matrix whose rows
+// only fit Q8_0, and a norm vector.
+TEST(QuantizeCli, WritesAReadableQuantizedModel) {
+  namespace fs = std::filesystem;
+  const fs::path dir =
+      fs::temp_directory_path() / ("engram_quantize_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> big(8 * 512), small(4 * 96), norm(512, 1.0f);
+  for (auto& v : big) v = nd(rng);
+  for (auto& v : small) v = nd(rng);
+  GgufWriter w;
+  w.set_string("general.architecture", "llama");
+  w.set_u32("llama.block_count", 1);
+  w.set_u32("general.file_type", 0);
+  w.add_tensor("blk.0.attn_q.weight", {512, 8}, TensorType::F32, big.data(), big.size() * 4);
+  w.add_tensor("blk.0.ffn_up.weight", {96, 4}, TensorType::F32, small.data(), small.size() * 4);
+  w.add_tensor("blk.0.attn_norm.weight", {512}, TensorType::F32, norm.data(), norm.size() * 4);
+  const std::string in = (dir / "in.gguf").string(), out = (dir / "out.gguf").string();
+  w.write(in);
+
+  const std::string cli = ENGRAM_CLI_PATH;
+  const std::string log = (dir / "log.txt").string();
+  ASSERT_EQ(std::system(
+                (cli + " quantize " + in + " " + out + " --type q4_k > " + log + " 2>&1").c_str()),
+            0);
+  auto f = GgufFile::open(out);
+  EXPECT_EQ(f->get_uint("general.file_type"), 15u);
+  EXPECT_EQ(f->get_string("general.architecture"), "llama");
+  const auto* q = f->find_tensor("blk.0.attn_q.weight");
+  const auto* up = f->find_tensor("blk.0.ffn_up.weight");
+  const auto* nw = f->find_tensor("blk.0.attn_norm.weight");
+  ASSERT_TRUE(q && up && nw);
+  EXPECT_EQ(q->type, static_cast<uint32_t>(TensorType::Q4_K));
+  EXPECT_EQ(up->type, static_cast<uint32_t>(TensorType::Q8_0));  // 96 is no multiple of 256
+  EXPECT_EQ(nw->type, static_cast<uint32_t>(TensorType::F32));
+  std::vector<float> back(512);
+  double err = 0, ref = 0;
+  for (int r = 0; r < 8; ++r) {
+    dequantize_row(TensorType::Q4_K, f->tensor_data(*q) + r * 288, back.data(), 512);
+    for (int c = 0; c < 512; ++c) {
+      err += (back[c] - big[r * 512 + c]) * (back[c] - big[r * 512 + c]);
+      ref += big[r * 512 + c] * big[r * 512 + c];
+    }
+  }
+  EXPECT_LT(std::sqrt(err / ref), 0.15);
+  std::ifstream lf(log);
+  std::stringstream text;
+  text << lf.rdbuf();
+  EXPECT_NE(text.str().find("q8_0 instead"), std::string::npos) << text.str();
+
+  // A bad --type names the value and the accepted list; exit code 1.
+  const int rc = std::system(
+      (cli + " quantize " + in + " " + out + " --type q5_k > " + log + " 2>&1").c_str());
+  EXPECT_EQ(WEXITSTATUS(rc), 1);
+  std::ifstream lf2(log);
+  std::stringstream text2;
+  text2 << lf2.rdbuf();
+  EXPECT_NE(text2.str().find("'q5_k'"), std::string::npos) << text2.str();
+  EXPECT_NE(text2.str().find("q4_0"), std::string::npos) << text2.str();
+  fs::remove_all(dir);
+}
+#endif
 
 }  // namespace
 }  // namespace engram

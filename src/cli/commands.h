@@ -10,6 +10,7 @@ class App;
 namespace engram::cli {
 
 void add_inspect_command(CLI::App& app);
+void add_quantize_command(CLI::App& app);
 void add_tokenize_command(CLI::App& app);
 void add_import_tokenizer_command(CLI::App& app);
 void add_run_command(CLI::App& app);

@@ -11,6 +11,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.set_version_flag("--version", "engram 0.1.0");
   engram::cli::add_inspect_command(app);
+  engram::cli::add_quantize_command(app);
   engram::cli::add_tokenize_command(app);
   engram::cli::add_import_tokenizer_command(app);
   engram::cli::add_run_command(app);
