@@ -16,6 +16,10 @@
 #include "kernels/blocks.h"
 #include "kernels/matmul_internal.h"
 
+// The R x T tile loops must be fully unrolled so the accumulators live in registers; GCC -O2
+// does not do that on its own.
+#define ENGRAM_UNROLL _Pragma("GCC unroll 16")
+
 #if defined(__AVX512VNNI__) && defined(__AVX512VL__)
 #define ENGRAM_VNNI 1
 #else
@@ -149,23 +153,30 @@ void tile_float(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, in
   const int64_t kmain = cols / kW * kW;
   for_tiles<kFloatR, kFloatT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
     const E* wr[R];  // [R, cols]
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) {
       wr[i] =
           reinterpret_cast<const E*>(static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes);
     }
     const float* xt = a.x + t * cols;  // [T, cols]
     VF acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = vzero();
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = vzero();
     for (int64_t k = 0; k < kmain; k += kW) {
       VF xv[T];
+      ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) xv[j] = vload(xt + j * cols + k);
+      ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const VF wv = WT::load(wr[i] + k);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) acc[i][j] = vfma(wv, xv[j], acc[i][j]);
       }
     }
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) {
+      ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) {
         float s = vsum(acc[i][j]);
         for (int64_t k = kmain; k < cols; ++k) s += WT::scalar(wr[i][k]) * xt[j * cols + k];
@@ -191,6 +202,7 @@ inline float hmax8(__m256 v) {
 // Quantizes 32 floats with multiplier id (round to nearest even, as the scalar version) and
 // stores them; returns the 32 values as 4 vectors of i32 (for the sums).
 inline void quantize32(const float* x, __m256 id, int8_t* qs, __m256i q[4]) {
+  ENGRAM_UNROLL
   for (int i = 0; i < 4; ++i)
     q[i] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8 * i), id));
   // Pack i32 -> i16 -> i8; packs work per 128-bit lane, so fix the order with a permute.
@@ -232,6 +244,7 @@ void quantize_acts_256(const float* x, int64_t n, int8_t* qs, float* d, int16_t*
     const float db = amax / 127.0f;
     const float id = db != 0.0f ? 1.0f / db : 0.0f;
     const __m256 vid = _mm256_set1_ps(id);
+    ENGRAM_UNROLL
     for (int c = 0; c < 8; ++c) {
       __m256i q[4];
       quantize32(x + 32 * c, vid, qs + 32 * c, q);
@@ -264,15 +277,18 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
   const int64_t nb = a.nblk;
   for_tiles<kQuantR, kQuantT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
     const BlockQ8_0* wb[R];
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ8_0>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
     const float* xd = a.d + t * nb;        // [T, nb]
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xv[T];
       __m256 dx[T];
+      ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) {
         xv[j] = load256(xq + j * a.cols + 32 * b);
 #if ENGRAM_VNNI
@@ -280,6 +296,7 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
 #endif
         dx[j] = _mm256_set1_ps(xd[j * nb + b]);
       }
+      ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const __m256i wq = load256(wb[i][b].qs);
         const __m256 dw = _mm256_set1_ps(half_to_float(wb[i][b].d));
@@ -287,6 +304,7 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         // (x + 128) . w - 128 * sum(w): VNNI multiplies u8 by s8, x is made unsigned.
         const __m256i corr = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
                                                  _mm256_set1_epi8(static_cast<char>(0x80)), wq);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const __m256i p =
               _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), xv[j], wq), corr);
@@ -295,6 +313,7 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
 #else
         // |w| . (x * sign(w)): maddubs multiplies u8 by s8.
         const __m256i aw = _mm256_sign_epi8(wq, wq);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const __m256i p16 = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(xv[j], wq));
           const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
@@ -303,8 +322,9 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
 #endif
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
   });
 }
 
@@ -313,6 +333,7 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
   const int64_t nb = a.nblk;
   for_tiles<kQuantR, kQuantT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
     const BlockQ4_0* wb[R];
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_0>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
     const float* xd = a.d + t * nb;        // [T, nb]
@@ -320,15 +341,18 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[R][T];
     float corr[R][T] = {};  // sum of d_w * d_x * sum(x): removes the +8 offset of the weights
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
       __m256i xv[T];
       __m256 dx[T];
+      ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) {
         xv[j] = load256(xq + j * a.cols + 32 * b);
         dx[j] = _mm256_set1_ps(xd[j * nb + b]);
       }
+      ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wb[i][b].qs));
         // Low nibbles are elements 0..15, high nibbles 16..31.
@@ -336,6 +360,7 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
             _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
         const float dws = half_to_float(wb[i][b].d);
         const __m256 dw = _mm256_set1_ps(dws);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const __m256i p = dot_u8s8(_mm256_setzero_si256(), wq, xv[j]);
           acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
@@ -343,8 +368,9 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]) - 8.0f * corr[i][j];
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]) - 8.0f * corr[i][j];
   });
 }
 
@@ -359,15 +385,18 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
   const int64_t nb = a.nblk;
   for_tiles<kKR, kKT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
     const BlockQ4_K* wb[R];
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_K>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
     const float* xd = a.d + t * nb;             // [T, nb]
     const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+      ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const BlockQ4_K& blk = wb[i][b];
         alignas(16) uint8_t sc[8], m[8];
@@ -376,13 +405,16 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         const __m128i mv = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(m));
         const __m256i mins16 = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mv, mv));
         __m256i isum[T];
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) isum[j] = _mm256_setzero_si256();
+        ENGRAM_UNROLL
         for (int c = 0; c < 4; ++c) {
           const __m256i raw = load256(blk.qs + 32 * c);
           const __m256i lo = _mm256_and_si256(raw, m4);
           const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
           const __m256i sc_lo = _mm256_set1_epi16(sc[2 * c]);
           const __m256i sc_hi = _mm256_set1_epi16(sc[2 * c + 1]);
+          ENGRAM_UNROLL
           for (int j = 0; j < T; ++j) {
             const int8_t* x = xq + j * a.cols + 256 * b + 64 * c;
             isum[j] = madd_acc(isum[j], _mm256_maddubs_epi16(lo, load256(x)), sc_lo);
@@ -391,6 +423,7 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         }
         const float d = half_to_float(blk.d);
         const float dmin = half_to_float(blk.dmin);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const float dx = xd[j * nb + b];
           const __m256i msum = _mm256_madd_epi16(mins16, load256(bs + j * nb * 16 + 16 * b));
@@ -401,8 +434,9 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
   });
 }
 
@@ -411,6 +445,7 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
   const int64_t nb = a.nblk;
   for_tiles<kKR, kKT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
     const BlockQ6_K* wb[R];
+    ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ6_K>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
     const float* xd = a.d + t * nb;             // [T, nb]
@@ -418,13 +453,17 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
     const __m256i m4 = _mm256_set1_epi8(0x0f);
     const __m256i m30 = _mm256_set1_epi8(0x30);
     __m256 acc[R][T];
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
+      ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const BlockQ6_K& blk = wb[i][b];
         __m256i isum[T];
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) isum[j] = _mm256_setzero_si256();
+        ENGRAM_UNROLL
         for (int h = 0; h < 2; ++h) {
           const __m256i ql0 = load256(blk.ql + 64 * h);
           const __m256i ql1 = load256(blk.ql + 64 * h + 32);
@@ -440,12 +479,14 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
                               _mm256_and_si256(_mm256_srli_epi16(qh, 2), m30)),
           };
+          ENGRAM_UNROLL
           for (int c = 0; c < 4; ++c) {
             // Each chunk spans two 16-element sub-blocks with their own scales.
             const int s0 = blk.scales[8 * h + 2 * c], s1 = blk.scales[8 * h + 2 * c + 1];
             const __m256i scv = _mm256_inserti128_si256(
                 _mm256_castsi128_si256(_mm_set1_epi16(static_cast<int16_t>(s0))),
                 _mm_set1_epi16(static_cast<int16_t>(s1)), 1);
+            ENGRAM_UNROLL
             for (int j = 0; j < T; ++j) {
               const int8_t* x = xq + j * a.cols + 256 * b + 128 * h + 32 * c;
               isum[j] = madd_acc(isum[j], _mm256_maddubs_epi16(q[c], load256(x)), scv);
@@ -456,6 +497,7 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         const __m256i sc16 =
             _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
         const float d = half_to_float(blk.d);
+        ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const __m256i off = _mm256_madd_epi16(sc16, load256(bs + j * nb * 16 + 16 * b));
           const __m256i tot = _mm256_sub_epi32(isum[j], _mm256_slli_epi32(off, 5));
@@ -464,8 +506,9 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         }
       }
     }
-    for (int i = 0; i < R; ++i)
-      for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
   });
 }
 

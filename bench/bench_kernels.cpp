@@ -1,0 +1,157 @@
+// Micro-benchmarks of the matmul kernels on the shapes of a ~125M llama model (768 wide,
+// FFN 2048, 4 KV heads of 64) with 2 threads.
+//
+//   engram_bench --benchmark_filter=Decode   weight bytes streamed per second (bytes_per_second)
+//   engram_bench --benchmark_filter=Prefill  FLOP/s counter (2 * rows * cols * n_tok)
+//
+// Decode cycles through enough copies of the matrix (>= 256 MiB) that the weights come from
+// DRAM, not the 105 MiB L3, as they do when a whole model is decoded.
+#include <benchmark/benchmark.h>
+
+#include <random>
+#include <vector>
+
+#include "engram/tensor_type.h"
+#include "engram/thread_pool.h"
+#include "kernels/matmul.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/quant.h"
+
+namespace {
+
+using engram::TensorType;
+
+constexpr TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                                 TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K,
+                                 TensorType::Q6_K};
+
+struct Setup {
+  std::vector<uint8_t> bytes;  // [copies, rows, row_bytes]
+  size_t matrix_bytes = 0;
+  int64_t copies = 1;
+  std::vector<float> x;  // [n_tok, cols]
+  std::vector<float> y;  // [n_tok, rows]
+};
+
+Setup make_setup(TensorType type, int64_t rows, int64_t cols, int64_t n_tok, size_t min_total) {
+  Setup s;
+  const size_t rb = engram::tensor_row_bytes(type, cols);
+  s.matrix_bytes = rb * rows;
+  s.copies = std::max<int64_t>(1, static_cast<int64_t>(min_total / s.matrix_bytes));
+  s.bytes.resize(s.matrix_bytes * s.copies);
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> row(cols);
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : row) v = nd(rng);
+    engram::quantize_row(type, row.data(), s.bytes.data() + r * rb, cols);
+  }
+  for (int64_t c = 1; c < s.copies; ++c) {
+    std::copy(s.bytes.begin(), s.bytes.begin() + s.matrix_bytes,
+              s.bytes.begin() + c * s.matrix_bytes);
+  }
+  s.x.resize(n_tok * cols);
+  for (auto& v : s.x) v = nd(rng);
+  s.y.resize(n_tok * rows);
+  return s;
+}
+
+// Args: type index, rows, cols, n_tok, isa (0 = scalar, 1 = avx2, 2 = avx512; -1 = best),
+// threads.
+void BM_Matmul(benchmark::State& state) {
+  const TensorType type = kTypes[state.range(0)];
+  const int64_t rows = state.range(1), cols = state.range(2), n_tok = state.range(3);
+  const int isa_arg = static_cast<int>(state.range(4));
+  const engram::Isa isa = isa_arg < 0 ? engram::best_isa() : static_cast<engram::Isa>(isa_arg);
+  if (!engram::isa_available(isa)) {
+    state.SkipWithError("ISA not available on this CPU");
+    return;
+  }
+  // Decode streams the weights from DRAM unless the shape is small enough to stay in L2
+  // (rows < 512: a kernel-throughput figure without the memory system).
+  const bool from_dram = n_tok == 1 && rows >= 512;
+  Setup s = make_setup(type, rows, cols, n_tok, from_dram ? (256u << 20) : 0);
+  engram::ThreadPool pool(static_cast<int>(state.range(5)));
+  const size_t rb = engram::tensor_row_bytes(type, cols);
+  int64_t i = 0;
+  for (auto _ : state) {
+    const engram::WeightMatrix w{type, s.bytes.data() + (i % s.copies) * s.matrix_bytes, rows, cols,
+                                 rb};
+    engram::matmul_with_isa(isa, w, s.x.data(), n_tok, s.y.data(), pool);
+    benchmark::DoNotOptimize(s.y.data());
+    ++i;
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) *
+                          static_cast<int64_t>(s.matrix_bytes));
+  state.counters["FLOP/s"] =
+      benchmark::Counter(2.0 * rows * cols * n_tok * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(engram::tensor_type_info(type).name) + " " + engram::isa_name(isa));
+}
+
+template <int Threads>
+void DecodeArgs(benchmark::internal::Benchmark* b) {
+  for (int t = 0; t < 7; ++t) {
+    b->Args({t, 768, 768, 1, -1, Threads});
+    b->Args({t, 2048, 768, 1, -1, Threads});
+    b->Args({t, 768, 2048, 1, -1, Threads});
+  }
+  // The lower ISAs on the commonest quantized shape, for comparison.
+  for (int t : {3, 4, 5, 6}) {
+    b->Args({t, 2048, 768, 1, 0, Threads});
+    b->Args({t, 2048, 768, 1, 1, Threads});
+  }
+}
+
+void HotArgs(benchmark::internal::Benchmark* b) {
+  for (int t = 0; t < 7; ++t) {
+    for (int isa : {0, 1, 2}) b->Args({t, 256, 768, 1, isa, 1});
+  }
+}
+
+template <int Threads>
+void PrefillArgs(benchmark::internal::Benchmark* b) {
+  for (int t = 0; t < 7; ++t) {
+    b->Args({t, 2048, 768, 64, -1, Threads});
+    b->Args({t, 2048, 768, 512, -1, Threads});
+    b->Args({t, 768, 2048, 512, -1, Threads});
+  }
+  for (int t : {3, 4, 5, 6}) {
+    b->Args({t, 2048, 768, 512, 0, Threads});
+    b->Args({t, 2048, 768, 512, 1, Threads});
+  }
+}
+
+// Two threads: wall-clock rates, what the engine sees.
+BENCHMARK(BM_Matmul)
+    ->Name("Decode")
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->Apply(DecodeArgs<2>)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Matmul)
+    ->Name("Prefill")
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->Apply(PrefillArgs<2>)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond);
+// One thread, rates per CPU second: a kernel-speed figure that stays meaningful on a busy
+// machine (time spent descheduled is not counted).
+BENCHMARK(BM_Matmul)
+    ->Name("Decode1T")
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->Apply(DecodeArgs<1>)
+    ->Unit(benchmark::kMicrosecond);
+// Weights in L2, one thread: what the kernel could do if memory were free.
+BENCHMARK(BM_Matmul)
+    ->Name("DecodeL2")
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->Apply(HotArgs)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_Matmul)
+    ->Name("Prefill1T")
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->Apply(PrefillArgs<1>)
+    ->Unit(benchmark::kMillisecond);
+
+}  // namespace
