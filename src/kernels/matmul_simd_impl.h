@@ -272,6 +272,8 @@ inline const Block* row_blocks(const WeightMatrix& w, int64_t r) {
   return reinterpret_cast<const Block*>(static_cast<const uint8_t*>(w.data) + r * w.row_bytes);
 }
 
+#if !ENGRAM_VNNI
+// AVX2 versions of the 32-block kernels (the AVX-512 build uses the zmm ones below).
 void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
                float* y, int64_t ldy) {
   const int64_t nb = a.nblk;
@@ -291,26 +293,12 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
       ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) {
         xv[j] = load256(xq + j * a.cols + 32 * b);
-#if ENGRAM_VNNI
-        xv[j] = _mm256_xor_si256(xv[j], _mm256_set1_epi8(static_cast<char>(0x80)));  // x + 128
-#endif
         dx[j] = _mm256_set1_ps(xd[j * nb + b]);
       }
       ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const __m256i wq = load256(wb[i][b].qs);
         const __m256 dw = _mm256_set1_ps(half_to_float(wb[i][b].d));
-#if ENGRAM_VNNI
-        // (x + 128) . w - 128 * sum(w): VNNI multiplies u8 by s8, x is made unsigned.
-        const __m256i corr = _mm256_dpbusd_epi32(_mm256_setzero_si256(),
-                                                 _mm256_set1_epi8(static_cast<char>(0x80)), wq);
-        ENGRAM_UNROLL
-        for (int j = 0; j < T; ++j) {
-          const __m256i p =
-              _mm256_sub_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), xv[j], wq), corr);
-          acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
-        }
-#else
         // |w| . (x * sign(w)): maddubs multiplies u8 by s8.
         const __m256i aw = _mm256_sign_epi8(wq, wq);
         ENGRAM_UNROLL
@@ -319,7 +307,6 @@ void tile_q8_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
           const __m256i p = _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
           acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
         }
-#endif
       }
     }
     ENGRAM_UNROLL
@@ -337,19 +324,20 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
     for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_0>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
     const float* xd = a.d + t * nb;        // [T, nb]
-    const float* xs = a.s + t * nb;        // [T, nb]
     const __m256i m4 = _mm256_set1_epi8(0x0f);
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 acc[R][T];
-    float corr[R][T] = {};  // sum of d_w * d_x * sum(x): removes the +8 offset of the weights
     ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) ENGRAM_UNROLL
     for (int j = 0; j < T; ++j) acc[i][j] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
-      __m256i xv[T];
+      __m256i xv[T], xoff[T];
       __m256 dx[T];
       ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) {
         xv[j] = load256(xq + j * a.cols + 32 * b);
+        // 8 * sum(x) per lane: the weights are stored as q + 8.
+        xoff[j] = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), xv[j]), ones);
         dx[j] = _mm256_set1_ps(xd[j * nb + b]);
       }
       ENGRAM_UNROLL
@@ -358,21 +346,136 @@ void tile_q4_0(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         // Low nibbles are elements 0..15, high nibbles 16..31.
         const __m256i wq = _mm256_and_si256(
             _mm256_inserti128_si256(_mm256_castsi128_si256(raw), _mm_srli_epi16(raw, 4), 1), m4);
-        const float dws = half_to_float(wb[i][b].d);
-        const __m256 dw = _mm256_set1_ps(dws);
+        const __m256 dw = _mm256_set1_ps(half_to_float(wb[i][b].d));
         ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
-          const __m256i p = dot_u8s8(_mm256_setzero_si256(), wq, xv[j]);
+          const __m256i p =
+              _mm256_sub_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(wq, xv[j]), ones), xoff[j]);
           acc[i][j] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(p), dx[j]), dw, acc[i][j]);
-          corr[i][j] += dws * xs[j * nb + b];
         }
       }
     }
     ENGRAM_UNROLL
     for (int i = 0; i < R; ++i) ENGRAM_UNROLL
-    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]) - 8.0f * corr[i][j];
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum8(acc[i][j]);
   });
 }
+
+#endif  // !ENGRAM_VNNI
+
+#if ENGRAM_VNNI
+// AVX-512 versions of the 32-block kernels: a zmm holds two consecutive blocks, so every
+// multiply, conversion and scale costs half as many instructions per block as with ymm.
+// The int8 products use vpdpbusd (u8 x s8): the weights are made unsigned (Q8_0: w + 128,
+// Q4_0: q as stored, 0..15) and the offset is removed by starting the accumulator at
+// -offset * sum(x), a per-token value shared by all rows of the tile.
+
+// Two scales (f16, `stride` bytes apart; the second is zero for a lone tail block) spread as
+// [s0 x 8, s1 x 8].
+inline __m512 pair_scale_f16(const uint16_t* d0, const uint16_t* d1) {
+  const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(*d0), d1 ? *d1 : 0, 1);
+  return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+}
+inline __m512 pair_scale_f32(const float* d, bool two) {
+  const __m128 v =
+      two ? _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(d))) : _mm_load_ss(d);
+  return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+                               _mm512_castps128_ps512(v));
+}
+inline __m512i load_x_pair(const int8_t* p, bool two) {
+  return two ? _mm512_loadu_si512(p) : _mm512_zextsi256_si512(load256(p));
+}
+inline float hsum16(__m512 v) {
+  return _mm512_reduce_add_ps(v);
+}
+
+template <class Unpack, class XOffset>
+void tile_pairs(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                int64_t t1, float* y, int64_t ldy, size_t block_bytes, Unpack unpack,
+                XOffset x_offset) {
+  const int64_t nb = a.nblk;
+  for_tiles<4, 4>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
+    const uint8_t* wr[R];  // [R, row_bytes]
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) wr[i] = static_cast<const uint8_t*>(w.data) + (r + i) * w.row_bytes;
+    const int8_t* xq = a.qs + t * a.cols;  // [T, cols]
+    const float* xd = a.d + t * nb;        // [T, nb]
+    __m512 acc[R][T];
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) acc[i][j] = _mm512_setzero_ps();
+    auto step = [&](int64_t b, bool two) {
+      __m512i xv[T], xoff[T];
+      __m512 dx[T];
+      ENGRAM_UNROLL
+      for (int j = 0; j < T; ++j) {
+        xv[j] = load_x_pair(xq + j * a.cols + 32 * b, two);
+        xoff[j] = x_offset(xv[j]);
+        dx[j] = pair_scale_f32(xd + j * nb + b, two);
+      }
+      ENGRAM_UNROLL
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* b0 = wr[i] + b * block_bytes;
+        const uint8_t* b1 = two ? b0 + block_bytes : nullptr;
+        const __m512i wq = unpack(b0, b1);
+        const __m512 dw = pair_scale_f16(reinterpret_cast<const uint16_t*>(b0),
+                                         reinterpret_cast<const uint16_t*>(b1));
+        ENGRAM_UNROLL
+        for (int j = 0; j < T; ++j) {
+          const __m512i p = _mm512_dpbusd_epi32(xoff[j], wq, xv[j]);
+          acc[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), _mm512_mul_ps(dx[j], dw), acc[i][j]);
+        }
+      }
+    };
+    int64_t b = 0;
+    for (; b + 2 <= nb; b += 2) step(b, true);
+    if (b < nb) step(b, false);
+    ENGRAM_UNROLL
+    for (int i = 0; i < R; ++i) ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) y[(t + j) * ldy + r + i] = hsum16(acc[i][j]);
+  });
+}
+
+void tile_q8_0_zmm(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                   int64_t t1, float* y, int64_t ldy) {
+  const __m512i c80 = _mm512_set1_epi8(static_cast<char>(0x80));
+  tile_pairs(
+      w, a, r0, r1, t0, t1, y, ldy, sizeof(BlockQ8_0),
+      [&](const uint8_t* b0, const uint8_t* b1) {
+        const __m256i lo = load256(b0 + 2);
+        const __m512i q = b1 ? _mm512_inserti64x4(_mm512_castsi256_si512(lo), load256(b1 + 2), 1)
+                             : _mm512_zextsi256_si512(lo);
+        // A lone tail block gets w + 128 = 128 against zero activations: contributes 0.
+        return _mm512_xor_si512(q, c80);  // w + 128, unsigned
+      },
+      [&](__m512i x) {  // -128 * sum(x) per lane
+        return _mm512_sub_epi32(_mm512_setzero_si512(),
+                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), c80, x));
+      });
+}
+
+void tile_q4_0_zmm(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                   int64_t t1, float* y, int64_t ldy) {
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i c8 = _mm512_set1_epi8(8);
+  tile_pairs(
+      w, a, r0, r1, t0, t1, y, ldy, sizeof(BlockQ4_0),
+      [&](const uint8_t* b0, const uint8_t* b1) {
+        const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b0 + 2));
+        const __m128i q1 =
+            b1 ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(b1 + 2)) : _mm_setzero_si128();
+        const __m256i t = _mm256_inserti128_si256(_mm256_castsi128_si256(q0), q1, 1);
+        // [q0, q1, q0 >> 4, q1 >> 4] -> [q0 lo, q0 hi, q1 lo, q1 hi]: element order of x.
+        const __m512i z = _mm512_inserti64x4(_mm512_castsi256_si512(t), _mm256_srli_epi16(t, 4), 1);
+        return _mm512_and_si512(_mm512_shuffle_i64x2(z, z, _MM_SHUFFLE(3, 1, 2, 0)), m4);
+      },
+      [&](__m512i x) {  // -8 * sum(x) per lane
+        return _mm512_sub_epi32(_mm512_setzero_si512(),
+                                _mm512_dpbusd_epi32(_mm512_setzero_si512(), c8, x));
+      });
+}
+#endif
 
 #if ENGRAM_VNNI
 constexpr int kKR = 4, kKT = 2;
@@ -516,8 +619,20 @@ void tile_q6_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
 
 const KernelTable& ENGRAM_KERNEL_TABLE_FN() {
   static const KernelTable t = {
-      quantize_acts_32, quantize_acts_256, tile_float<F32W>, tile_float<F16W>, tile_float<BF16W>,
-      tile_q8_0,        tile_q4_0,         tile_q4_k,        tile_q6_k,
+    quantize_acts_32,
+    quantize_acts_256,
+    tile_float<F32W>,
+    tile_float<F16W>,
+    tile_float<BF16W>,
+#if ENGRAM_VNNI
+    tile_q8_0_zmm,
+    tile_q4_0_zmm,
+#else
+    tile_q8_0,
+    tile_q4_0,
+#endif
+    tile_q4_k,
+    tile_q6_k,
   };
   return t;
 }
