@@ -117,6 +117,15 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
 
   if (spm) {
     for (int b = 0; b < 256; ++b) im->byte_token[b] = im->find(fmt::format("<0x{:02X}>", b));
+    im->spm_word_split = true;
+    for (size_t i = 0; i < n && im->spm_word_split; ++i) {
+      const std::string& t = im->tokens[i];
+      if (im->types[i] != TokenType::Normal && im->types[i] != TokenType::UserDefined) continue;
+      for (size_t p = t.find("\xE2\x96\x81", 1); p != std::string::npos;
+           p = t.find("\xE2\x96\x81", p + 1)) {
+        if (p < 3 || t.compare(p - 3, 3, "\xE2\x96\x81") != 0) im->spm_word_split = false;
+      }
+    }
   } else {
     im->pre_name = f.get_string("tokenizer.ggml.pre", "default");
     const PreInfo* pre = nullptr;

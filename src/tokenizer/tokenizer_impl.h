@@ -28,6 +28,7 @@ struct Tokenizer::Impl {
   int32_t bos = -1, eos = -1, unk = -1, pad = -1;
   bool add_bos = false, add_eos = false;
   bool add_space_prefix = true;  // llama only
+  bool spm_word_split = false;   // llama: no piece has U+2581 after another character
   std::vector<uint8_t> eog;      // per token
 
   // Tokens matched in the text before the model sees it, grouped by first byte, longest
@@ -52,6 +53,7 @@ struct Tokenizer::Impl {
 
   // Model-specific encoding of one text fragment (no special tokens in it), appended to out.
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_spm_word(std::string_view escaped, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
 };
 
