@@ -101,6 +101,25 @@ TEST(MemoryStream, EpisodicWithRefinementFormsEvents) {
   }
 }
 
+TEST(MemoryStream, F16StoreHalvesTheCacheAndStaysCloseToF32) {
+  auto model = Model::load(kDir + "llama_f32.gguf");
+  ThreadPool pool(2);
+  const auto tokens = random_tokens(600, model->config().n_vocab, 6);
+  MemoryParams p;
+  p.kind = "episodic";
+  Context f32(*model, pool, {}, make_memory_policy(p, shape_of(*model)));
+  p.kv_f16 = true;
+  Context f16(*model, pool, {}, make_memory_policy(p, shape_of(*model)));
+  f32.eval(tokens);
+  f16.eval(tokens);
+  double worst = 0;
+  for (size_t v = 0; v < f32.logits().size(); ++v) {
+    worst = std::max(worst, double(std::fabs(f32.logits()[v] - f16.logits()[v])));
+  }
+  EXPECT_LE(worst, 0.05);
+  EXPECT_GT(worst, 0.0);  // it really is stored differently
+}
+
 TEST(MemoryStream, FullStillRefusesToGrowPastItsContext) {
   auto model = Model::load(kDir + "llama_f32.gguf");
   ThreadPool pool(1);

@@ -50,6 +50,7 @@ struct PolicyNeeds {
   // Store keys before RoPE and rotate them at their planned position when gathering (policies
   // that re-position keys; avoids rotating twice, and large angles at stream positions ~1e6).
   bool keys_before_rope = false;
+  bool kv_f16 = false;  // store K/V as f16 (half the RAM; gathering converts)
 };
 
 // Shapes a policy needs to read BlockData; taken from the model.
@@ -137,6 +138,7 @@ struct MemoryParams {
   int max_event = -1;         // episodic
   Refine refine = Refine::none;
   double contiguity = 0.3;  // episodic: share of n_mem for neighbours of hits
+  bool kv_f16 = false;      // all but full: store K/V as f16
 };
 
 // Fills the -1 fields from n_ctx_train and checks every field; throws engram::Error naming the

@@ -48,6 +48,7 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
   cmd->add_option("--refine", o.refine, "episodic: boundary refinement none|modularity|conductance")
       ->capture_default_str()
       ->group(g);
+  cmd->add_flag("--kv-f16", p.kv_f16, "Store K/V as f16 (all policies but full)")->group(g);
   cmd->add_option("--contiguity", p.contiguity, "episodic: share of n_mem for neighbours of hits")
       ->capture_default_str()
       ->group(g);

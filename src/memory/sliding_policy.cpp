@@ -11,12 +11,16 @@ namespace {
 
 class SlidingPolicy final : public MemoryPolicy {
  public:
-  SlidingPolicy(std::string name, int n_sink, int n_local, int max_block)
-      : name_(std::move(name)), n_sink_(n_sink), n_local_(n_local), max_block_(max_block) {}
+  SlidingPolicy(std::string name, int n_sink, int n_local, int max_block, bool f16)
+      : name_(std::move(name)),
+        n_sink_(n_sink),
+        n_local_(n_local),
+        max_block_(max_block),
+        f16_(f16) {}
 
   std::string name() const override { return name_; }
   int max_block() const override { return max_block_; }
-  PolicyNeeds needs() const override { return {.keys_before_rope = true}; }
+  PolicyNeeds needs() const override { return {.keys_before_rope = true, .kv_f16 = f16_}; }
 
   void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
             const BlockData& data, AttentionPlan& out) const override {
@@ -51,6 +55,7 @@ class SlidingPolicy final : public MemoryPolicy {
   static constexpr int64_t kSlack = 32;
   std::string name_;
   int n_sink_, n_local_, max_block_;
+  bool f16_;
 };
 
 }  // namespace
@@ -58,7 +63,7 @@ class SlidingPolicy final : public MemoryPolicy {
 std::unique_ptr<MemoryPolicy> make_sliding_policy(const MemoryParams& p, const ModelShape& s) {
   const int n_sink = p.kind == "window" ? 0 : p.n_sink;
   return std::make_unique<SlidingPolicy>(p.kind, n_sink, p.n_local,
-                                         s.n_ctx_train - n_sink - p.n_local);
+                                         s.n_ctx_train - n_sink - p.n_local, p.kv_f16);
 }
 
 }  // namespace engram

@@ -37,6 +37,7 @@ struct UnitConfig {
   Refine refine = Refine::none;
   SegmenterParams seg;
   int max_block = 0;
+  bool f16 = false;
 };
 
 float dot(const float* a, const float* b, int n) {
@@ -53,7 +54,7 @@ class UnitPolicy final : public MemoryPolicy {
 
   std::string name() const override { return cfg_.episodic ? "episodic" : "blocks"; }
   PolicyNeeds needs() const override {
-    return {.qk = true, .surprise = cfg_.episodic, .keys_before_rope = true};
+    return {.qk = true, .surprise = cfg_.episodic, .keys_before_rope = true, .kv_f16 = cfg_.f16};
   }
   int max_block() const override { return cfg_.max_block; }
   int64_t units() const override { return static_cast<int64_t>(units_.size()); }
@@ -324,6 +325,7 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.contiguity = p.contiguity;
   c.refine = p.refine;
   c.seg = {p.gamma, p.tau, p.min_event, p.max_event};
+  c.f16 = p.kv_f16;
   c.max_block = s.n_ctx_train - p.n_init - 1 - p.n_local;
   return std::make_unique<UnitPolicy>(c, s);
 }

@@ -20,7 +20,8 @@
 namespace engram {
 
 struct Context::Impl {
-  Impl(const ModelConfig& c) : kv(c.n_layer, c.n_head_kv * c.head_dim) {}
+  Impl(const ModelConfig& c, const PolicyNeeds& n)
+      : kv(c.n_layer, c.n_head_kv * c.head_dim, n.kv_f16), needs(n) {}
   KvStore kv;
   std::vector<KvCell> cells;
   AttentionPlan plan;
@@ -54,13 +55,11 @@ Context::Context(const Model& model, ThreadPool& pool, const ContextParams& para
   if (params_.n_batch <= 0) {
     throw Error(fmt::format("n_batch must be > 0, got {}", params_.n_batch));
   }
-  impl_ = std::make_unique<Impl>(c);
-  if (!policy_) {
-    policy_ = make_full_policy(params_.n_ctx);
-    impl_->kv.reserve(params_.n_ctx);
-  }
+  const bool reserve = !policy_;
+  if (!policy_) policy_ = make_full_policy(params_.n_ctx);
+  impl_ = std::make_unique<Impl>(c, policy_->needs());
+  if (reserve) impl_->kv.reserve(params_.n_ctx);
   Impl& s = *impl_;
-  s.needs = policy_->needs();
   s.rp.head_dim = c.head_dim;
   s.rp.rope_dim = c.rope_dim;
   s.rp.base = c.rope_base;
@@ -204,13 +203,12 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     // plan that gives a key another position rotates it by the difference when gathering.
     for (int i = 0; i < n; ++i) {
       const int64_t cell = block.first_cell + i;
-      float* kd = s.kv.k(l, cell);
-      std::memcpy(kd, &s.k[size_t(i) * kv_dim], sizeof(float) * kv_dim);
+      float* kd = &s.k[size_t(i) * kv_dim];
       if (!raw_keys) {
         const float* cs = s.angles(s.cells[cell].pos);
         for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
       }
-      std::memcpy(s.kv.v(l, cell), &s.v[size_t(i) * kv_dim], sizeof(float) * kv_dim);
+      s.kv.write(l, cell, kd, &s.v[size_t(i) * kv_dim]);
     }
 
     policy_->plan(l, block, s.cells, s.data, s.plan);
@@ -226,7 +224,7 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     // otherwise gather (and re-rotate) the planned keys.
     const int64_t n_kv = static_cast<int64_t>(p.cells.size());
     if (l == 0) s.last_attended = n_kv;
-    bool direct = n_kv > 0 && !raw_keys;
+    bool direct = n_kv > 0 && !raw_keys && !s.kv.f16();
     for (int64_t j = 0; j < n_kv && direct; ++j) {
       direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
     }
@@ -240,13 +238,13 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
       for (int64_t j = 0; j < n_kv; ++j) {
         const int64_t cell = p.cells[j];
         float* kd = &s.k_gather[size_t(j) * kv_dim];
-        std::memcpy(kd, s.kv.k(l, cell), sizeof(float) * kv_dim);
+        s.kv.read_k(l, cell, kd);
         const int64_t delta = raw_keys ? p.key_pos[j] : p.key_pos[j] - s.cells[cell].pos;
         if (delta != 0 || raw_keys) {
           const float* cs = s.angles(delta);
           for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
         }
-        std::memcpy(&s.v_gather[size_t(j) * kv_dim], s.kv.v(l, cell), sizeof(float) * kv_dim);
+        s.kv.read_v(l, cell, &s.v_gather[size_t(j) * kv_dim]);
       }
       a.k = s.k_gather.data();
       a.v = s.v_gather.data();
