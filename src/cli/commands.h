@@ -16,5 +16,6 @@ void add_import_tokenizer_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
+void add_chat_command(CLI::App& app);
 
 }  // namespace engram::cli
