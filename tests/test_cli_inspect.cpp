@@ -10,42 +10,14 @@
 #include <string>
 #include <vector>
 
+#include "cli_runner.h"
 #include "engram/gguf.h"
 
 namespace {
 
-struct CliResult {
-  int status = -1;  // exit code
-  std::string out;  // stdout
-  std::string err;  // stderr
-};
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::string temp_path(const std::string& name) {
-  return (std::filesystem::path(testing::TempDir()) /
-          ("cli_" + std::to_string(getpid()) + "_" + name))
-      .string();
-}
-
-// args are passed through the shell: callers quote what needs quoting.
-CliResult run_cli(const std::string& args) {
-  const std::string out_path = temp_path("stdout.txt");
-  const std::string err_path = temp_path("stderr.txt");
-  const std::string cmd = std::string("'") + ENGRAM_CLI_PATH + "' " + args + " >'" + out_path +
-                          "' 2>'" + err_path + "'";
-  const int rc = std::system(cmd.c_str());
-  CliResult r;
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
-  std::filesystem::remove(out_path);
-  std::filesystem::remove(err_path);
-  return r;
-}
+using engram::testing_cli::CliResult;
+using engram::testing_cli::run_cli;
+using engram::testing_cli::temp_path;
 
 std::string write_model(const std::string& name) {
   engram::GgufWriter w;
