@@ -40,6 +40,10 @@ constexpr int kMaxStringPreview = 60;
 // a tensor info is a non-empty name (8 + 1), n_dims (4), one dim (8), type (4), offset (8).
 constexpr uint64_t kMinKvBytes = 8 + 1 + 4 + 1;
 constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
+// Containers are reserved up to this many entries and grow past it only as entries are
+// actually read: a parsed entry is several times larger than its smallest encoding, so
+// reserving a bounded-but-hostile count in full could still ask for many times the file size.
+constexpr uint64_t kMaxReserve = 1 << 16;
 
 std::string errno_text(int err) {
   return std::generic_category().message(err);
@@ -67,6 +71,20 @@ std::string printable(std::string_view s, size_t max_len) {
   return out;
 }
 
+// What is being read, for error messages; the element index is formatted only on failure,
+// so reading a 150k-token vocabulary builds no per-element strings.
+struct Field {
+  Field(std::string_view w) : what(w) {}    // NOLINT: implicit on purpose
+  Field(const std::string& w) : what(w) {}  // NOLINT
+  Field(const char* w) : what(w) {}         // NOLINT
+  Field(std::string_view w, uint64_t i) : what(w), index(i) {}
+  std::string str() const {
+    return index == UINT64_MAX ? std::string(what) : fmt::format("{} element {}", what, index);
+  }
+  std::string_view what;
+  uint64_t index = UINT64_MAX;
+};
+
 class Cursor {
  public:
   Cursor(std::span<const uint8_t> bytes, const std::string& name) : bytes_(bytes), name_(name) {}
@@ -79,16 +97,16 @@ class Cursor {
     throw Error(fmt::format("{}: {} (at byte {})", name_, msg, at));
   }
 
-  void need(uint64_t n, std::string_view what) const {
+  void need(uint64_t n, const Field& what) const {
     if (n > remaining()) {
       fail(pos_,
            fmt::format("truncated file: {} needs {} bytes but only {} remain (file is {} bytes)",
-                       what, n, remaining(), size()));
+                       what.str(), n, remaining(), size()));
     }
   }
 
   template <typename T>
-  T read(std::string_view what) {
+  T read(const Field& what) {
     need(sizeof(T), what);
     T v;
     std::memcpy(&v, bytes_.data() + pos_, sizeof(T));
@@ -96,12 +114,12 @@ class Cursor {
     return v;
   }
 
-  std::string read_string(std::string_view what) {
+  std::string read_string(const Field& what) {
     const uint64_t at = pos_;
     const uint64_t len = read<uint64_t>(what);
     if (len > remaining()) {
       fail(at, fmt::format("{}: string length {} exceeds the {} bytes left in the file ({} bytes)",
-                           what, len, remaining(), size()));
+                           what.str(), len, remaining(), size()));
     }
     std::string s(reinterpret_cast<const char*>(bytes_.data() + pos_), len);
     pos_ += len;
@@ -185,9 +203,9 @@ void read_value(Cursor& c, GgufType type, const std::string& field, GgufValue& v
                            field, v.count, gguf_type_name(v.elem_type), c.remaining(), c.size()));
       }
       if (v.elem_type == GgufType::STRING) {
-        v.strings.reserve(v.count);
+        v.strings.reserve(std::min<uint64_t>(v.count, kMaxReserve));
         for (uint64_t i = 0; i < v.count; ++i) {
-          v.strings.push_back(c.read_string(fmt::format("{} element {}", field, i)));
+          v.strings.push_back(c.read_string(Field(field, i)));
         }
       } else {
         const uint64_t n = v.count * min_bytes;
@@ -463,7 +481,7 @@ void GgufFile::parse_all() {
   }
 
   // Metadata.
-  kv_.reserve(n_kv);
+  kv_.reserve(std::min<uint64_t>(n_kv, kMaxReserve));
   std::set<std::string, std::less<>> keys;
   for (uint64_t i = 0; i < n_kv; ++i) {
     const uint64_t key_at = c.pos();
@@ -496,9 +514,9 @@ void GgufFile::parse_all() {
   }
 
   // Tensor infos.
-  tensors_.reserve(n_tensors);
+  tensors_.reserve(std::min<uint64_t>(n_tensors, kMaxReserve));
   std::vector<uint64_t> offset_field_at;  // where each tensor's offset is, for error messages
-  offset_field_at.reserve(n_tensors);
+  offset_field_at.reserve(std::min<uint64_t>(n_tensors, kMaxReserve));
   std::set<std::string, std::less<>> names;
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const uint64_t name_at = c.pos();
