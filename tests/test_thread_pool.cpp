@@ -41,6 +41,21 @@ TEST(ThreadPool, ParallelForCoversRangeOnceInGrainMultiples) {
   }
 }
 
+TEST(ThreadPool, ParallelForDynamicCoversRangeOnce) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (int64_t n : {0, 1, 15, 16, 17, 1000}) {
+      std::vector<std::atomic<int>> hits(n);
+      pool.parallel_for_dynamic(n, 16, [&](int64_t b, int64_t e) {
+        EXPECT_EQ(b % 16, 0);
+        EXPECT_LE(e - b, 16);
+        for (int64_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      });
+      for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "n=" << n << " i=" << i;
+    }
+  }
+}
+
 TEST(ThreadPool, ExceptionFromWorkerIsRethrown) {
   ThreadPool pool(3);
   EXPECT_THROW(pool.run([](int ith, int) {

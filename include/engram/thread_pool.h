@@ -26,6 +26,12 @@ class ThreadPool {
   // (except the last), and calls fn(begin, end) on each non-empty range.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
 
+  // Splits [0, n) into ranges of `chunk` (the last may be shorter) that the threads take
+  // from a shared counter until none are left: a thread that the OS preempts does not hold
+  // up the others (use when the machine may be shared). Each range is run exactly once.
+  void parallel_for_dynamic(int64_t n, int64_t chunk,
+                            const std::function<void(int64_t, int64_t)>& fn);
+
  private:
   struct State;
   int n_threads_;

@@ -379,10 +379,12 @@ void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_t
   // sweeps its rows, so each weight row block is read once per chunk, not once per token.
   const int64_t tok_chunk =
       std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / act_row_bytes), 8, 256);
-  // Rows are split evenly over the threads in multiples of 16 (every kernel's row tile divides
-  // 16), so row tiles never straddle two threads.
+  // Rows go out in chunks, a multiple of 16 (every kernel's row tile divides 16), about four
+  // per thread, taken dynamically so a preempted thread on a busy machine delays little.
   const int64_t rows = w.rows;
-  pool.parallel_for(rows, 16, [&](int64_t r0, int64_t r1) {
+  const int64_t per_chunk = (rows + 4 * pool.size() - 1) / (4 * pool.size());
+  const int64_t chunk = std::max<int64_t>(16, (per_chunk + 15) / 16 * 16);
+  pool.parallel_for_dynamic(rows, chunk, [&](int64_t r0, int64_t r1) {
     for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
       tile(w, a, r0, r1, t0, std::min(n_tok, t0 + tok_chunk), y, rows);
     }

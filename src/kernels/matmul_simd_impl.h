@@ -417,6 +417,9 @@ void tile_pairs(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, in
       ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
         const uint8_t* b0 = wr[i] + b * block_bytes;
+        // Decode streams each row once; fetching ~512 bytes ahead keeps several lines per row
+        // in flight, which the hardware prefetcher alone does not for 4 interleaved streams.
+        if constexpr (T == 1) _mm_prefetch(reinterpret_cast<const char*>(b0) + 512, _MM_HINT_T0);
         const uint8_t* b1 = two ? b0 + block_bytes : nullptr;
         const __m512i wq = unpack(b0, b1);
         const __m512 dw = pair_scale_f16(reinterpret_cast<const uint16_t*>(b0),

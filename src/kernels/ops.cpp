@@ -3,6 +3,7 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -137,9 +138,10 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
   const int per_task = n_groups >= 2 * pool.size() ? group : 1;
   const int64_t tasks_per_q = a.n_head / per_task;
   const int64_t n_tasks = int64_t{a.n_q} * tasks_per_q;
-  pool.run([&](int ith, int nth) {
+  std::atomic<int64_t> next_task{0};  // tasks are taken dynamically: costs vary with i
+  pool.run([&](int, int) {
     std::vector<float> scores;  // [per_task, n_visible] this thread's scratch
-    for (int64_t task = ith; task < n_tasks; task += nth) {
+    for (int64_t task; (task = next_task.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
       const int i = static_cast<int>(task / tasks_per_q);
       const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
       const int kvh = h0 / group;
