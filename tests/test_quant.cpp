@@ -35,6 +35,10 @@ TEST(Fp16, AllHalvesDecodeLikeHardwareAndRoundTrip) {
   const bool hw = __builtin_cpu_supports("f16c");
   for (uint32_t h = 0; h < 65536; ++h) {
     const float f = fp16_to_fp32(static_cast<uint16_t>(h));
+    if (hw) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(f), std::bit_cast<uint32_t>(hw_half_to_float(h)))
+          << "half 0x" << std::hex << h;
+    }
     if (std::isnan(f)) {
       EXPECT_EQ(h & 0x7c00u, 0x7c00u);
       EXPECT_NE(h & 0x3ffu, 0u);
@@ -42,8 +46,34 @@ TEST(Fp16, AllHalvesDecodeLikeHardwareAndRoundTrip) {
       continue;
     }
     ASSERT_EQ(fp32_to_fp16(f), h) << "half 0x" << std::hex << h;
-    if (hw) {
-      ASSERT_EQ(std::bit_cast<uint32_t>(f), std::bit_cast<uint32_t>(hw_half_to_float(h)));
+  }
+}
+
+// dequantize_row / quantize_row take a SIMD path for whole rows; it must agree bit for bit
+// with the element-wise conversions, including NaNs, infinities and subnormals.
+TEST(Fp16, RowConversionsMatchScalar) {
+  std::vector<uint16_t> all(65536 + 5);
+  for (size_t i = 0; i < all.size(); ++i) all[i] = static_cast<uint16_t>(i * 40503u);
+  std::vector<float> f(all.size()), bf(all.size());
+  dequantize_row(TensorType::F16, all.data(), f.data(), static_cast<int64_t>(all.size()));
+  dequantize_row(TensorType::BF16, all.data(), bf.data(), static_cast<int64_t>(all.size()));
+  for (size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(std::bit_cast<uint32_t>(f[i]), std::bit_cast<uint32_t>(fp16_to_fp32(all[i]))) << i;
+    ASSERT_EQ(std::bit_cast<uint32_t>(bf[i]), std::bit_cast<uint32_t>(bf16_to_fp32(all[i]))) << i;
+  }
+  std::mt19937 rng(9);
+  std::vector<float> src(100003);
+  for (auto& v : src) v = std::bit_cast<float>(static_cast<uint32_t>(rng()));
+  src[0] = 65520.0f;
+  src[1] = 0x1p-25f;
+  src[2] = std::numeric_limits<float>::infinity();
+  std::vector<uint16_t> h(src.size());
+  quantize_row(TensorType::F16, src.data(), h.data(), static_cast<int64_t>(src.size()));
+  for (size_t i = 0; i < src.size(); ++i) {
+    if (std::isnan(src[i])) {
+      ASSERT_TRUE(std::isnan(fp16_to_fp32(h[i])));
+    } else {
+      ASSERT_EQ(h[i], fp32_to_fp16(src[i])) << src[i];
     }
   }
 }

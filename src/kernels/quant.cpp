@@ -24,7 +24,11 @@ float fp16_to_fp32(uint16_t h) {
     const float v = static_cast<float>(mant) * 0x1p-24f;
     return sign ? -v : v;
   }
-  if (exp == 31) return std::bit_cast<float>(sign | 0x7f800000u | (mant << 13));
+  if (exp == 31) {
+    // Inf, or NaN made quiet (as F16C's vcvtph2ps does, so scalar and SIMD rows agree).
+    const uint32_t quiet = mant != 0 ? 0x400000u : 0u;
+    return std::bit_cast<float>(sign | 0x7f800000u | quiet | (mant << 13));
+  }
   return std::bit_cast<float>(sign | ((exp + 112) << 23) | (mant << 13));
 }
 
@@ -65,7 +69,17 @@ uint16_t fp32_to_bf16(float f) {
   return static_cast<uint16_t>((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
+// quant_avx2.cpp
+void fp16_to_fp32_row_f16c(const uint16_t* src, float* dst, int64_t n);
+void fp32_to_fp16_row_f16c(const float* src, uint16_t* dst, int64_t n);
+void bf16_to_fp32_row_avx2(const uint16_t* src, float* dst, int64_t n);
+
 namespace {
+
+bool has_avx2_f16c() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  return yes;
+}
 
 int64_t block_size_of(TensorType type) {
   switch (type) {
@@ -283,11 +297,13 @@ void dequantize_row(TensorType type, const void* src, float* dst, int64_t n) {
       return;
     case TensorType::F16: {
       const auto* s = static_cast<const uint16_t*>(src);
+      if (has_avx2_f16c()) return fp16_to_fp32_row_f16c(s, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = fp16_to_fp32(s[i]);
       return;
     }
     case TensorType::BF16: {
       const auto* s = static_cast<const uint16_t*>(src);
+      if (has_avx2_f16c()) return bf16_to_fp32_row_avx2(s, dst, n);
       for (int64_t i = 0; i < n; ++i) dst[i] = bf16_to_fp32(s[i]);
       return;
     }
@@ -312,6 +328,7 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
       return;
     case TensorType::F16: {
       auto* d = static_cast<uint16_t*>(dst);
+      if (has_avx2_f16c()) return fp32_to_fp16_row_f16c(src, d, n);
       for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
       return;
     }
