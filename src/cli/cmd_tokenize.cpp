@@ -89,7 +89,9 @@ void run_batch(const Tokenizer& tok, const TokenizeOptions& o) {
 void add_tokenize_command(CLI::App& app) {
   auto o = std::make_shared<TokenizeOptions>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Show the tokens of a text");
-  cmd->add_option("-m,--model", o->model, "GGUF file with a vocabulary")->required();
+  o->model = default_model_path();
+  cmd->add_option("-m,--model", o->model, "GGUF file with a vocabulary (a vocab-only one will do)")
+      ->capture_default_str();
   auto* p = cmd->add_option("-p,--prompt", o->prompt, "Text to tokenize");
   auto* f = cmd->add_option("-f,--file", o->file, "Read the text from a file");
   auto* b = cmd->add_option("--batch-jsonl", o->batch, "Tokenize each JSON line of a file");
