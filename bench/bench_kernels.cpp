@@ -15,6 +15,7 @@
 #include "engram/thread_pool.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
+#include "kernels/ops.h"
 #include "kernels/quant.h"
 
 namespace {
@@ -152,6 +153,53 @@ BENCHMARK(BM_Matmul)
     ->Name("Prefill1T")
     ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
     ->Apply(PrefillArgs<1>)
+    ->Unit(benchmark::kMillisecond);
+
+// Attention of the 125M model's layer shape (12 heads, 4 KV heads, head_dim 64).
+// Args: n_q, n_kv, threads.
+void BM_Attention(benchmark::State& state) {
+  const int n_q = static_cast<int>(state.range(0));
+  const int64_t n_kv = state.range(1);
+  const int n_head = 12, n_head_kv = 4, hd = 64;
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> q(size_t(n_q) * n_head * hd), k(n_kv * n_head_kv * hd),
+      v(n_kv * n_head_kv * hd), out(q.size());
+  for (auto* vec : {&q, &k, &v})
+    for (auto& f : *vec) f = nd(rng);
+  engram::AttentionArgs a;
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.k_stride = a.v_stride = n_head_kv * hd;
+  a.out = out.data();
+  a.n_q = n_q;
+  a.n_kv = n_kv;
+  a.n_head = n_head;
+  a.n_head_kv = n_head_kv;
+  a.head_dim = hd;
+  a.scale = 0.125f;
+  engram::ThreadPool pool(static_cast<int>(state.range(2)));
+  for (auto _ : state) {
+    engram::attention(a, pool);
+    benchmark::DoNotOptimize(out.data());
+  }
+  // Visible keys summed over queries, times heads, times 2 * hd for QK and for PV.
+  double pairs = 0;
+  for (int i = 0; i < n_q; ++i) pairs += static_cast<double>(n_kv - n_q + i + 1);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(pairs * n_head * 4.0 * hd * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Attention)
+    ->Name("Attention")
+    ->ArgNames({"n_q", "n_kv", "threads"})
+    ->Args({1, 4096, 2})
+    ->Args({512, 512, 2})
+    ->Args({512, 4096, 2})
+    ->Args({1, 4096, 1})
+    ->Args({512, 512, 1})
+    ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
 
 }  // namespace

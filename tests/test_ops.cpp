@@ -187,6 +187,8 @@ TEST(Ops, AttentionMatchesReference) {
       {16, 300, 8, 2, 128, 0},  // GQA 4, head_dim 128
       {3, 2, 2, 1, 8, 0},       // n_kv < n_q: the first query sees nothing
       {1, 4500, 4, 1, 64, 0},   // long cache, MQA
+      {4, 9, 3, 1, 12, 1},      // head_dim not a multiple of 8 (SIMD tails)
+      {2, 6, 4, 2, 36, 0},      // head_dim with an 8-wide and a scalar tail
   };
   for (const auto& c : cases) {
     check_attention(c, pool1, rng);

@@ -99,6 +99,22 @@ float exp_sum_scalar(float* x, int64_t n, float max) {
   return s;
 }
 
+void scores_scalar(const float* q, int nh, int hd, const float* k, int64_t k_stride, int64_t n,
+                   float scale, float* s) {
+  for (int h = 0; h < nh; ++h) {
+    for (int64_t j = 0; j < n; ++j)
+      s[h * n + j] = dot_scalar(q + h * hd, k + j * k_stride, hd) * scale;
+  }
+}
+
+void weighted_sum_scalar(float* out, const float* p, int nh, int hd, const float* v,
+                         int64_t v_stride, int64_t n) {
+  std::fill(out, out + int64_t{nh} * hd, 0.0f);
+  for (int h = 0; h < nh; ++h) {
+    for (int64_t j = 0; j < n; ++j) axpy_scalar(out + h * hd, p[h * n + j], v + j * v_stride, hd);
+  }
+}
+
 void check_attention(const AttentionArgs& a) {
   if (a.n_q < 0 || a.n_kv < 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 ||
       a.n_head % a.n_head_kv != 0) {
@@ -123,7 +139,8 @@ inline int64_t visible_keys(const AttentionArgs& a, int i) {
 }  // namespace
 
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {dot_scalar, axpy_scalar, exp_sum_scalar};
+  static const VecKernels k = {dot_scalar, axpy_scalar, exp_sum_scalar, scores_scalar,
+                               weighted_sum_scalar};
   return k;
 }
 
@@ -146,16 +163,15 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
       const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
       const int kvh = h0 / group;
       const int64_t n_vis = visible_keys(a, i);
-      float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;
-      std::fill(out0, out0 + int64_t{per_task} * hd, 0.0f);
-      if (n_vis == 0) continue;
-      scores.resize(static_cast<size_t>(per_task) * n_vis);
-      const float* q0 = a.q + (int64_t{i} * a.n_head + h0) * hd;
-      for (int64_t j = 0; j < n_vis; ++j) {
-        const float* kj = a.k + j * a.k_stride + int64_t{kvh} * hd;
-        for (int h = 0; h < per_task; ++h)
-          scores[h * n_vis + j] = vk.dot(q0 + h * hd, kj, hd) * a.scale;
+      float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
+      if (n_vis == 0) {
+        std::fill(out0, out0 + int64_t{per_task} * hd, 0.0f);
+        continue;
       }
+      scores.resize(static_cast<size_t>(per_task) * n_vis);
+      const float* q0 = a.q + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
+      const int64_t kv_off = int64_t{kvh} * hd;
+      vk.scores(q0, per_task, hd, a.k + kv_off, a.k_stride, n_vis, a.scale, scores.data());
       float inv[64];
       std::vector<float> inv_big;
       float* invp = inv;
@@ -168,10 +184,7 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
         const float max = *std::max_element(s, s + n_vis);
         invp[h] = 1.0f / vk.exp_sum(s, n_vis, max);
       }
-      for (int64_t j = 0; j < n_vis; ++j) {
-        const float* vj = a.v + j * a.v_stride + int64_t{kvh} * hd;
-        for (int h = 0; h < per_task; ++h) vk.axpy(out0 + h * hd, scores[h * n_vis + j], vj, hd);
-      }
+      vk.weighted_sum(out0, scores.data(), per_task, hd, a.v + kv_off, a.v_stride, n_vis);
       for (int h = 0; h < per_task; ++h) {
         for (int d = 0; d < hd; ++d) out0[h * hd + d] *= invp[h];
       }

@@ -78,10 +78,86 @@ float exp_sum(float* x, int64_t n, float max) {
   return s;
 }
 
+// The four horizontal sums of a0..a3, as one vector.
+__m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+  const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+  return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+
+void scores(const float* q, int nh, int hd, const float* k, int64_t k_stride, int64_t n,
+            float scale, float* s) {
+  const int hd8 = hd / 8 * 8;
+  const __m128 vscale = _mm_set1_ps(scale);
+  for (int h = 0; h < nh; ++h) {
+    const float* qh = q + int64_t{h} * hd;
+    float* sh = s + int64_t{h} * n;
+    int64_t j = 0;
+    // Four keys at a time share one horizontal reduction.
+    for (; j + 4 <= n; j += 4) {
+      const float* k0 = k + j * k_stride;
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int d = 0; d < hd8; d += 8) {
+        const __m256 qv = _mm256_loadu_ps(qh + d);
+        a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d), a0);
+        a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + k_stride + d), a1);
+        a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * k_stride + d), a2);
+        a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * k_stride + d), a3);
+      }
+      __m128 r = hsum4(a0, a1, a2, a3);
+      if (hd8 < hd) {
+        alignas(16) float tail[4] = {};
+        for (int t = 0; t < 4; ++t) {
+          for (int d = hd8; d < hd; ++d) tail[t] += qh[d] * k0[t * k_stride + d];
+        }
+        r = _mm_add_ps(r, _mm_load_ps(tail));
+      }
+      _mm_storeu_ps(sh + j, _mm_mul_ps(r, vscale));
+    }
+    for (; j < n; ++j) sh[j] = dot(qh, k + j * k_stride, hd) * scale;
+  }
+}
+
+void weighted_sum(float* out, const float* p, int nh, int hd, const float* v, int64_t v_stride,
+                  int64_t n) {
+  for (int h = 0; h < nh; ++h) {
+    const float* ph = p + int64_t{h} * n;
+    float* oh = out + int64_t{h} * hd;
+    int d0 = 0;
+    // 32 output dims in registers while all n rows stream past.
+    for (; d0 + 32 <= hd; d0 += 32) {
+      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 pj = _mm256_set1_ps(ph[j]);
+        const float* vj = v + j * v_stride + d0;
+        a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
+        a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
+        a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
+        a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
+      }
+      _mm256_storeu_ps(oh + d0, a0);
+      _mm256_storeu_ps(oh + d0 + 8, a1);
+      _mm256_storeu_ps(oh + d0 + 16, a2);
+      _mm256_storeu_ps(oh + d0 + 24, a3);
+    }
+    for (; d0 + 8 <= hd; d0 += 8) {
+      __m256 a0 = _mm256_setzero_ps();
+      for (int64_t j = 0; j < n; ++j) {
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), _mm256_loadu_ps(v + j * v_stride + d0), a0);
+      }
+      _mm256_storeu_ps(oh + d0, a0);
+    }
+    for (; d0 < hd; ++d0) {
+      float acc = 0.0f;
+      for (int64_t j = 0; j < n; ++j) acc += ph[j] * v[j * v_stride + d0];
+      oh[d0] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 const VecKernels& vec_kernels_avx2() {
-  static const VecKernels k = {dot, axpy, exp_sum};
+  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum};
   return k;
 }
 

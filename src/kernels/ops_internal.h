@@ -13,6 +13,13 @@ struct VecKernels {
   void (*axpy)(float* y, float a, const float* x, int64_t n);  // y += a * x
   // x[i] = exp(x[i] - max), returns the sum of the results.
   float (*exp_sum)(float* x, int64_t n, float max);
+  // s[h * n + j] = scale * q_h . k_j for nh query heads q_h = q + h * hd and n keys
+  // k_j = k + j * k_stride.  s: [nh, n]
+  void (*scores)(const float* q, int nh, int hd, const float* k, int64_t k_stride, int64_t n,
+                 float scale, float* s);
+  // out_h = sum_j p[h * n + j] * v_j (overwrites out: [nh, hd]).
+  void (*weighted_sum)(float* out, const float* p, int nh, int hd, const float* v, int64_t v_stride,
+                       int64_t n);
 };
 
 const VecKernels& vec_kernels_scalar();
