@@ -129,5 +129,45 @@ def grow_identity(model, first_new):
             b.w_down.weight.zero_()
 
 
+def mha_to_gqa(model, n_kv):
+    """Convert multi-head attention to grouped-query attention in place (Ainslie et al. 2023: mean-pool
+    the key/value projections of the heads that will share one kv head). Query heads are first
+    re-ordered (with the matching columns of wo, which leaves the function unchanged) so that the
+    heads sharing a kv head are the ones whose key/value projections are most alike (greedy pairing
+    by cosine similarity), which keeps the damage to circuits such as induction heads small."""
+    cfg = model.cfg
+    H, hd = cfg.n_head, cfg.dim // cfg.n_head
+    g = H // n_kv
+    assert cfg.n_head_kv == H and H % n_kv == 0
+    with torch.no_grad():
+        for b in model.blocks:
+            kv = torch.cat([b.wk.weight.view(H, hd, -1), b.wv.weight.view(H, hd, -1)], 1).reshape(H, -1)
+            kvn = F.normalize(kv, dim=1)
+            sim = kvn @ kvn.T
+            left, order = list(range(H)), []
+            while left:
+                h0 = left.pop(0)
+                grp = [h0]
+                for _ in range(g - 1):
+                    best = max(left, key=lambda j: float(sum(sim[i, j] for i in grp)))
+                    left.remove(best)
+                    grp.append(best)
+                order += grp
+            perm = torch.tensor(order)
+            wq = b.wq.weight.view(H, hd, -1)[perm].reshape(H * hd, -1)
+            wo = b.wo.weight.view(-1, H, hd)[:, perm].reshape(-1, H * hd)
+            wk = b.wk.weight.view(H, hd, -1)[perm].view(n_kv, g, hd, -1).mean(1).reshape(n_kv * hd, -1)
+            wv = b.wv.weight.view(H, hd, -1)[perm].view(n_kv, g, hd, -1).mean(1).reshape(n_kv * hd, -1)
+            b.wq.weight.copy_(wq)
+            b.wo.weight.copy_(wo)
+            b.wk = nn.Linear(cfg.dim, n_kv * hd, bias=False)
+            b.wv = nn.Linear(cfg.dim, n_kv * hd, bias=False)
+            b.wk.weight.copy_(wk)
+            b.wv.weight.copy_(wv)
+    cfg.n_head_kv = n_kv
+    for b in model.blocks:
+        b.cfg = cfg
+
+
 def n_params(model):
     return sum(p.numel() for p in model.parameters())

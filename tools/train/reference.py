@@ -73,9 +73,16 @@ class RefModel:
     @torch.no_grad()
     def forward(self, ids):
         """ids: list of token ids (one sequence) -> float32 logits [T, n_vocab]"""
-        T = len(ids)
+        return self.forward_batch([ids])[0][: len(ids)]
+
+    @torch.no_grad()
+    def forward_batch(self, seqs):
+        """seqs: list of token-id lists, right-padded internally (causal attention makes the padding
+        invisible to real positions) -> float32 logits [B, Tmax, n_vocab]"""
+        B, T = len(seqs), max(len(s) for s in seqs)
+        ids = torch.tensor([list(s) + [0] * (T - len(s)) for s in seqs])
         t = self.t
-        x = t["token_embd.weight"][torch.tensor(ids)]
+        x = t["token_embd.weight"][ids]  # [B, T, C]
         pos = torch.arange(T)
         causal = torch.ones(T, T, dtype=torch.bool).tril()
         group = self.n_head // self.n_head_kv
@@ -83,15 +90,17 @@ class RefModel:
         for L in range(self.n_layer):
             p = f"blk.{L}."
             h = self.rms(x, t[p + "attn_norm.weight"])
-            q = (h @ t[p + "attn_q.weight"].T).view(T, self.n_head, self.hd)
-            k = (h @ t[p + "attn_k.weight"].T).view(T, self.n_head_kv, self.hd)
-            v = (h @ t[p + "attn_v.weight"].T).view(T, self.n_head_kv, self.hd)
-            q, k = self.rope(q, pos), self.rope(k, pos)
-            k, v = k[:, kv_of], v[:, kv_of]  # query head h reads kv head h // group
-            s = torch.einsum("qhd,khd->hqk", q, k) / math.sqrt(self.hd)
+            q = (h @ t[p + "attn_q.weight"].T).view(B * T, self.n_head, self.hd)
+            k = (h @ t[p + "attn_k.weight"].T).view(B * T, self.n_head_kv, self.hd)
+            v = (h @ t[p + "attn_v.weight"].T).view(B, T, self.n_head_kv, self.hd)
+            bpos = pos.repeat(B)
+            q = self.rope(q, bpos).view(B, T, self.n_head, self.hd)
+            k = self.rope(k, bpos).view(B, T, self.n_head_kv, self.hd)
+            k, v = k[:, :, kv_of], v[:, :, kv_of]  # query head h reads kv head h // group
+            s = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(self.hd)
             s = s.masked_fill(~causal, float("-inf"))
             a = torch.softmax(s, -1)
-            o = torch.einsum("hqk,khd->qhd", a, v).reshape(T, self.n_embd)
+            o = torch.einsum("bhqk,bkhd->bqhd", a, v).reshape(B, T, self.n_embd)
             x = x + o @ t[p + "attn_output.weight"].T
             h = self.rms(x, t[p + "ffn_norm.weight"])
             g = h @ t[p + "ffn_gate.weight"].T
@@ -178,18 +187,23 @@ def llama_perplexity(model, tokens, n_ctx):
     n_chunk = len(tokens) // n_ctx
     first = n_ctx // 2
     nll, count, per_chunk, scored = 0.0, 0, [], []
-    for c in range(n_chunk):
-        start = c * n_ctx
-        chunk = list(tokens[start:start + n_ctx])
-        chunk[0] = BOS
-        logits = model.forward(chunk).double()
-        lp = torch.log_softmax(logits[first:n_ctx - 1], -1)
-        tgt = torch.tensor(tokens[start + first + 1:start + n_ctx])
-        v = -lp[torch.arange(len(tgt)), tgt]
-        nll += v.sum().item()
-        count += len(tgt)
-        per_chunk.append(round(v.mean().item(), 6))
-        scored.append((start + first + 1, start + n_ctx))
+    bs = 4
+    for c0 in range(0, n_chunk, bs):
+        chunks = []
+        for c in range(c0, min(n_chunk, c0 + bs)):
+            chunk = list(tokens[c * n_ctx:(c + 1) * n_ctx])
+            chunk[0] = BOS
+            chunks.append(chunk)
+        all_logits = model.forward_batch(chunks)
+        for j, c in enumerate(range(c0, c0 + len(chunks))):
+            start = c * n_ctx
+            lp = torch.log_softmax(all_logits[j, first:n_ctx - 1].double(), -1)
+            tgt = torch.tensor(tokens[start + first + 1:start + n_ctx])
+            v = -lp[torch.arange(len(tgt)), tgt]
+            nll += v.sum().item()
+            count += len(tgt)
+            per_chunk.append(round(v.mean().item(), 6))
+            scored.append((start + first + 1, start + n_ctx))
     return math.exp(nll / count), nll / count, count, per_chunk, scored
 
 
@@ -280,6 +294,25 @@ MK_LABELS = ["the red door", "the blue box", "the green gate", "the north office
              "the garden shed", "the main server", "the back room", "the west wing", "the small locker", "the car"]
 
 
+def answers_correct(model, sp, items, bs=8):
+    """batched answer_correct over [(prompt, key)] -> list of (correct, n_tokens, decoded prediction)"""
+    out = []
+    for i in range(0, len(items), bs):
+        batch = items[i:i + bs]
+        ps, fulls = [], []
+        for prompt, key in batch:
+            p = [BOS] + sp.encode(prompt)
+            full = [BOS] + sp.encode(prompt + " " + key)
+            assert full[:len(p)] == p
+            ps.append(p)
+            fulls.append(full)
+        logits = model.forward_batch([f[:-1] for f in fulls])
+        for p, full, lg in zip(ps, fulls, logits):
+            pred = lg[len(p) - 1:len(full) - 1].argmax(-1).tolist()
+            out.append((pred == full[len(p):], len(full), sp.decode(pred)))
+    return out
+
+
 def answer_correct(model, sp, prompt, key):
     """greedy exact match of the key: with teacher forcing, the argmax at every answer position must be
     the key's token (equivalent to greedy decoding producing the key's tokens first)"""
@@ -318,14 +351,14 @@ def cmd_passkey(model, sp, a):
     N = a.trials
     for wname, w in WORDINGS.items():
         rng = np.random.Generator(np.random.PCG64([2024, len(wname)]))
-        trials, ok = [], 0
+        trials, ok, items = [], 0, []
         for i in range(N):
             key = str(rng.integers(10000, 100000))
             depth = i / (N - 1)
-            prompt = build_prompt(sents, rng, w, key, depth, a.ctx, sp)
-            c, n, got = answer_correct(model, sp, prompt, key)
+            items.append((build_prompt(sents, rng, w, key, depth, a.ctx, sp), key))
+        for i, ((prompt, key), (c, n, got)) in enumerate(zip(items, answers_correct(model, sp, items))):
             ok += c
-            trials.append(dict(depth=round(depth, 4), key=key, n_tokens=n, correct=bool(c), got=got))
+            trials.append(dict(depth=round(i / (N - 1), 4), key=key, n_tokens=n, correct=bool(c), got=got))
         by_depth = {}
         for b in range(10):
             sel = [t for t in trials if min(9, int(t["depth"] * 10)) == b]
@@ -337,7 +370,7 @@ def cmd_passkey(model, sp, a):
         print(f"passkey {wname}: {ok}/{N} = {ok / N:.3f}", flush=True)
     # multi-key: 4 labelled keys at random depths, one queried
     rng = np.random.Generator(np.random.PCG64([2024, 99]))
-    ok, trials = 0, []
+    ok, trials, items, meta = 0, [], [], []
     for i in range(N):
         labs = [str(x) for x in rng.choice(MK_LABELS, 4, replace=False)]
         keys = [str(rng.integers(10000, 100000)) for _ in labs]
@@ -356,7 +389,9 @@ def cmd_passkey(model, sp, a):
             if len(sp.encode(prompt + " " + keys[q])) + 1 <= a.ctx:
                 break
             fill = fill[:-1]
-        c, n, got = answer_correct(model, sp, prompt, keys[q])
+        items.append((prompt, keys[q]))
+        meta.append((keys, q))
+    for (keys, q), (c, n, got) in zip(meta, answers_correct(model, sp, items)):
         ok += c
         trials.append(dict(keys=keys, query=q, n_tokens=n, correct=bool(c), got=got,
                            answered_other_key=got.strip() in [k for j, k in enumerate(keys) if j != q]))
