@@ -84,6 +84,17 @@ TEST(ChatRepl, ResetClearsTheConversation) {
   std::filesystem::remove(save);
 }
 
+TEST(ChatRepl, LaterTurnsEvaluateOnlyTheNewSuffix) {
+  const CliResult r = run_cli("chat -m " + kModel + " --chat-template chatml -n 4 --temp 0 -t 1 -v",
+                              "hi\nagain\nthird\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  // Turn 1 evaluates everything; later turns reuse what the context already holds.
+  EXPECT_NE(r.err.find(": 0 reused (prefix match: none)"), std::string::npos) << r.err;
+  const size_t second = r.err.find("[prompt", r.err.find("[prompt") + 1);
+  ASSERT_NE(second, std::string::npos) << r.err;
+  EXPECT_EQ(r.err.find("prefix match: none", second), std::string::npos) << r.err;
+}
+
 TEST(ChatRepl, MissingTemplateWithoutOverrideIsAClearError) {
   const CliResult r = run_cli("chat -m " + kModel + " -n 2", "hello\n");
   EXPECT_EQ(r.status, 1);

@@ -210,14 +210,16 @@ class ChatSession {
   void reset_context() {
     ctx_.clear();
     cached_.clear();
+    cached_text_.clear();
     sampler_.reset();
   }
 
   void turn(const std::string& text) {
     history_.push_back({"user", text});
     std::vector<int32_t> tokens;
+    std::string prompt;
     try {
-      const std::string prompt = tmpl_.render(history_, true);
+      prompt = tmpl_.render(history_, true);
       // The template writes BOS itself when the model wants it; otherwise add it here.
       const bool add_bos = tok_->add_bos() && (bos_text_.empty() || !prompt.starts_with(bos_text_));
       tokens = tok_->encode(prompt, add_bos, true);
@@ -234,21 +236,36 @@ class ChatSession {
                    tokens.size(), static_cast<long long>(ctx_.n_ctx()));
       return;
     }
-    // Only the new suffix is evaluated when the cached tokens are a prefix of the new
-    // rendering; a template that rewrites earlier turns forces a full re-evaluation.
-    size_t reuse = 0;
-    if (starts_with(tokens, cached_) && cached_.size() < tokens.size()) {
-      reuse = cached_.size();
+    // Evaluate only what is new when the rendered prefix is unchanged: either the cached
+    // tokens start the new tokenization, or the cached text starts the new rendering (then
+    // the new text is tokenized alone, which may split differently at the seam, as other
+    // engines accept). A template that rewrites earlier turns forces a full re-evaluation.
+    std::vector<int32_t> fresh;
+    const char* how = "none";
+    if (!cached_.empty() && starts_with(tokens, cached_) && cached_.size() < tokens.size()) {
+      fresh.assign(tokens.begin() + static_cast<std::ptrdiff_t>(cached_.size()), tokens.end());
+      how = "tokens";
+    } else if (!cached_text_.empty() && prompt.size() > cached_text_.size() &&
+               prompt.starts_with(cached_text_)) {
+      fresh = tok_->encode(std::string_view(prompt).substr(cached_text_.size()), false, true);
+      how = "text";
+      if (static_cast<int64_t>(cached_.size() + fresh.size()) >= ctx_.n_ctx()) {
+        reset_context();  // the seam cost tokens the context does not have
+        fresh = tokens;
+        how = "none";
+      }
     } else {
       reset_context();
+      fresh = tokens;
     }
     if (o_.verbose) {
-      std::fprintf(stderr, "[prompt %zu tokens, %zu cached]\n", tokens.size(), reuse);
+      std::fprintf(stderr, "[prompt %zu tokens: %zu reused (prefix match: %s), %zu evaluated]\n",
+                   tokens.size(), cached_.size(), how, fresh.size());
     }
-    const std::span<const int32_t> fresh(tokens.data() + reuse, tokens.size() - reuse);
     for (int32_t t : fresh) sampler_.accept(t);
     ctx_.eval(fresh);
-    cached_ = tokens;
+    cached_.insert(cached_.end(), fresh.begin(), fresh.end());
+    cached_text_ = prompt;
 
     g_interrupts.store(0);
     std::string reply = generate();
@@ -285,6 +302,7 @@ class ChatSession {
       const int32_t one[1] = {next};
       ctx_.eval(one);
       cached_.push_back(next);
+      cached_text_ += tok_->token_to_piece(next, true);
     }
     emit(streamer.flush());
     const std::string rest = stops_.flush();
@@ -306,6 +324,7 @@ class ChatSession {
   chat::StopStrings stops_;
   std::vector<ChatMessage> history_;
   std::vector<int32_t> cached_;  // tokens in the context's memory, in order
+  std::string cached_text_;      // the text those tokens spell
   std::string bos_text_;
 };
 
