@@ -13,6 +13,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BENCH=ON >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
+echo "== tokenizer conformance against transformers.js (node, offline)"
+tools/tokenizer/check_conformance.sh build/engram
+
 echo "== ASan/UBSan build + tests"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_SANITIZE=ON \
   -DENGRAM_BENCH=OFF >/dev/null

@@ -20,6 +20,7 @@
 #include "engram/gguf.h"
 #include "kernels/blocks.h"
 #include "kernels/quant.h"
+#include "util/cpu_features.h"
 
 namespace engram {
 namespace {
@@ -32,7 +33,7 @@ __attribute__((target("f16c"))) uint16_t hw_float_to_half(float f) {
 }
 
 TEST(Fp16, AllHalvesDecodeLikeHardwareAndRoundTrip) {
-  const bool hw = __builtin_cpu_supports("f16c");
+  const bool hw = engram::cpu_features().f16c;
   for (uint32_t h = 0; h < 65536; ++h) {
     const float f = fp16_to_fp32(static_cast<uint16_t>(h));
     if (hw) {
@@ -95,7 +96,7 @@ TEST(Fp16, EncodeRoundsToNearestEven) {
 }
 
 TEST(Fp16, EncodeMatchesHardwareOnRandomFloats) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C";
+  if (!engram::cpu_features().f16c) GTEST_SKIP() << "no F16C";
   std::mt19937 rng(1);
   for (int i = 0; i < 2000000; ++i) {
     const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));

@@ -12,6 +12,7 @@
 #include "kernels/blocks.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
+#include "util/cpu_features.h"
 
 namespace engram {
 
@@ -188,14 +189,13 @@ void tile_q6_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t 
 }
 
 bool cpu_has_avx2() {
-  return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-         __builtin_cpu_supports("f16c") && __builtin_cpu_supports("bmi2");
+  const CpuFeatures& f = cpu_features();
+  return f.avx2 && f.fma && f.f16c && f.bmi2;
 }
 
 bool cpu_has_avx512() {
-  return cpu_has_avx2() && __builtin_cpu_supports("avx512f") &&
-         __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vnni");
+  const CpuFeatures& f = cpu_features();
+  return cpu_has_avx2() && f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512vnni;
 }
 
 const KernelTable& table_for(Isa isa) {

@@ -12,6 +12,7 @@
 
 #include "engram/error.h"
 #include "kernels/blocks.h"
+#include "util/cpu_features.h"
 
 namespace engram {
 
@@ -77,7 +78,7 @@ void bf16_to_fp32_row_avx2(const uint16_t* src, float* dst, int64_t n);
 namespace {
 
 bool has_avx2_f16c() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  static const bool yes = cpu_features().avx2 && cpu_features().f16c;
   return yes;
 }
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engram/thread_pool.h"
+#include "util/cpu_features.h"
 
 namespace engram {
 namespace {
@@ -58,7 +59,7 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
   pool.parallel_for(int64_t(len), 4096, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) buf[i] = uint64_t(i);
   });
-  const bool avx2 = __builtin_cpu_supports("avx2");
+  const bool avx2 = cpu_features().avx2;
   std::atomic<uint64_t> sink{0};
   double best = 0;
   for (int r = 0; r < reps; ++r) {
