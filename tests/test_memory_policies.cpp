@@ -129,16 +129,21 @@ void feed(MemoryPolicy& p, std::vector<KvCell>& cells, int n, int dim,
   EXPECT_TRUE(ev.empty());
 }
 
+// Plans a query block of `n` tokens that all ask `query` (n = 2: a prompt block, retrieved
+// live; n = 1 is a decode step, which may reuse the memory chosen earlier).
 AttentionPlan plan_query(const MemoryPolicy& p, std::vector<KvCell> cells,
-                         const std::vector<float>& query) {
+                         const std::vector<float>& query, int n = 2) {
   const int64_t first = static_cast<int64_t>(cells.size());
-  cells.push_back({1, first});
   BlockData d;
-  d.n_tokens = 1;
-  d.q.assign(1, query);
-  d.k.assign(1, std::vector<float>(query.size(), 0.0f));
+  d.n_tokens = n;
+  d.q.assign(1, {});
+  for (int i = 0; i < n; ++i) {
+    cells.push_back({1, first + i});
+    d.q[0].insert(d.q[0].end(), query.begin(), query.end());
+  }
+  d.k.assign(1, std::vector<float>(query.size() * n, 0.0f));
   AttentionPlan plan;
-  p.plan(0, {first, 1}, cells, d, plan);
+  p.plan(0, {first, n}, cells, d, plan);
   return plan;
 }
 
@@ -160,11 +165,11 @@ TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
   // Blocks cut every 4 from n_init: [2,6) [6,10) [10,14) [14,18) left the window at 18.
   EXPECT_EQ(p->units(), 4);
   AttentionPlan plan = plan_query(*p, cells, {0, 1});
-  EXPECT_EQ(plan.cells, cat({{0, 1}, range(6, 10), range(18, 27)}));
+  EXPECT_EQ(plan.cells, cat({{0, 1}, range(6, 10), range(18, 28)}));
   std::vector<int64_t> pos = {0, 1, 2, 2, 2, 2};
-  for (int64_t i = 0; i < 9; ++i) pos.push_back(3 + i);
+  for (int64_t i = 0; i < 10; ++i) pos.push_back(3 + i);
   EXPECT_EQ(plan.key_pos, pos);
-  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{11}));
+  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{11, 12}));
   // Another query picks another block.
   plan = plan_query(*p, cells, {1, 0});
   EXPECT_EQ(plan.cells[2], 2);
@@ -181,8 +186,8 @@ TEST(MemoryPlan, BlocksEqualFullBeforeAnythingLeavesTheWindow) {
   auto key = [](int64_t) { return std::vector<float>{1, 0}; };
   feed(*p, cells, 6, 2, key, {1, 1});
   AttentionPlan plan = plan_query(*p, cells, {0, 1});
-  EXPECT_EQ(plan.cells, range(0, 7));
-  EXPECT_EQ(plan.key_pos, range(0, 7));
+  EXPECT_EQ(plan.cells, range(0, 8));
+  EXPECT_EQ(plan.key_pos, range(0, 8));
 }
 
 TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {

@@ -42,6 +42,9 @@ class Context {
   // Cells held, keys attended by the last block, units formed, and bytes of K/V + policy state.
   MemoryStats memory_stats() const;
   uint64_t memory_bytes() const;
+  // Stream positions of the cells the last block attended to at `layer` (what the memory policy
+  // loaded: evaluation checks whether a needle was among them).
+  std::span<const int64_t> attended_positions(int layer) const;
   // Forgets every cached token.
   void clear();
 

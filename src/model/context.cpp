@@ -32,6 +32,7 @@ struct Context::Impl {
   // Logits of the previous block's last token: the surprise of the next block's first token.
   std::vector<float> prev_row;
   int64_t last_attended = 0;
+  std::vector<std::vector<int64_t>> attended;  // [layer][stream positions] of the last block
   // Scratch for one query block.
   std::vector<float> x, h, q, k, v, att, gate, up, block_logits, cs;
   std::vector<float> k_gather, v_gather;  // keys/values of a non-contiguous plan
@@ -70,6 +71,7 @@ Context::Context(const Model& model, ThreadPool& pool, const ContextParams& para
   s.rope_table.resize(size_t(std::max(c.n_ctx_train, 1)) * c.rope_dim);
   for (int p = 0; p < c.n_ctx_train; ++p)
     rope_cache(&s.rope_table[size_t(p) * c.rope_dim], p, s.rp);
+  s.attended.resize(c.n_layer);
   if (s.needs.qk) {
     s.data.q.resize(c.n_layer);
     s.data.k.resize(c.n_layer);
@@ -83,6 +85,7 @@ void Context::clear() {
   impl_->cells.clear();
   impl_->prev_row.clear();
   impl_->last_attended = 0;
+  for (auto& a : impl_->attended) a.clear();
   policy_->reset();
   n_past_ = 0;
   n_logits_ = 0;
@@ -99,6 +102,14 @@ MemoryStats Context::memory_stats() const {
 
 uint64_t Context::memory_bytes() const {
   return impl_->kv.bytes() + impl_->cells.capacity() * sizeof(KvCell) + policy_->bytes();
+}
+
+std::span<const int64_t> Context::attended_positions(int layer) const {
+  if (layer < 0 || layer >= static_cast<int>(impl_->attended.size())) {
+    throw Error(fmt::format("attended_positions: layer {} out of range [0, {})", layer,
+                            impl_->attended.size()));
+  }
+  return impl_->attended[layer];
 }
 
 int Context::block_limit() const {
@@ -224,6 +235,8 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     // otherwise gather (and re-rotate) the planned keys.
     const int64_t n_kv = static_cast<int64_t>(p.cells.size());
     if (l == 0) s.last_attended = n_kv;
+    s.attended[l].resize(n_kv);
+    for (int64_t j = 0; j < n_kv; ++j) s.attended[l][j] = s.cells[p.cells[j]].pos;
     bool direct = n_kv > 0 && !raw_keys && !s.kv.f16();
     for (int64_t j = 0; j < n_kv && direct; ++j) {
       direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
