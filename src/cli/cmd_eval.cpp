@@ -3,7 +3,7 @@
 // checked. Beside accuracy it reports the retrieval hit rate: the share of layers whose last
 // query block (the question) attended to every token of the needle -- the memory mechanism
 // itself, even where the model's own recall is weak.
-#include "cli/cmd_eval.h"
+#include "cli/commands.h"
 
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>

@@ -17,5 +17,6 @@ void add_run_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
 
 }  // namespace engram::cli
