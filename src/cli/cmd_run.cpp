@@ -115,17 +115,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--ctx", o->n_ctx, "Context size in tokens (default: the model's trained one)");
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Sampling seed (default: random)");
-  cmd->add_option("--temp", o->sampling.temperature, "Temperature; 0 = greedy")
-      ->capture_default_str();
-  cmd->add_option("--top-k", o->sampling.top_k, "Top-k, 0 = off")->capture_default_str();
-  cmd->add_option("--top-p", o->sampling.top_p, "Top-p, 1 = off")->capture_default_str();
-  cmd->add_option("--min-p", o->sampling.min_p, "Min-p, 0 = off")->capture_default_str();
-  cmd->add_option("--repeat-penalty", o->sampling.repeat_penalty, "1 = off")->capture_default_str();
-  cmd->add_option("--frequency-penalty", o->sampling.frequency_penalty)->capture_default_str();
-  cmd->add_option("--presence-penalty", o->sampling.presence_penalty)->capture_default_str();
-  cmd->add_option("--repeat-last-n", o->sampling.penalty_last_n, "Penalty window")
-      ->capture_default_str();
+  add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
   add_memory_options(cmd, o->memory);

@@ -1,5 +1,7 @@
 #include "cli/common.h"
 
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 
 #include <cerrno>
@@ -29,6 +31,20 @@ std::string read_text_file(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) throw Error(fmt::format("error reading '{}'", path));
   return ss.str();
+}
+
+void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed) {
+  cmd->add_option("--seed", seed, "Sampling seed (default: random)");
+  cmd->add_option("--temp", sampling.temperature, "Temperature; 0 = greedy")
+      ->capture_default_str();
+  cmd->add_option("--top-k", sampling.top_k, "Top-k, 0 = off")->capture_default_str();
+  cmd->add_option("--top-p", sampling.top_p, "Top-p, 1 = off")->capture_default_str();
+  cmd->add_option("--min-p", sampling.min_p, "Min-p, 0 = off")->capture_default_str();
+  cmd->add_option("--repeat-penalty", sampling.repeat_penalty, "1 = off")->capture_default_str();
+  cmd->add_option("--frequency-penalty", sampling.frequency_penalty)->capture_default_str();
+  cmd->add_option("--presence-penalty", sampling.presence_penalty)->capture_default_str();
+  cmd->add_option("--repeat-last-n", sampling.penalty_last_n, "Penalty window")
+      ->capture_default_str();
 }
 
 }  // namespace engram::cli

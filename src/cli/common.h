@@ -2,7 +2,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+
+#include "engram/sampler.h"
+
+namespace CLI {
+class App;
+}
 
 namespace engram::cli {
 
@@ -12,6 +19,10 @@ std::string default_model_path();
 
 // Whole file as bytes; engram::Error naming the path on failure.
 std::string read_text_file(const std::string& path);
+
+// --seed, --temp, --top-k, --top-p, --min-p and the penalty flags, shared by run and chat.
+// seed < 0 (the default) means a random seed.
+void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed);
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
