@@ -36,8 +36,8 @@ inline CliResult run_cli(const std::string& args, const std::string* stdin_text 
   const std::string out_path = temp_path("stdout.txt");
   const std::string err_path = temp_path("stderr.txt");
   const std::string in_path = temp_path("stdin.txt");
-  std::string cmd = std::string("'") + ENGRAM_CLI_PATH + "' " + args + " >'" + out_path +
-                    "' 2>'" + err_path + "'";
+  std::string cmd = std::string("'") + ENGRAM_CLI_PATH + "' " + args + " >'" + out_path + "' 2>'" +
+                    err_path + "'";
   if (stdin_text) {
     std::ofstream(in_path, std::ios::binary) << *stdin_text;
     cmd += " <'" + in_path + "'";

@@ -53,8 +53,8 @@ TEST_P(GoldenQuant, DequantizeMatchesReference) {
   dequantize_row(c.type, raw.data(), got.data(), n);
   std::vector<float> got_blocks(n, -12345.0f);
   for (int64_t b = 0; b < n / info.block_size; ++b) {
-    dequantize_row(c.type, raw.data() + b * info.block_bytes, got_blocks.data() + b * info.block_size,
-                   info.block_size);
+    dequantize_row(c.type, raw.data() + b * info.block_bytes,
+                   got_blocks.data() + b * info.block_size, info.block_size);
   }
 
   int64_t mismatches = 0;
@@ -66,19 +66,21 @@ TEST_P(GoldenQuant, DequantizeMatchesReference) {
         std::memcpy(&b, &ref[i], 4);
         if (a != b) {
           ++mismatches;
-          ADD_FAILURE() << c.file << " element " << i << " (block " << i / info.block_size << "): got " << g
-                        << " (0x" << std::hex << a << "), want " << ref[i] << " (0x" << b << std::dec << ")";
+          ADD_FAILURE() << c.file << " element " << i << " (block " << i / info.block_size
+                        << "): got " << g << " (0x" << std::hex << a << "), want " << ref[i]
+                        << " (0x" << b << std::dec << ")";
         }
       } else {
         // Float rounding of d*sc*q - dmin*m: relative to the block's largest magnitude.
         const int64_t b0 = i / info.block_size * info.block_size;
         float block_max = 0.0f;
-        for (int64_t j = b0; j < b0 + info.block_size; ++j) block_max = std::fmax(block_max, std::fabs(ref[j]));
+        for (int64_t j = b0; j < b0 + info.block_size; ++j)
+          block_max = std::fmax(block_max, std::fabs(ref[j]));
         const float tol = 1e-6f * block_max;
         if (!(std::fabs(g - ref[i]) <= tol)) {
           ++mismatches;
-          ADD_FAILURE() << c.file << " element " << i << " (block " << i / info.block_size << "): got " << g
-                        << ", want " << ref[i] << " (tolerance " << tol << ")";
+          ADD_FAILURE() << c.file << " element " << i << " (block " << i / info.block_size
+                        << "): got " << g << ", want " << ref[i] << " (tolerance " << tol << ")";
         }
       }
     }
@@ -86,13 +88,12 @@ TEST_P(GoldenQuant, DequantizeMatchesReference) {
   EXPECT_EQ(mismatches, 0);
 }
 
-INSTANTIATE_TEST_SUITE_P(AllTypes, GoldenQuant,
-                         ::testing::Values(Case{"f16", TensorType::F16, true}, Case{"bf16", TensorType::BF16, true},
-                                           Case{"q8_0", TensorType::Q8_0, true},
-                                           Case{"q4_0", TensorType::Q4_0, true},
-                                           Case{"q4_k", TensorType::Q4_K, false},
-                                           Case{"q6_k", TensorType::Q6_K, false}),
-                         [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.file); });
+INSTANTIATE_TEST_SUITE_P(
+    AllTypes, GoldenQuant,
+    ::testing::Values(Case{"f16", TensorType::F16, true}, Case{"bf16", TensorType::BF16, true},
+                      Case{"q8_0", TensorType::Q8_0, true}, Case{"q4_0", TensorType::Q4_0, true},
+                      Case{"q4_k", TensorType::Q4_K, false}, Case{"q6_k", TensorType::Q6_K, false}),
+    [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.file); });
 
 }  // namespace
 }  // namespace engram

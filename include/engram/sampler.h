@@ -10,10 +10,10 @@
 namespace engram {
 
 struct SamplerParams {
-  float temperature = 0.8f;  // <= 0: greedy
-  int top_k = 40;            // <= 0: off
-  float top_p = 0.95f;       // >= 1: off
-  float min_p = 0.05f;       // <= 0: off
+  float temperature = 0.8f;        // <= 0: greedy
+  int top_k = 40;                  // <= 0: off
+  float top_p = 0.95f;             // >= 1: off
+  float min_p = 0.05f;             // <= 0: off
   float repeat_penalty = 1.0f;     // 1: off; divides positive logits, multiplies negative
   float frequency_penalty = 0.0f;  // subtracted once per occurrence in the window
   float presence_penalty = 0.0f;   // subtracted once if present in the window
@@ -45,10 +45,10 @@ class Sampler {
   static void apply_penalties(std::vector<TokenProb>& c, const std::deque<int32_t>& recent,
                               float repeat, float frequency, float presence);
   static void sort_desc(std::vector<TokenProb>& c);
-  static void top_k(std::vector<TokenProb>& c, int k);          // c sorted on return
-  static void softmax(std::vector<TokenProb>& c);               // sets p from logit
-  static void top_p(std::vector<TokenProb>& c, float p);        // c sorted + softmaxed
-  static void min_p(std::vector<TokenProb>& c, float p);        // c sorted + softmaxed
+  static void top_k(std::vector<TokenProb>& c, int k);    // c sorted on return
+  static void softmax(std::vector<TokenProb>& c);         // sets p from logit
+  static void top_p(std::vector<TokenProb>& c, float p);  // c sorted + softmaxed
+  static void min_p(std::vector<TokenProb>& c, float p);  // c sorted + softmaxed
 
  private:
   double uniform();  // [0, 1), from the seeded generator

@@ -32,7 +32,7 @@ enum class TensorType : uint32_t {
 };
 
 struct TensorTypeInfo {
-  const char* name;   // "q4_K", as ggml spells it
+  const char* name;    // "q4_K", as ggml spells it
   int64_t block_size;  // elements per block
   size_t block_bytes;  // bytes per block
   bool supported;      // engram can compute with it (dequantize + matmul)

@@ -1,7 +1,7 @@
 // `engram bench`: prefill and decode speed of a model on this machine, next to the machine's
 // own memory read bandwidth, so decode can be judged against its roofline.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -95,7 +95,8 @@ void bench(const BenchOptions& o) {
       best = std::max(best, o.decode / seconds_since(t0));
     }
     const double roofline = double(model->weight_bytes()) * best / bw;
-    say(fmt::format("decode  {:>5} tokens: {:8.1f} tok/s  ({:.2f} GB/s of weights, {:.0f}% of "
+    say(
+        fmt::format("decode  {:>5} tokens: {:8.1f} tok/s  ({:.2f} GB/s of weights, {:.0f}% of "
                     "measured bandwidth)",
                     o.decode, best, model->weight_bytes() * best / 1e9, roofline * 100));
     out["decode_tokens"] = o.decode;
@@ -112,7 +113,8 @@ void add_bench_command(CLI::App& app) {
   o->model = default_model_path();
   CLI::App* cmd = app.add_subcommand("bench", "Measure prefill/decode speed and memory bandwidth");
   cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
-  cmd->add_option("--prefill", o->prefill, "Prompt sizes to time")->delimiter(',')
+  cmd->add_option("--prefill", o->prefill, "Prompt sizes to time")
+      ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--decode", o->decode, "Tokens to decode (0: skip)")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");

@@ -3,8 +3,8 @@
 // non-overlapping windows of n_ctx tokens, the first token of each window is replaced by BOS,
 // and only the second half of each window is scored (tokens n_ctx/2+1 .. n_ctx-1, predicted
 // from the full left context of the window).
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cmath>
@@ -47,7 +47,8 @@ double nll(std::span<const float> logits, int32_t target) {
 // With a memory policy other than `full` the file is one stream: every token is scored from
 // everything before it as the policy keeps it, and the perplexity of each `every` tokens is
 // reported as a curve over position.
-void stream_perplexity(const PerplexityOptions& o, const Model& model, std::vector<int32_t> tokens) {
+void stream_perplexity(const PerplexityOptions& o, const Model& model,
+                       std::vector<int32_t> tokens) {
   if (o.every < 1) throw Error(fmt::format("perplexity: --every must be >= 1, got {}", o.every));
   if (o.max_tokens > 0 && int64_t(tokens.size()) > o.max_tokens) tokens.resize(o.max_tokens);
   if (tokens.size() < 2) throw Error(fmt::format("perplexity: '{}' has too few tokens", o.file));
@@ -69,12 +70,14 @@ void stream_perplexity(const PerplexityOptions& o, const Model& model, std::vect
       ++count;
       if (++seg_count == o.every || t + 2 == n) {
         const MemoryStats m = ctx.memory_stats();
-        curve.push_back({{"pos", t + 2}, {"ppl", std::exp(seg_sum / seg_count)},
-                         {"cells_held", m.cells_held}, {"units", m.units},
+        curve.push_back({{"pos", t + 2},
+                         {"ppl", std::exp(seg_sum / seg_count)},
+                         {"cells_held", m.cells_held},
+                         {"units", m.units},
                          {"memory_bytes", ctx.memory_bytes()}});
         if (!o.json) {
-          std::fprintf(stderr, "[%lld] %.4f | held %lld cells, %s, %.0f tok/s\n", (long long)(t + 2),
-                       std::exp(seg_sum / seg_count), (long long)m.cells_held,
+          std::fprintf(stderr, "[%lld] %.4f | held %lld cells, %s, %.0f tok/s\n",
+                       (long long)(t + 2), std::exp(seg_sum / seg_count), (long long)m.cells_held,
                        format_bytes(ctx.memory_bytes()).c_str(), (t + 2) / seconds_since(t0));
         }
         seg_sum = 0;
@@ -97,8 +100,9 @@ void stream_perplexity(const PerplexityOptions& o, const Model& model, std::vect
     j["curve"] = curve;
     std::printf("%s\n", j.dump(2).c_str());
   } else {
-    std::printf("Final estimate: PPL = %.4f  (stream of %lld tokens, memory %s, %lld scored, %.1f s)\n",
-                ppl, (long long)n, ctx.policy().name().c_str(), (long long)count, secs);
+    std::printf(
+        "Final estimate: PPL = %.4f  (stream of %lld tokens, memory %s, %lld scored, %.1f s)\n",
+        ppl, (long long)n, ctx.policy().name().c_str(), (long long)count, secs);
   }
 }
 
@@ -168,9 +172,10 @@ void perplexity(const PerplexityOptions& o) {
     std::printf("%s\n", j.dump(2).c_str());
   } else {
     std::fprintf(stderr, "\n");
-    std::printf("Final estimate: PPL = %.4f +/- %.5f  (%lld chunks of %lld tokens, %lld scored, "
-                "%.1f s)\n",
-                ppl, ppl_err, (long long)n_chunk, (long long)n_ctx, (long long)count, secs);
+    std::printf(
+        "Final estimate: PPL = %.4f +/- %.5f  (%lld chunks of %lld tokens, %lld scored, "
+        "%.1f s)\n",
+        ppl, ppl_err, (long long)n_chunk, (long long)n_ctx, (long long)count, secs);
   }
 }
 
@@ -186,8 +191,9 @@ void add_perplexity_command(CLI::App& app) {
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--chunks", o->max_chunks, "Score at most this many windows (0: all)");
   cmd->add_flag("--json", o->json, "Print the result as JSON on stdout");
-  cmd->add_option("--every", o->every, "Streaming (--memory other than full): tokens per curve "
-                                       "point")
+  cmd->add_option("--every", o->every,
+                  "Streaming (--memory other than full): tokens per curve "
+                  "point")
       ->capture_default_str();
   cmd->add_option("--max-tokens", o->max_tokens, "Streaming: score at most this many tokens");
   add_memory_options(cmd, o->memory);

@@ -1,6 +1,6 @@
 // `engram run`: prompt in, streamed continuation out.
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -43,7 +43,7 @@ void run(const RunOptions& o) {
   sp.validate();
 
   // With both, the file is the stream read first and the prompt (a question) follows it.
-  const std::string text = o.file.empty()   ? o.prompt
+  const std::string text = o.file.empty()     ? o.prompt
                            : o.prompt.empty() ? read_text_file(o.file)
                                               : read_text_file(o.file) + "\n\n" + o.prompt;
   auto model = Model::load(o.model);
@@ -57,9 +57,10 @@ void run(const RunOptions& o) {
   std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
   if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
   if (static_cast<int64_t>(prompt.size()) > ctx.n_ctx()) {
-    throw Error(fmt::format("run: the prompt has {} tokens, more than the context of {} "
-                            "(use --ctx, or --memory sinks|blocks|episodic)",
-                            prompt.size(), ctx.n_ctx()));
+    throw Error(
+        fmt::format("run: the prompt has {} tokens, more than the context of {} "
+                    "(use --ctx, or --memory sinks|blocks|episodic)",
+                    prompt.size(), ctx.n_ctx()));
   }
   const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
   if (!o.quiet && !long_prompt) {
@@ -96,9 +97,10 @@ void run(const RunOptions& o) {
   std::fputc('\n', stdout);
   const double t_decode = seconds_since(t1);
   if (!o.quiet) {
-    std::fprintf(stderr, "\nprompt: %zu tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | seed %llu\n",
-                 prompt.size(), prompt.size() / t_prefill, n_gen,
-                 n_gen > 0 ? n_gen / t_decode : 0.0, (unsigned long long)sp.seed);
+    std::fprintf(
+        stderr, "\nprompt: %zu tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | seed %llu\n",
+        prompt.size(), prompt.size() / t_prefill, n_gen, n_gen > 0 ? n_gen / t_decode : 0.0,
+        (unsigned long long)sp.seed);
   }
 }
 

@@ -35,8 +35,7 @@ std::string read_text_file(const std::string& path) {
 
 void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed) {
   cmd->add_option("--seed", seed, "Sampling seed (default: random)");
-  cmd->add_option("--temp", sampling.temperature, "Temperature; 0 = greedy")
-      ->capture_default_str();
+  cmd->add_option("--temp", sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
   cmd->add_option("--top-k", sampling.top_k, "Top-k, 0 = off")->capture_default_str();
   cmd->add_option("--top-p", sampling.top_p, "Top-p, 1 = off")->capture_default_str();
   cmd->add_option("--min-p", sampling.min_p, "Min-p, 0 = off")->capture_default_str();

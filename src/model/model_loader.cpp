@@ -25,9 +25,10 @@ class Binder {
     const GgufTensorInfo& t = find(name);
     const TensorTypeInfo* info = tensor_type_info(t.type);
     if (!info || !info->supported) {
-      throw Error(fmt::format("{}: tensor '{}' has type {}, which engram does not support "
-                              "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
-                              f_.path(), name, tensor_type_name(t.type)));
+      throw Error(
+          fmt::format("{}: tensor '{}' has type {}, which engram does not support "
+                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
+                      f_.path(), name, tensor_type_name(t.type)));
     }
     if (t.ne.size() != 2 || t.ne[0] != cols || t.ne[1] != rows) {
       throw Error(fmt::format("{}: tensor '{}' has shape {}, expected [{}, {}]", f_.path(), name,
@@ -46,8 +47,8 @@ class Binder {
   std::vector<float> vec(const std::string& name, int64_t n) const {
     const GgufTensorInfo& t = find(name);
     if (t.ne.size() != 1 || t.ne[0] != n) {
-      throw Error(fmt::format("{}: tensor '{}' has shape {}, expected [{}]", f_.path(), name,
-                              shape(t), n));
+      throw Error(
+          fmt::format("{}: tensor '{}' has shape {}, expected [{}]", f_.path(), name, shape(t), n));
     }
     const TensorTypeInfo* info = tensor_type_info(t.type);
     if (!info || !info->supported) {
@@ -73,8 +74,8 @@ class Binder {
 int positive_int(const GgufFile& f, const std::string& key, uint64_t max) {
   uint64_t v = f.get_uint(key);
   if (v == 0 || v > max) {
-    throw Error(fmt::format("{}: metadata '{}' = {} is out of range [1, {}]", f.path(), key, v,
-                            max));
+    throw Error(
+        fmt::format("{}: metadata '{}' = {} is out of range [1, {}]", f.path(), key, v, max));
   }
   return static_cast<int>(v);
 }
@@ -104,16 +105,15 @@ ModelConfig read_config(const GgufFile& f) {
     throw Error(fmt::format("{}: head_count {} is not a multiple of head_count_kv {}", f.path(),
                             c.n_head, c.n_head_kv));
   }
-  c.head_dim = f.has(a + "attention.key_length")
-                   ? positive_int(f, a + "attention.key_length", 4096)
-                   : c.n_embd / c.n_head;
+  c.head_dim = f.has(a + "attention.key_length") ? positive_int(f, a + "attention.key_length", 4096)
+                                                 : c.n_embd / c.n_head;
   if (c.head_dim * c.n_head != c.n_embd && !f.has(a + "attention.key_length")) {
-    throw Error(fmt::format("{}: embedding_length {} is not divisible by head_count {}",
-                            f.path(), c.n_embd, c.n_head));
+    throw Error(fmt::format("{}: embedding_length {} is not divisible by head_count {}", f.path(),
+                            c.n_embd, c.n_head));
   }
   if (f.get_uint(a + "attention.value_length", c.head_dim) != static_cast<uint64_t>(c.head_dim)) {
-    throw Error(fmt::format("{}: attention.value_length differs from key_length; not supported",
-                            f.path()));
+    throw Error(
+        fmt::format("{}: attention.value_length differs from key_length; not supported", f.path()));
   }
   c.rope_dim = static_cast<int>(f.get_uint(a + "rope.dimension_count", c.head_dim));
   if (c.rope_dim <= 0 || c.rope_dim > c.head_dim || c.rope_dim % 2 != 0) {
@@ -129,9 +129,10 @@ ModelConfig read_config(const GgufFile& f) {
     }
     c.rope_freq_scale = static_cast<float>(1.0 / factor);
   } else if (scaling != "none") {
-    throw Error(fmt::format("{}: rope scaling type '{}' is not supported (supported: none, "
-                            "linear, and llama3 via rope_freqs)",
-                            f.path(), scaling));
+    throw Error(
+        fmt::format("{}: rope scaling type '{}' is not supported (supported: none, "
+                    "linear, and llama3 via rope_freqs)",
+                    f.path(), scaling));
   }
   if (f.has(a + "rope.scale_linear")) {
     c.rope_freq_scale = static_cast<float>(1.0 / f.get_float(a + "rope.scale_linear"));

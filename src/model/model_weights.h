@@ -9,8 +9,8 @@
 namespace engram {
 
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [n_embd]
-  WeightMatrix wq, wk, wv, wo;   // wq: [n_head*head_dim, n_embd] ...
+  std::vector<float> attn_norm;   // [n_embd]
+  WeightMatrix wq, wk, wv, wo;    // wq: [n_head*head_dim, n_embd] ...
   std::vector<float> bq, bk, bv;  // empty unless qkv_bias
   std::vector<float> ffn_norm;    // [n_embd]
   WeightMatrix w_gate, w_up;      // [n_ff, n_embd]

@@ -73,9 +73,10 @@ void Sampler::sort_desc(std::vector<TokenProb>& c) {
 
 void Sampler::top_k(std::vector<TokenProb>& c, int k) {
   if (k > 0 && static_cast<size_t>(k) < c.size()) {
-    std::partial_sort(c.begin(), c.begin() + k, c.end(), [](const TokenProb& a, const TokenProb& b) {
-      return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
-    });
+    std::partial_sort(c.begin(), c.begin() + k, c.end(),
+                      [](const TokenProb& a, const TokenProb& b) {
+                        return a.logit != b.logit ? a.logit > b.logit : a.id < b.id;
+                      });
     c.resize(k);
   } else {
     sort_desc(c);
@@ -126,10 +127,10 @@ int32_t Sampler::sample(std::span<const float> logits) {
   apply_penalties(cand_, recent_, params_.repeat_penalty, params_.frequency_penalty,
                   params_.presence_penalty);
   if (params_.temperature <= 0.0f) {
-    const auto best = std::max_element(cand_.begin(), cand_.end(),
-                                       [](const TokenProb& a, const TokenProb& b) {
-                                         return a.logit != b.logit ? a.logit < b.logit : a.id > b.id;
-                                       });
+    const auto best =
+        std::max_element(cand_.begin(), cand_.end(), [](const TokenProb& a, const TokenProb& b) {
+          return a.logit != b.logit ? a.logit < b.logit : a.id > b.id;
+        });
     return best->id;
   }
   top_k(cand_, params_.top_k);

@@ -23,8 +23,8 @@ CpuFeatures detect() {
   const bool f16c = c & (1u << 29);
   if (!osxsave || !avx) return f;
   const uint64_t xcr0 = xgetbv0();
-  const bool os_avx = (xcr0 & 0x6) == 0x6;         // XMM and YMM state saved
-  const bool os_avx512 = (xcr0 & 0xE6) == 0xE6;    // + opmask, ZMM halves
+  const bool os_avx = (xcr0 & 0x6) == 0x6;       // XMM and YMM state saved
+  const bool os_avx512 = (xcr0 & 0xE6) == 0xE6;  // + opmask, ZMM halves
   if (!os_avx || !__get_cpuid_count(7, 0, &a, &b, &c, &d)) return f;
   f.avx2 = b & (1u << 5);
   f.bmi2 = b & (1u << 8);

@@ -52,8 +52,8 @@ double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
   const size_t n = bytes / sizeof(uint64_t);
   // 64-byte aligned so every load is a whole line.
   std::vector<uint64_t> storage(n + 8);
-  uint64_t* buf = reinterpret_cast<uint64_t*>(
-      (reinterpret_cast<uintptr_t>(storage.data()) + 63) & ~uintptr_t(63));
+  uint64_t* buf = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) &
+                                              ~uintptr_t(63));
   const size_t len = n - 8;
   // Touch every page first (parallel, so pages spread like the measurement's reads).
   pool.parallel_for(int64_t(len), 4096, [&](int64_t b, int64_t e) {
