@@ -379,7 +379,9 @@ inline __m512 pair_scale_f16(const uint16_t* d0, const uint16_t* d1) {
 }
 inline __m512 pair_scale_f32(const float* d, bool two) {
   const __m128 v =
-      two ? _mm_castpd_ps(_mm_load_sd(reinterpret_cast<const double*>(d))) : _mm_load_ss(d);
+      // _mm_loadl_epi64 reads through an unaligned type; _mm_load_sd on a float pair is a
+      // misaligned double load (UBSan).
+      two ? _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(d))) : _mm_load_ss(d);
   return _mm512_permutexvar_ps(_mm512_set_epi32(1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0),
                                _mm512_castps128_ps512(v));
 }
