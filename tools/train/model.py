@@ -93,7 +93,12 @@ class Block(nn.Module):
 
 
 class Model(nn.Module):
-    def __init__(self, cfg):
+    def __init__(self, cfg, init="small"):
+        """init: "small" (GPT-2 style N(0, 0.02) for every matrix), "torch" (PyTorch's defaults:
+        N(0, 1) embeddings, uniform +-1/sqrt(fan_in) linears) or "shared" ("small" plus one random
+        vector added to every token embedding: a content-independent direction in the residual
+        stream from step 0, which a previous-token head (attention by position alone, the first
+        half of an induction circuit) needs and otherwise has to discover on its own)"""
         super().__init__()
         self.cfg = cfg
         self.tok = nn.Embedding(cfg.vocab_size, cfg.dim)
@@ -102,11 +107,14 @@ class Model(nn.Module):
         self.out = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         self._rope = {}
         for n, p in self.named_parameters():
-            if p.dim() == 2:
+            if p.dim() == 2 and init != "torch":
                 std = 0.02
                 if n.endswith("wo.weight") or n.endswith("w_down.weight"):
                     std = 0.02 / math.sqrt(2 * cfg.n_layer)
                 nn.init.normal_(p, 0.0, std)
+        if init == "shared":
+            with torch.no_grad():
+                self.tok.weight += torch.randn(cfg.dim) * 0.02
 
     def forward(self, idx, n_active=None):
         """n_active: run only the first n_active blocks (used while the model is grown during training)"""
@@ -129,44 +137,80 @@ def grow_identity(model, first_new):
             b.w_down.weight.zero_()
 
 
-def mha_to_gqa(model, n_kv):
-    """Convert multi-head attention to grouped-query attention in place (Ainslie et al. 2023: mean-pool
-    the key/value projections of the heads that will share one kv head). Query heads are first
-    re-ordered (with the matching columns of wo, which leaves the function unchanged) so that the
-    heads sharing a kv head are the ones whose key/value projections are most alike (greedy pairing
-    by cosine similarity), which keeps the damage to circuits such as induction heads small."""
+def head_group_maps(model, n_kv):
+    """Maps (parameter name -> function on a tensor of that parameter's shape) that re-order the heads
+    of every multi-head attention block so that the heads which will share one key/value head under
+    GQA are adjacent and alike (greedy pairing by cosine similarity of their key/value projections).
+    The same re-ordering is applied to wq, wk, wv and the columns of wo, so the function is unchanged.
+    The functions are applied to the weights and to the optimizer's moments alike."""
     cfg = model.cfg
     H, hd = cfg.n_head, cfg.dim // cfg.n_head
     g = H // n_kv
     assert cfg.n_head_kv == H and H % n_kv == 0
+    maps = {}
     with torch.no_grad():
-        for b in model.blocks:
+        for i, b in enumerate(model.blocks):
             kv = torch.cat([b.wk.weight.view(H, hd, -1), b.wv.weight.view(H, hd, -1)], 1).reshape(H, -1)
             kvn = F.normalize(kv, dim=1)
             sim = kvn @ kvn.T
             left, order = list(range(H)), []
             while left:
-                h0 = left.pop(0)
-                grp = [h0]
+                grp = [left.pop(0)]
                 for _ in range(g - 1):
-                    best = max(left, key=lambda j: float(sum(sim[i, j] for i in grp)))
+                    best = max(left, key=lambda j: float(sum(sim[k, j] for k in grp)))
                     left.remove(best)
                     grp.append(best)
                 order += grp
             perm = torch.tensor(order)
-            wq = b.wq.weight.view(H, hd, -1)[perm].reshape(H * hd, -1)
-            wo = b.wo.weight.view(-1, H, hd)[:, perm].reshape(-1, H * hd)
-            wk = b.wk.weight.view(H, hd, -1)[perm].view(n_kv, g, hd, -1).mean(1).reshape(n_kv * hd, -1)
-            wv = b.wv.weight.view(H, hd, -1)[perm].view(n_kv, g, hd, -1).mean(1).reshape(n_kv * hd, -1)
-            b.wq.weight.copy_(wq)
-            b.wo.weight.copy_(wo)
-            b.wk = nn.Linear(cfg.dim, n_kv * hd, bias=False)
-            b.wv = nn.Linear(cfg.dim, n_kv * hd, bias=False)
-            b.wk.weight.copy_(wk)
-            b.wv.weight.copy_(wv)
-    cfg.n_head_kv = n_kv
-    for b in model.blocks:
-        b.cfg = cfg
+            rows = lambda t, perm=perm: t.reshape(H, hd, -1)[perm].reshape(H * hd, -1)
+            cols = lambda t, perm=perm: t.reshape(t.size(0), H, hd)[:, perm].reshape(t.size(0), H * hd)
+            for w in ("wq", "wk", "wv"):
+                maps[f"blocks.{i}.{w}.weight"] = rows
+            maps[f"blocks.{i}.wo.weight"] = cols
+    return maps
+
+
+def shrink_kv_groups(model, n_kv, r):
+    """Pull the key/value projections of each group of g adjacent heads toward the group mean:
+    w <- mean + r * (w - mean). r = 0 makes the multi-head model exactly a GQA model."""
+    cfg = model.cfg
+    H, hd = cfg.n_head, cfg.dim // cfg.n_head
+    with torch.no_grad():
+        for b in model.blocks:
+            for lin in (b.wk, b.wv):
+                w = lin.weight.view(n_kv, H // n_kv, hd, -1)
+                m = w.mean(1, keepdim=True)
+                w.copy_(m + r * (w - m))
+
+
+def kv_pool_maps(model, n_kv):
+    """Maps that mean-pool the key/value projections of each group of adjacent heads into one
+    key/value head (Ainslie et al. 2023); exact when shrink_kv_groups(r=0) was applied first."""
+    cfg = model.cfg
+    H, hd = cfg.n_head, cfg.dim // cfg.n_head
+    pool = lambda t: t.reshape(n_kv, H // n_kv, hd, -1).mean(1).reshape(n_kv * hd, -1)
+    maps = {}
+    for i in range(len(model.blocks)):
+        maps[f"blocks.{i}.wk.weight"] = pool
+        maps[f"blocks.{i}.wv.weight"] = pool
+    return maps
+
+
+def apply_maps(model, maps, n_head_kv=None):
+    """Replace each named weight w by maps[name](w) (shapes may change); set cfg.n_head_kv if given."""
+    with torch.no_grad():
+        for name, fn in maps.items():
+            mod = model.get_submodule(name.rsplit(".", 1)[0])
+            w = fn(mod.weight.data)
+            if w.shape == mod.weight.shape:
+                mod.weight.data.copy_(w)
+            else:
+                mod.weight = nn.Parameter(w.contiguous())
+                mod.out_features, mod.in_features = w.shape
+    if n_head_kv is not None:
+        model.cfg.n_head_kv = n_head_kv
+        for b in model.blocks:
+            b.cfg = model.cfg
 
 
 def n_params(model):

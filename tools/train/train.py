@@ -4,8 +4,10 @@
 Curriculum (stages advance only when the step minimum is met AND the running copy loss
 (EMA of the loss on repeated-span tokens in the training batches) is below the gate, so
 young induction heads are not destroyed by a sudden change of data):
-  A   L=64  copy_random only (the known-good start: induction/copying appears first)
-  B1  L=64  + Brown text, copied Brown spans
+  A   L=64  copy_random only (the known-good start: induction/copying appears first); only the
+            repeated tokens are optimised, the unpredictable random ones are not
+  A2  L=64  the same data while the 8 key/value heads are tied in pairs into 4 (GQA)
+  B1  L=64  + Brown text, copied Brown spans (learning rate starts its cosine decay here)
   B2  L=128 + passkey, key-value
   B3  L=256 + multi-key
   C   L=512 final mix, to the end
@@ -28,22 +30,26 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from model import Config, Model, grow_identity, mha_to_gqa, n_params  # noqa: E402
+from model import (Config, Model, apply_maps, grow_identity, head_group_maps, kv_pool_maps,  # noqa: E402
+                   n_params, shrink_kv_groups)
 from tasks import TaskGen, split_sentences, IB_INTRO, IB_NEEDLE, IB_QUESTION  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 # A stage advances when its minimum is met and the copy-loss EMA is under the gate, or, at the
-# latest, after max_steps (added during the shipped run because of the time budget: see docs/MODEL.md).
-# layers: blocks in use. The model starts with 2 layers (the setting known to form induction
-# heads fast) and is grown to 4 on entering B2 by appending identity blocks (zero output weights),
-# which leaves the function (and the young copying circuit) unchanged at the moment of growth.
+# latest, after max_steps. Optionally (--layers N --grow-at STAGE) the model trains its first 2
+# blocks and appends identity blocks (zero output weights) on entering a later stage, which leaves
+# the function, and the young copying circuit, unchanged at the moment of growth.
 STAGES = [
-    dict(name="A", L=64, B=64, min_steps=300, max_steps=1400, gate=1.0, mix={"copy_random": 1.0}),
-    dict(name="B1", L=64, B=32, min_steps=40, max_steps=100, gate=1.0, mix={"copy_random": 0.6, "copy_text": 0.1, "brown": 0.3}),
-    dict(name="B2", L=128, B=32, min_steps=60, max_steps=120, gate=1.0,
+    dict(name="A", L=64, B=64, min_steps=300, gate=1.0, mix={"copy_random": 1.0}),
+    # A2: multi-head -> grouped-query attention without a shock: the heads that will share a key/value
+    # head are made adjacent, then their key/value projections are pulled to the group mean a little
+    # each step (reaching it exactly at the end), while the model keeps training on copying
+    dict(name="A2", L=64, B=64, min_steps=200, gate=1.0, mix={"copy_random": 1.0}),
+    dict(name="B1", L=64, B=32, min_steps=40, max_steps=400, gate=1.0, mix={"copy_random": 0.6, "copy_text": 0.1, "brown": 0.3}),
+    dict(name="B2", L=128, B=32, min_steps=60, max_steps=300, gate=1.0,
          mix={"copy_random": 0.35, "copy_text": 0.15, "brown": 0.35, "passkey": 0.1, "kv": 0.05}),
-    dict(name="B3", L=256, B=16, min_steps=60, max_steps=120, gate=1.0,
+    dict(name="B3", L=256, B=16, min_steps=60, max_steps=300, gate=1.0,
          mix={"copy_random": 0.2, "copy_text": 0.15, "brown": 0.4, "passkey": 0.15, "kv": 0.05, "multikey": 0.05}),
     dict(name="C", L=512, B=8, min_steps=10 ** 9, gate=0.0,
          mix={"copy_random": 0.12, "copy_text": 0.1, "brown": 0.48, "passkey": 0.18, "kv": 0.06, "multikey": 0.06}),
@@ -85,10 +91,15 @@ def active_layers(stage_idx, n_layer, start_layers=2):
 
 
 def make_batch(gen, stage, seed, step):
+    """-> tokens [B, L], copy mask [B, L-1] (targets that repeat earlier context), loss mask [B, L-1]
+    (targets that are optimised: everything except the unpredictable random tokens of copy_random
+    sequences, whose only lesson would be a uniform unigram that fights the language's)"""
     rng = np.random.Generator(np.random.PCG64([seed, step]))
     kinds = list(stage["mix"].keys())
     p = np.array([stage["mix"][k] for k in kinds])
-    seqs, cmask = [], torch.zeros(stage["B"], stage["L"] - 1, dtype=torch.bool)
+    seqs = []
+    cmask = torch.zeros(stage["B"], stage["L"] - 1, dtype=torch.bool)
+    lmask = torch.ones(stage["B"], stage["L"] - 1, dtype=torch.bool)
     for i in range(stage["B"]):
         kind = kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
         seq, ranges = gen.sample(kind, rng, stage["L"])
@@ -96,7 +107,9 @@ def make_batch(gen, stage, seed, step):
         seqs.append(seq)
         for a, b in ranges:  # target tokens a..b-1 are predicted at positions a-1..b-2
             cmask[i, a - 1:b - 1] = True
-    return torch.tensor(seqs, dtype=torch.long), cmask
+        if kind == "copy_random":
+            lmask[i] = cmask[i]
+    return torch.tensor(seqs, dtype=torch.long), cmask, lmask
 
 
 def passkey_probe(model, sp, sents, n=16, L=512, seed=777, n_active=None):
@@ -131,15 +144,36 @@ def passkey_probe(model, sp, sents, n=16, L=512, seed=777, n_active=None):
     return ok / n
 
 
+def stage_index(name):
+    return [st["name"] for st in STAGES].index(name)
+
+
 def lr_at(step, args, stage_starts):
+    """linear warm-up, constant through the copy stages, then a cosine from lr_late (entering B1, the
+    first stage with language: a smaller step protects the young copying circuit) down to lr_min"""
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
-    s2 = stage_starts.get(2)
+    s2 = stage_starts.get(stage_index("B1"))
     if s2 is None or step < s2:
         return args.lr
     span = max(1, args.max_steps - s2)
     t = min(1.0, (step - s2) / span)
     return args.lr_min + (args.lr_late - args.lr_min) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def remap(model, opt, maps, args, lr, n_head_kv=None):
+    """apply_maps to the model and carry the optimizer over: every parameter keeps its Adam moments,
+    passed through the same map as its weight (fresh moments would jolt every mapped weight by ~lr)"""
+    old = {n: opt.state.get(p) for n, p in model.named_parameters()}
+    apply_maps(model, maps, n_head_kv)
+    new = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, args.beta2), eps=1e-8, weight_decay=0.0)
+    for n, p in model.named_parameters():
+        st = old.get(n)
+        if st:
+            fn = maps.get(n)
+            new.state[p] = {k: (fn(v).contiguous() if fn is not None and torch.is_tensor(v) and v.dim() > 0 else v)
+                            for k, v in st.items()}
+    return new
 
 
 def main():
@@ -164,13 +198,16 @@ def main():
     ap.add_argument("--ffn", type=int, default=768)
     ap.add_argument("--grow-at", type=int, default=9)
     ap.add_argument("--beta2", type=float, default=0.999)
-    ap.add_argument("--gqa-at", type=int, default=1, help="stage index at which MHA is converted to GQA")
-    ap.add_argument("--gqa-kv", type=int, default=4)
-    ap.add_argument("--copy-only-from", type=int, default=10 ** 9,
-                    help="from this step on, stage A optimises the loss on copy targets only")
+    ap.add_argument("--gqa-kv", type=int, default=4, help="key/value heads of the shipped model (A2 converts)")
+    ap.add_argument("--tie-steps", type=int, default=200, help="steps of stage A2 over which k/v heads are tied")
+    ap.add_argument("--a-max-steps", type=int, default=10 ** 9,
+                    help="cap on stage A (copying) steps; by default it ends only when copy loss < gate")
+    ap.add_argument("--init", choices=["small", "torch", "shared"], default="small")
     args = ap.parse_args()
     global GROW_AT
     GROW_AT = args.grow_at
+    STAGES[0]["max_steps"] = args.a_max_steps
+    STAGES[stage_index("A2")]["min_steps"] = args.tie_steps
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -187,7 +224,7 @@ def main():
     ck = torch.load(ckpt_path) if args.resume and os.path.exists(ckpt_path) else None
     if ck is not None:
         cfg = Config(**ck["cfg"])  # the checkpoint's shape (it may have been converted to GQA)
-    model = Model(cfg)
+    model = Model(cfg, args.init)
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, args.beta2), eps=1e-8, weight_decay=0.0)
     state = dict(step=0, stage=0, stage_starts={0: 0}, copy_ema=None, elapsed=0.0, tokens=0)
     if ck is not None:
@@ -235,22 +272,23 @@ def main():
         lr = lr_at(step, args, state["stage_starts"])
         for g in opt.param_groups:
             g["lr"] = lr
-        x, cm = make_batch(gen, st, args.seed, step)
+        x, cm, lm = make_batch(gen, st, args.seed, step)
         model.train()
         na = active_layers(state["stage"], cfg.n_layer)
         logits = model(x[:, :-1], na)
         ce = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1), reduction="none").view(x.size(0), -1)
         loss = ce.mean()
-        if STAGES[state["stage"]]["name"] == "A" and step >= args.copy_only_from and cm.any():
-            # optimise only the copy targets: on random tokens a uniform model's gradient is pure noise
-            # that drowns the weak early signal of the copying circuit (the logged loss stays the full mean)
-            opt_loss = ce[cm].mean()
-        else:
-            opt_loss = loss
+        # the logged loss stays the mean over all targets; the optimised one skips the random tokens
+        # (their gradient is noise that drowned the weak early signal of the copying circuit)
+        opt_loss = ce[lm].mean()
         opt.zero_grad(set_to_none=True)
         opt_loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
+        if st["name"] == "A2" and cfg.n_head_kv > args.gqa_kv:
+            i = state["step"] - state["stage_starts"][state["stage"]]  # steps taken in A2 before this one
+            n = args.tie_steps
+            shrink_kv_groups(model, args.gqa_kv, max(0.0, (n - i - 1) / (n - i)) if i < n else 0.0)
         state["step"] = step + 1
         state["tokens"] += x.numel()
         acc_loss += loss.item()
@@ -268,14 +306,13 @@ def main():
             state["stage"] += 1
             state["stage_starts"][state["stage"]] = state["step"]
             print(f"step {state['step']}: stage -> {STAGES[state['stage']]['name']}", flush=True)
-            if state["stage"] == args.gqa_at and cfg.n_head_kv > args.gqa_kv:
-                mha_to_gqa(model, args.gqa_kv)
-                old = {id(p): s for p, s in zip(opt.param_groups[0]["params"], [opt.state.get(p) for p in opt.param_groups[0]["params"]])}
-                opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, args.beta2), eps=1e-8, weight_decay=0.0)
-                changed = {id(b.wq.weight) for b in model.blocks} | {id(b.wo.weight) for b in model.blocks}
-                for p in model.parameters():
-                    if old.get(id(p)) and id(p) not in changed:  # wq/wo rows were permuted: fresh moments
-                        opt.state[p] = old[id(p)]
+            entered = STAGES[state["stage"]]["name"]
+            if entered == "A2" and cfg.n_head_kv > args.gqa_kv:
+                opt = remap(model, opt, head_group_maps(model, args.gqa_kv), args, lr)
+                print("grouped heads for the key/value tie", flush=True)
+            if entered == "B1" and cfg.n_head_kv > args.gqa_kv:
+                shrink_kv_groups(model, args.gqa_kv, 0.0)
+                opt = remap(model, opt, kv_pool_maps(model, args.gqa_kv), args, lr, args.gqa_kv)
                 print(f"converted attention to GQA with {args.gqa_kv} kv heads", flush=True)
             if active_layers(state["stage"], cfg.n_layer) > na:
                 grow_identity(model, na)
