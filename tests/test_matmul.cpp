@@ -187,6 +187,48 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
       Error);  // unsupported type
 }
 
+TEST(Matmul, ManyMatricesEqualSeparateCalls) {
+  // Q/K/V-like groups of mixed types and row counts read one input: every output must be the
+  // bytes a separate matmul writes (same tiles, same activation quantization).
+  ThreadPool pool(2);
+  std::mt19937 rng(13);
+  const int64_t cols = 512;
+  for (int64_t n_tok : {1, 7, 300}) {
+    std::vector<Weights> wts;
+    wts.push_back(make_weights(TensorType::Q4_K, 96, cols, rng));
+    wts.push_back(make_weights(TensorType::Q6_K, 33, cols, rng));
+    wts.push_back(make_weights(TensorType::Q8_0, 64, cols, rng));
+    wts.push_back(make_weights(TensorType::F16, 16, cols, rng));
+    wts.push_back(make_weights(TensorType::Q4_0, 5, cols, rng));
+    const std::vector<float> x = make_acts(n_tok, cols, rng);
+    std::vector<WeightMatrix> w;
+    std::vector<std::vector<float>> many, one;
+    for (const Weights& wt : wts) {
+      w.push_back(wt.w);
+      many.emplace_back(n_tok * wt.w.rows, -1.0f);
+      one.emplace_back(n_tok * wt.w.rows, -2.0f);
+      matmul(wt.w, x.data(), n_tok, one.back().data(), pool);
+    }
+    std::vector<float*> y;
+    for (auto& m : many) y.push_back(m.data());
+    matmul_many(w.data(), y.data(), static_cast<int>(w.size()), x.data(), n_tok, pool);
+    for (size_t m = 0; m < w.size(); ++m) {
+      EXPECT_EQ(many[m], one[m]) << "matrix " << m << " n_tok=" << n_tok;
+    }
+  }
+}
+
+TEST(Matmul, ManyRejectsMismatchedRowLengths) {
+  ThreadPool pool(1);
+  std::mt19937 rng(17);
+  Weights a = make_weights(TensorType::F32, 4, 64, rng);
+  Weights b = make_weights(TensorType::F32, 4, 96, rng);
+  const WeightMatrix w[2] = {a.w, b.w};
+  std::vector<float> x(96), y0(4), y1(4);
+  float* const y[2] = {y0.data(), y1.data()};
+  EXPECT_THROW(matmul_many(w, y, 2, x.data(), 1, pool), Error);
+}
+
 TEST(Matmul, IsaNameIsKnown) {
   const std::string isa = matmul_isa();
   EXPECT_TRUE(isa == "avx512" || isa == "avx2" || isa == "scalar") << isa;

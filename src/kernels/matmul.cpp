@@ -311,33 +311,60 @@ const char* matmul_isa() {
   return isa_name(best_isa());
 }
 
-void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_tok, float* y,
-                     ThreadPool& pool) {
-  check_weights(w);
-  if (n_tok <= 0 || w.rows == 0) return;
-  const KernelTable& k = table_for(isa);
-  const int64_t cols = w.cols;
+namespace {
 
+// The activation layouts the kernels read (see Acts): float rows, int8 blocks of 32, int8
+// blocks of 256. Weight types that read the same layout share one prepared copy.
+enum class ActFormat { F32, Blocks32, Blocks256 };
+
+ActFormat act_format(TensorType t) {
+  switch (t) {
+    case TensorType::Q8_0:
+    case TensorType::Q4_0:
+      return ActFormat::Blocks32;
+    case TensorType::Q4_K:
+    case TensorType::Q6_K:
+      return ActFormat::Blocks256;
+    default:
+      return ActFormat::F32;
+  }
+}
+
+TileFn tile_for(const KernelTable& k, TensorType t) {
+  switch (t) {
+    case TensorType::F32:
+      return k.f32;
+    case TensorType::F16:
+      return k.f16;
+    case TensorType::BF16:
+      return k.bf16;
+    case TensorType::Q8_0:
+      return k.q8_0;
+    case TensorType::Q4_0:
+      return k.q4_0;
+    case TensorType::Q4_K:
+      return k.q4_k;
+    case TensorType::Q6_K:
+      return k.q6_k;
+    default:
+      return nullptr;  // check_weights threw before this is asked
+  }
+}
+
+// Activations of one layout, prepared once per call and shared by all threads and matrices.
+struct PreparedActs {
   Acts a;
-  a.cols = cols;
   std::vector<int8_t> qs;     // [n_tok, cols]
   std::vector<float> d, s;    // [n_tok, nblk]
   std::vector<int16_t> bsum;  // [n_tok, nblk * 16]
-  size_t act_row_bytes = cols * sizeof(float);
-  TileFn tile = nullptr;
-  switch (w.type) {
-    case TensorType::F32:
-      tile = k.f32;
-      break;
-    case TensorType::F16:
-      tile = k.f16;
-      break;
-    case TensorType::BF16:
-      tile = k.bf16;
-      break;
-    case TensorType::Q8_0:
-    case TensorType::Q4_0: {
-      tile = w.type == TensorType::Q8_0 ? k.q8_0 : k.q4_0;
+  size_t row_bytes = 0;       // bytes of one token's activations as the kernels read them
+
+  void prepare(ActFormat f, const KernelTable& k, const float* x, int64_t n_tok, int64_t cols,
+               ThreadPool& pool) {
+    a.cols = cols;
+    a.x = x;
+    row_bytes = cols * sizeof(float);
+    if (f == ActFormat::Blocks32) {
       a.nblk = cols / kQK;
       qs.resize(n_tok * cols);
       d.resize(n_tok * a.nblk);
@@ -348,12 +375,8 @@ void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_t
         }
       });
       a.s = s.data();
-      act_row_bytes = cols + a.nblk * 8;
-      break;
-    }
-    case TensorType::Q4_K:
-    case TensorType::Q6_K: {
-      tile = w.type == TensorType::Q4_K ? k.q4_k : k.q6_k;
+      row_bytes = cols + a.nblk * 8;
+    } else if (f == ActFormat::Blocks256) {
       a.nblk = cols / kQKK;
       qs.resize(n_tok * cols);
       d.resize(n_tok * a.nblk);
@@ -365,34 +388,84 @@ void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_t
         }
       });
       a.bsums = bsum.data();
-      act_row_bytes = cols + a.nblk * 36;
-      break;
+      row_bytes = cols + a.nblk * 36;
     }
-    default:
-      break;  // check_weights threw
+    a.qs = qs.data();
+    a.d = d.data();
   }
-  a.x = x;
-  a.qs = qs.data();
-  a.d = d.data();
+};
+
+}  // namespace
+
+void matmul_many_with_isa(Isa isa, const WeightMatrix* w, float* const* y, int count,
+                          const float* x, int64_t n_tok, ThreadPool& pool) {
+  for (int m = 0; m < count; ++m) {
+    check_weights(w[m]);
+    if (w[m].cols != w[0].cols) {
+      throw Error("matmul: matrices sharing one input need the same row length (" +
+                  std::to_string(w[0].cols) + " vs " + std::to_string(w[m].cols) + ")");
+    }
+  }
+  if (n_tok <= 0 || count <= 0) return;
+  const KernelTable& k = table_for(isa);
+
+  PreparedActs acts[3];
+  bool ready[3] = {false, false, false};
+  size_t widest = 0;
+  for (int m = 0; m < count; ++m) {
+    const int f = static_cast<int>(act_format(w[m].type));
+    if (!ready[f]) acts[f].prepare(static_cast<ActFormat>(f), k, x, n_tok, w[0].cols, pool);
+    ready[f] = true;
+    widest = std::max(widest, acts[f].row_bytes);
+  }
 
   // Tokens are processed in chunks whose activations stay in L2 (~256 KiB) while a thread
   // sweeps its rows, so each weight row block is read once per chunk, not once per token.
   const int64_t tok_chunk =
-      std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / act_row_bytes), 8, 256);
-  // Rows go out in chunks, a multiple of 16 (every kernel's row tile divides 16), about four
-  // per thread, taken dynamically so a preempted thread on a busy machine delays little.
-  const int64_t rows = w.rows;
-  const int64_t per_chunk = (rows + 4 * pool.size() - 1) / (4 * pool.size());
+      std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / widest), 8, 256);
+  // Rows of all matrices go out as one pool of tasks (one parallel region per call), in chunks
+  // that are a multiple of 16 (every kernel's row tile divides 16), about four per thread, taken
+  // dynamically so a preempted thread on a busy machine delays little.
+  int64_t total_rows = 0;
+  for (int m = 0; m < count; ++m) total_rows += w[m].rows;
+  if (total_rows == 0) return;
+  const int64_t per_chunk = (total_rows + 4 * pool.size() - 1) / (4 * pool.size());
   const int64_t chunk = std::max<int64_t>(16, (per_chunk + 15) / 16 * 16);
-  pool.parallel_for_dynamic(rows, chunk, [&](int64_t r0, int64_t r1) {
-    for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
-      tile(w, a, r0, r1, t0, std::min(n_tok, t0 + tok_chunk), y, rows);
+  struct Task {
+    int m;
+    int64_t r0, r1;
+  };
+  std::vector<Task> tasks;
+  for (int m = 0; m < count; ++m) {
+    for (int64_t r0 = 0; r0 < w[m].rows; r0 += chunk) {
+      tasks.push_back({m, r0, std::min(w[m].rows, r0 + chunk)});
+    }
+  }
+  pool.parallel_for_dynamic(static_cast<int64_t>(tasks.size()), 1, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const Task& t = tasks[i];
+      const WeightMatrix& wm = w[t.m];
+      const TileFn tile = tile_for(k, wm.type);
+      const Acts& a = acts[static_cast<int>(act_format(wm.type))].a;
+      for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
+        tile(wm, a, t.r0, t.r1, t0, std::min(n_tok, t0 + tok_chunk), y[t.m], wm.rows);
+      }
     }
   });
 }
 
+void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_tok, float* y,
+                     ThreadPool& pool) {
+  matmul_many_with_isa(isa, &w, &y, 1, x, n_tok, pool);
+}
+
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool) {
   matmul_with_isa(best_isa(), w, x, n_tok, y, pool);
+}
+
+void matmul_many(const WeightMatrix* w, float* const* y, int count, const float* x, int64_t n_tok,
+                 ThreadPool& pool) {
+  matmul_many_with_isa(best_isa(), w, y, count, x, n_tok, pool);
 }
 
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y) {

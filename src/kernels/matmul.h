@@ -24,6 +24,13 @@ struct WeightMatrix {
 // Dispatches at run time to the best kernel this CPU supports (AVX-512, AVX2/FMA, scalar).
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tok, float* y, ThreadPool& pool);
 
+// Several matrices applied to the same activations (Q/K/V, FFN gate/up): y[m] = X * w[m]^T.
+// The activations are prepared (quantized) once per layout and all rows of all matrices go
+// out in one parallel region. Types may differ; the row lengths must match. Each y[m] equals
+// what matmul(w[m], ...) writes, bit for bit.
+void matmul_many(const WeightMatrix* w, float* const* y, int count, const float* x, int64_t n_tok,
+                 ThreadPool& pool);
+
 // The reference: dequantize each row to f32 and accumulate in double. Slow; for tests.
 void matmul_reference(const WeightMatrix& w, const float* x, int64_t n_tok, float* y);
 

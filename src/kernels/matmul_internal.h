@@ -18,6 +18,9 @@ Isa best_isa();
 void matmul_with_isa(Isa isa, const WeightMatrix& w, const float* x, int64_t n_tok, float* y,
                      ThreadPool& pool);
 
+void matmul_many_with_isa(Isa isa, const WeightMatrix* w, float* const* y, int count,
+                          const float* x, int64_t n_tok, ThreadPool& pool);
+
 // Activations of one matmul call, prepared once and shared by all threads.
 //  - float weights (F32/F16/BF16) read x directly;
 //  - Q8_0/Q4_0 read x quantized to int8 in blocks of 32: scale d = amax/127, and

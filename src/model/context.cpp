@@ -194,9 +194,11 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
       rmsnorm(&s.h[size_t(i) * c.n_embd], &s.x[size_t(i) * c.n_embd], L.attn_norm.data(), c.n_embd,
               c.rms_eps);
     }
-    matmul(L.wq, s.h.data(), n, s.q.data(), pool_);
-    matmul(L.wk, s.h.data(), n, s.k.data(), pool_);
-    matmul(L.wv, s.h.data(), n, s.v.data(), pool_);
+    {  // one activation quantization and one parallel region for the three projections
+      const WeightMatrix w[3] = {L.wq, L.wk, L.wv};
+      float* const y[3] = {s.q.data(), s.k.data(), s.v.data()};
+      matmul_many(w, y, 3, s.h.data(), n, pool_);
+    }
     if (c.qkv_bias) {
       for (int i = 0; i < n; ++i) {
         for (int j = 0; j < q_dim; ++j) s.q[size_t(i) * q_dim + j] += L.bq[j];
@@ -281,8 +283,11 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
       rmsnorm(&s.h[size_t(i) * c.n_embd], &s.x[size_t(i) * c.n_embd], L.ffn_norm.data(), c.n_embd,
               c.rms_eps);
     }
-    matmul(L.w_gate, s.h.data(), n, s.gate.data(), pool_);
-    matmul(L.w_up, s.h.data(), n, s.up.data(), pool_);
+    {
+      const WeightMatrix w[2] = {L.w_gate, L.w_up};
+      float* const y[2] = {s.gate.data(), s.up.data()};
+      matmul_many(w, y, 2, s.h.data(), n, pool_);
+    }
     silu_mul(s.gate.data(), s.gate.data(), s.up.data(), int64_t(n) * c.n_ff);
     matmul(L.w_down, s.gate.data(), n, s.h.data(), pool_);
     for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
