@@ -227,5 +227,25 @@ class TaskGen:
         toks = self.fit_text(rng, build, L)
         return self.finish(rng, toks, L, [])
 
+    def copy_digits(self, rng, L):
+        """Brown text with numbers (3..12 digits, one token each after a '▁' piece) that recur
+        later. A digit is followed by different digits at different places of one number, so
+        copying it takes more than the previous token to know where in the number it is: the
+        hard case of the pass key, which plain random spans over 4,096 tokens rarely pose."""
+        space = self.sp.piece_to_id("▁")
+        digits = [self.sp.piece_to_id(str(d)) for d in range(10)]
+        toks, ranges, seen = [], [], []
+        while len(toks) < L - 1:
+            toks += self.stream_window(rng, int(rng.integers(4, 40)))
+            toks.append(space)
+            if seen and rng.random() < 0.5:
+                num = seen[int(rng.integers(0, len(seen)))]
+                ranges.append((len(toks) + 1, len(toks) + len(num)))  # the first digit is a guess
+            else:
+                num = [digits[d] for d in rng.integers(0, 10, int(rng.integers(3, 13)))]
+                seen.append(num)
+            toks += num
+        return self.finish(rng, toks[: L - 1], L, [r for r in ranges if r[1] <= L - 1])
+
     def sample(self, kind, rng, L):
         return getattr(self, kind)(rng, L)
