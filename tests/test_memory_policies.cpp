@@ -219,6 +219,105 @@ TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {
   EXPECT_EQ(memory, cat({range(10, 22), range(30, 42)}));  // events 2,3,4 and 7,8,9
 }
 
+// Plans layer 0 for a block of `n` new cells that all ask `query`, then applies the block (as
+// the model does), so a retrieval the plan made is committed; returns the plan.
+AttentionPlan step(MemoryPolicy& p, std::vector<KvCell>& cells, int n,
+                   const std::function<std::vector<float>(int64_t)>& key,
+                   const std::vector<float>& query) {
+  const int64_t first = static_cast<int64_t>(cells.size());
+  for (int i = 0; i < n; ++i) cells.push_back({1, first + i});
+  BlockData d;
+  d.n_tokens = n;
+  d.q.assign(1, {});
+  d.k.assign(1, {});
+  for (int i = 0; i < n; ++i) {
+    auto k = key(first + i);
+    d.k[0].insert(d.k[0].end(), k.begin(), k.end());
+    d.q[0].insert(d.q[0].end(), query.begin(), query.end());
+  }
+  d.surprise.assign(n, 0.0f);
+  AttentionPlan plan;
+  p.plan(0, {first, n}, cells, d, plan);
+  Eviction ev;
+  p.apply({first, n}, cells, d, ev);
+  return plan;
+}
+
+// Retrieved memory cells of a plan (keys at the shared memory position n_init).
+std::vector<int64_t> memory_cells(const AttentionPlan& plan, int64_t n_init) {
+  std::vector<int64_t> m;
+  for (size_t j = 0; j < plan.cells.size(); ++j) {
+    if (plan.cells[j] >= n_init && plan.key_pos[j] == n_init) m.push_back(plan.cells[j]);
+  }
+  return m;
+}
+
+TEST(MemoryRetrieval, DecodeStepsReuseTheLastRetrievalForRetrieveEveryTokens) {
+  for (int every : {1, 4}) {
+    MemoryParams mp;
+    mp.kind = "episodic";
+    mp.n_init = 2;
+    mp.n_local = 16;
+    mp.min_event = 4;
+    mp.max_event = 4;
+    mp.n_mem = 24;
+    mp.contiguity = 2.0 / 3.0;
+    mp.repr_topk = 2;
+    mp.retrieve_every = every;
+    auto p = make_memory_policy(mp, tiny_shape(3, 128));
+    std::vector<KvCell> cells;
+    auto key = [](int64_t c) {  // as above: events 3 and 8 point along x
+      const int64_t e = (c - 2) / 4;
+      if (e == 3 || e == 8) return std::vector<float>{1, 0, 0};
+      return std::vector<float>{-0.01f * float(e + 1), 0, 1};
+    };
+    for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, key, {0, 0, 1});
+    const auto planted = cat({range(10, 22), range(30, 42)});
+    // A two-token prompt block asking along x retrieves the planted events.
+    EXPECT_EQ(memory_cells(step(*p, cells, 2, key, {1, 0, 0}), 2), planted) << every;
+    // Decode steps asking along z: with retrieve_every 4 the prompt's choice (made at cell 80)
+    // is kept for cells 82 and 83; at 84 it is 4 tokens old and z is scored afresh (z prefers
+    // the earliest unplanted events). With 1 every step retrieves.
+    const auto z_first = memory_cells(plan_query(*p, cells, {0, 0, 1}, 2), 2);
+    ASSERT_NE(z_first, planted);
+    ASSERT_EQ(z_first.front(), 2);
+    for (int64_t c = 82; c < 86; ++c) {
+      // plan() alone changes nothing: planning the same step twice gives the same plan.
+      const auto again = memory_cells(plan_query(*p, cells, {0, 0, 1}, 1), 2);
+      const auto got = memory_cells(step(*p, cells, 1, key, {0, 0, 1}), 2);
+      EXPECT_EQ(got, again) << every << " at " << c;
+      if (every == 4 && c < 84) {
+        EXPECT_EQ(got, planted) << "reused at " << c;
+      } else {
+        EXPECT_EQ(got.front(), 2) << every << " at " << c;
+        EXPECT_NE(got, planted) << every << " at " << c;
+      }
+    }
+  }
+}
+
+TEST(MemoryRetrieval, BlocksAlsoReuseForDecodeStepsButPromptBlocksRetrieve) {
+  MemoryParams mp;
+  mp.kind = "blocks";
+  mp.n_init = 2;
+  mp.n_local = 8;
+  mp.block_size = 4;
+  mp.topk = 1;
+  mp.repr_topk = 1;
+  mp.retrieve_every = 8;
+  auto p = make_memory_policy(mp, tiny_shape(2, 64));
+  std::vector<KvCell> cells;
+  auto key = [](int64_t c) {
+    return c >= 6 && c < 10 ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
+  };
+  for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1});
+  EXPECT_EQ(memory_cells(step(*p, cells, 2, key, {0, 1}), 2), range(6, 10));
+  // A decode step asking along x keeps block [6, 10)...
+  EXPECT_EQ(memory_cells(step(*p, cells, 1, key, {1, 0}), 2), range(6, 10));
+  // ...a prompt block never reuses.
+  EXPECT_NE(memory_cells(step(*p, cells, 2, key, {1, 0}), 2), range(6, 10));
+}
+
 TEST(MemorySegmentation, SurpriseAboveMeanPlusGammaStdOpensAnEvent) {
   SurpriseSegmenter seg({.gamma = 1.0, .tau = 4, .min_event = 2, .max_event = 100});
   const std::vector<double> s = {1, 1, 2, 1, 1, 5, 1, 1, 1, 1, 6, 7, 1, 1};
@@ -398,6 +497,59 @@ TEST(MemoryParams, BadParametersAreRefusedNamingFlagAndValue) {
   mp = {};
   mp.kind = "lru";
   expect_refused(mp, "--memory", "lru");
+}
+
+TEST(MemoryParams, EveryPolicyRefusesWindowsBudgetsAndThresholdsOutOfRange) {
+  auto with = [](const std::string& kind, const std::function<void(MemoryParams&)>& set) {
+    MemoryParams mp;
+    mp.kind = kind;
+    set(mp);
+    return mp;
+  };
+  // n_local at or past the trained context (512), for every policy that has a window.
+  for (const char* kind : {"window", "sinks", "blocks", "episodic"}) {
+    expect_refused(with(kind, [](MemoryParams& m) { m.n_local = 4096; }), "--n-local", "4096");
+    expect_refused(with(kind, [](MemoryParams& m) { m.n_local = 512; }), "--n-local", "512");
+  }
+  // The initial tokens count against the trained context too.
+  expect_refused(with("episodic", [](MemoryParams& m) { m.n_init = 200; }), "--n-local", "384");
+  // -1 is "default"; other negative values are refused rather than silently defaulted.
+  expect_refused(with("episodic", [](MemoryParams& m) { m.n_init = -5; }), "--n-init", "-5");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.n_mem = -2; }), "--n-mem", "-2");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.tau = -7; }), "--tau", "-7");
+  expect_refused(with("blocks", [](MemoryParams& m) { m.topk = -3; }), "--topk", "-3");
+  expect_refused(with("window", [](MemoryParams& m) { m.n_local = -9; }), "--n-local", "-9");
+  // Zero budgets.
+  expect_refused(with("episodic", [](MemoryParams& m) { m.repr_topk = 0; }), "--repr-topk", "0");
+  expect_refused(with("blocks", [](MemoryParams& m) { m.repr_topk = 0; }), "--repr-topk", "0");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.min_event = 0; }), "--min-event", "0");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.retrieve_every = 0; }),
+                 "--retrieve-every", "0");
+  expect_refused(with("blocks", [](MemoryParams& m) { m.retrieve_every = -1; }), "--retrieve-every",
+                 "-1");
+  // A similarity buffer (n_mem x (1 - contiguity)) smaller than the longest event.
+  expect_refused(with("episodic", [](MemoryParams& m) { m.n_mem = 40; }), "--n-mem", "40");
+  // Thresholds: gamma < 0, NaN or infinite; tau below 2; contiguity outside [0, 1).
+  expect_refused(with("episodic", [](MemoryParams& m) { m.gamma = -1; }), "--gamma", "-1");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.gamma = std::nan(""); }), "--gamma",
+                 "nan");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.gamma = INFINITY; }), "--gamma", "inf");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.tau = 1; }), "--tau", "1");
+  expect_refused(with("episodic", [](MemoryParams& m) { m.contiguity = -0.1; }), "--contiguity",
+                 "-0.1");
+  // An event longer than the window could never be whole in it.
+  expect_refused(with("episodic", [](MemoryParams& m) { m.max_event = 400; }), "--max-event",
+                 "400");
+  // A block longer than the window.
+  expect_refused(with("blocks", [](MemoryParams& m) { m.block_size = 385; }), "--block-size",
+                 "385");
+  // full: a negative context.
+  expect_refused(with("full", [](MemoryParams& m) { m.n_ctx = -1; }), "--ctx", "-1");
+  // The defaults themselves are accepted by every policy.
+  for (const char* kind : {"full", "window", "sinks", "blocks", "episodic"}) {
+    EXPECT_NO_THROW(resolve_memory_params(with(kind, [](MemoryParams&) {}), tiny_shape(8, 512)))
+        << kind;
+  }
 }
 
 }  // namespace

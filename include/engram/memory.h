@@ -121,7 +121,8 @@ class MemoryPolicy {
 enum class Refine { none, modularity, conductance };
 
 // Parameters of every policy; -1 means "scaled to the model's trained context" (see
-// resolve_memory_params). Field names match the CLI flags (n_local <-> --n-local).
+// resolve_memory_params; other negative values are refused). Field names match the CLI flags
+// (n_local <-> --n-local).
 struct MemoryParams {
   std::string kind = "full";  // full | window | sinks | blocks | episodic
   int64_t n_ctx = 0;          // full: cells held (0: the trained context)
@@ -138,7 +139,11 @@ struct MemoryParams {
   int max_event = -1;         // episodic
   Refine refine = Refine::none;
   double contiguity = 0.3;  // episodic: share of n_mem for neighbours of hits
-  bool kv_f16 = false;      // all but full: store K/V as f16
+  // blocks/episodic: a decode step (one-token block) reuses the units chosen by the last
+  // retrieval at its layer while that retrieval is fewer than this many tokens old (1: retrieve
+  // at every step). Prompt blocks always retrieve.
+  int retrieve_every = 16;
+  bool kv_f16 = false;  // all but full: store K/V as f16
 };
 
 // Fills the -1 fields from n_ctx_train and checks every field; throws engram::Error naming the

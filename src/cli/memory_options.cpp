@@ -48,6 +48,11 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
   cmd->add_option("--refine", o.refine, "episodic: boundary refinement none|modularity|conductance")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--retrieve-every", p.retrieve_every,
+                  "blocks/episodic: decode steps reuse the last retrieval for this many tokens "
+                  "(1: retrieve at every step)")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_flag("--kv-f16", p.kv_f16, "Store K/V as f16 (all policies but full)")->group(g);
   cmd->add_option("--contiguity", p.contiguity, "episodic: share of n_mem for neighbours of hits")
       ->capture_default_str()
@@ -82,6 +87,18 @@ std::string format_bytes(uint64_t b) {
   return fmt::format("{:.1f} MiB", b / double(1ull << 20));
 }
 
+void draw_progress(const Context& ctx, const std::string& where, double fraction, int64_t tokens,
+                   double secs) {
+  const MemoryStats m = ctx.memory_stats();
+  const std::string name = ctx.policy().name();
+  const char* units = name == "episodic" ? "events" : name == "blocks" ? "blocks" : "units";
+  std::fprintf(stderr, "\r[%s] %s %3.0f%% | %.0f tok/s | %s %lld | held %lld cells, %s   ",
+               name.c_str(), where.c_str(), 100.0 * fraction, tokens / std::max(secs, 1e-9), units,
+               (long long)m.units, (long long)m.cells_held,
+               format_bytes(ctx.memory_bytes()).c_str());
+  std::fflush(stderr);
+}
+
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
   // Slices of a few chunks: small enough for a live bar, large enough to cost nothing.
   const size_t slice = 2048;
@@ -90,16 +107,8 @@ void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
     const size_t n = std::min(slice, tokens.size() - i);
     ctx.eval(tokens.subspan(i, n));
     if (progress) {
-      const double secs = seconds_since(t0);
-      const MemoryStats m = ctx.memory_stats();
-      std::fprintf(stderr,
-                   "\r[%s] %zu/%zu tokens %3.0f%% | %.0f tok/s | units %lld | held %lld "
-                   "cells, %s   ",
-                   ctx.policy().name().c_str(), i + n, tokens.size(),
-                   100.0 * (i + n) / tokens.size(), (i + n) / std::max(secs, 1e-9),
-                   (long long)m.units, (long long)m.cells_held,
-                   format_bytes(ctx.memory_bytes()).c_str());
-      std::fflush(stderr);
+      draw_progress(ctx, fmt::format("{}/{} tokens", i + n, tokens.size()),
+                    double(i + n) / tokens.size(), static_cast<int64_t>(i + n), seconds_since(t0));
     }
   }
   if (progress) std::fputc('\n', stderr);

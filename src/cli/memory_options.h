@@ -26,7 +26,8 @@ struct MemoryOptions {
 };
 
 // Registers --memory, --n-sink, --n-init, --n-local, --block-size, --repr-topk, --topk, --n-mem,
-// --gamma, --tau, --min-event, --max-event, --refine, --contiguity on `cmd`.
+// --gamma, --tau, --min-event, --max-event, --refine, --contiguity, --retrieve-every, --kv-f16
+// on `cmd`.
 void add_memory_options(CLI::App* cmd, MemoryOptions& o);
 
 // The policy the options describe for `model`; n_ctx is the `full` policy's size (0: trained).
@@ -36,6 +37,11 @@ std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& m
 // Evaluates `tokens` in slices, drawing a progress bar on stderr (tokens/s, memory units formed,
 // memory held) when `progress` is set.
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress);
+
+// Redraws the one-line prefill progress bar on stderr: policy, `where` (e.g. "1200/5000
+// tokens"), percent done, tokens/s over `secs`, events or blocks formed, cells and bytes held.
+void draw_progress(const Context& ctx, const std::string& where, double fraction, int64_t tokens,
+                   double secs);
 
 // "12.3 MiB"
 std::string format_bytes(uint64_t b);

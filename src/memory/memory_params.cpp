@@ -1,6 +1,8 @@
 // Defaults scaled to the model's trained context, validation, and the policy factory.
 #include <fmt/format.h>
 
+#include <cmath>
+
 #include "engram/error.h"
 #include "engram/memory.h"
 #include "memory/policies.h"
@@ -13,8 +15,14 @@ namespace {
   throw Error(fmt::format("memory parameter {} ({} {}) {}", field, flag, value, why));
 }
 
+// Written as !(value >= lo) so that NaN is refused too.
 void at_least(const char* field, const char* flag, double value, double lo) {
-  if (value < lo) refuse(field, flag, value, fmt::format("must be >= {}", lo));
+  if (!(value >= lo)) refuse(field, flag, value, fmt::format("must be >= {}", lo));
+}
+
+// -1 asks for the default scaled to the trained context; any other negative value is a mistake.
+void default_or_value(const char* field, const char* flag, int value) {
+  if (value < -1) refuse(field, flag, value, "must be >= 0, or -1 for the default");
 }
 
 }  // namespace
@@ -30,13 +38,20 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
   }
   // A model trained on T tokens keeps its last 3/4 T as the local window (DESIGN.md: 256-384 for
   // 512); the rest of the trained positions hold the initial tokens and the query block.
-  if (p.n_local < 0) p.n_local = T * 3 / 4;
-  if (p.n_init < 0) p.n_init = std::max(1, T / 16);
-  if (p.block_size < 0) p.block_size = std::max(1, T / 16);
-  if (p.n_mem < 0) p.n_mem = std::max(1, T / 4);
-  if (p.topk < 0) p.topk = std::max(1, p.n_mem / std::max(1, p.block_size));
-  if (p.tau < 0) p.tau = std::max(2, p.n_local);
-  if (p.max_event < 0) p.max_event = std::max(p.min_event, T / 8);
+  default_or_value("n_local", "--n-local", p.n_local);
+  default_or_value("n_init", "--n-init", p.n_init);
+  default_or_value("block_size", "--block-size", p.block_size);
+  default_or_value("n_mem", "--n-mem", p.n_mem);
+  default_or_value("topk", "--topk", p.topk);
+  default_or_value("tau", "--tau", p.tau);
+  default_or_value("max_event", "--max-event", p.max_event);
+  if (p.n_local == -1) p.n_local = T * 3 / 4;
+  if (p.n_init == -1) p.n_init = std::max(1, T / 16);
+  if (p.block_size == -1) p.block_size = std::max(1, T / 16);
+  if (p.n_mem == -1) p.n_mem = std::max(1, T / 4);
+  if (p.topk == -1) p.topk = std::max(1, p.n_mem / std::max(1, p.block_size));
+  if (p.tau == -1) p.tau = std::max(2, p.n_local);
+  if (p.max_event == -1) p.max_event = std::max(p.min_event, T / 8);
 
   if (k == "full") {
     at_least("n_ctx", "--ctx", static_cast<double>(p.n_ctx), 0);
@@ -57,6 +72,9 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
                        "model's trained context {}",
                        reserved, T));
   }
+  if (k == "blocks" || k == "episodic") {
+    at_least("retrieve_every", "--retrieve-every", p.retrieve_every, 1);
+  }
   if (k == "blocks") {
     at_least("block_size", "--block-size", p.block_size, 1);
     if (p.block_size > p.n_local) {
@@ -70,6 +88,7 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
     at_least("n_mem", "--n-mem", p.n_mem, 1);
     at_least("repr_topk", "--repr-topk", p.repr_topk, 1);
     at_least("gamma", "--gamma", p.gamma, 0);
+    if (!std::isfinite(p.gamma)) refuse("gamma", "--gamma", p.gamma, "must be finite");
     at_least("tau", "--tau", p.tau, 2);
     at_least("min_event", "--min-event", p.min_event, 1);
     if (p.max_event < p.min_event) {
@@ -83,6 +102,14 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
     }
     if (!(p.contiguity >= 0 && p.contiguity < 1)) {
       refuse("contiguity", "--contiguity", p.contiguity, "must be in [0, 1)");
+    }
+    // The similarity buffer has to hold the longest event, or such events can never be loaded.
+    const int64_t sim_budget = p.n_mem - std::llround(p.contiguity * p.n_mem);
+    if (sim_budget < p.max_event) {
+      refuse("n_mem", "--n-mem", p.n_mem,
+             fmt::format("leaves a similarity buffer of {} tokens (n_mem x (1 - contiguity {})), "
+                         "less than max_event {}: the longest events could never be retrieved",
+                         sim_budget, p.contiguity, p.max_event));
     }
   }
   return p;

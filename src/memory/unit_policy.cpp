@@ -15,6 +15,14 @@
 //
 // Attention received and similarities use queries and keys before RoPE: a dot product of
 // rotated vectors depends on the distance between them, which changes as the stream grows.
+//
+// Cost per query block: scoring reads one representative per unit and layer, from a contiguous
+// [unit][kv_dim] matrix per layer; everything else is bounded by n_init + n_local + n_mem. A
+// decode step (a one-token block) reuses the units the last retrieval at its layer chose while
+// that retrieval is fewer than retrieve_every tokens old, so over a long stream scoring is paid
+// once per retrieve_every generated tokens instead of at every token. Retrieval happens in plan()
+// (which must not change state), so a fresh choice is only recorded there and becomes the one
+// decode steps reuse when apply() commits the block.
 #include <algorithm>
 #include <cmath>
 #include <numeric>
@@ -34,17 +42,31 @@ struct UnitConfig {
   int topk = 0;
   int n_mem = 0;
   double contiguity = 0;
+  int retrieve_every = 1;
   Refine refine = Refine::none;
   SegmenterParams seg;
   int max_block = 0;
   bool f16 = false;
 };
 
+// Eight independent partial sums (the compiler keeps them in vector registers), then a fixed
+// reduction order, so a score is the same whatever called it.
 float dot(const float* a, const float* b, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int i = 0;
+  for (; i + 8 <= n; i += 8) {
+    for (int j = 0; j < 8; ++j) acc[j] += a[i + j] * b[i + j];
+  }
+  float tail = 0;
+  for (; i < n; ++i) tail += a[i] * b[i];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail;
 }
+
+// Units a retrieval chose at one layer, and when.
+struct Retrieval {
+  int64_t at = -1;  // first cell of the block that retrieved; -1: none
+  std::vector<int> chosen;
+};
 
 class UnitPolicy final : public MemoryPolicy {
  public:
@@ -60,7 +82,8 @@ class UnitPolicy final : public MemoryPolicy {
   int64_t units() const override { return static_cast<int64_t>(units_.size()); }
 
   uint64_t bytes() const override {
-    uint64_t b = repr_.capacity() * sizeof(float) + units_.capacity() * sizeof(Unit);
+    uint64_t b = units_.capacity() * sizeof(Unit);
+    for (const auto& r : repr_) b += r.capacity() * sizeof(float);
     for (const auto& k : keys_) b += k.capacity() * sizeof(float);
     for (const auto& s : score_) b += s.capacity() * sizeof(float);
     return b;
@@ -68,7 +91,9 @@ class UnitPolicy final : public MemoryPolicy {
 
   void reset() override {
     units_.clear();
-    repr_.clear();
+    repr_.assign(shape_.n_layer, {});
+    last_.assign(shape_.n_layer, {});
+    fresh_.assign(shape_.n_layer, {});
     closed_.clear();
     open_start_ = cfg_.n_init;
     pending_begin_ = cfg_.n_init;
@@ -83,10 +108,21 @@ class UnitPolicy final : public MemoryPolicy {
     const int64_t first = block.first_cell;
     const int64_t n_init = std::min<int64_t>(cfg_.n_init, first);
     const int64_t local = local_start(first);
-    std::vector<int> chosen;
+    std::vector<int> fresh;
+    const std::vector<int>* chosen_ptr = &fresh;
+    fresh_[layer].at = -1;  // set again below if this plan retrieves
     if (!units_.empty() && layer < static_cast<int>(data.q.size()) && !data.q[layer].empty()) {
-      chosen = retrieve(layer, data.q[layer].data(), data.n_tokens);
+      const Retrieval& last = last_[layer];
+      if (block.n_tokens == 1 && last.at >= 0 && !last.chosen.empty() &&
+          first - last.at < cfg_.retrieve_every) {
+        chosen_ptr = &last.chosen;
+      } else {
+        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens);
+        fresh_[layer].at = first;
+        fresh_[layer].chosen = fresh;
+      }
     }
+    const std::vector<int>& chosen = *chosen_ptr;
     out.clear();
     auto add = [&](int64_t c, int64_t pos) {
       out.cells.push_back(c);
@@ -105,6 +141,12 @@ class UnitPolicy final : public MemoryPolicy {
              Eviction& evict) override {
     (void)evict;  // memory units keep their cells
     const int64_t first = block.first_cell;
+    // Retrievals plan() made for this block become the ones later decode steps reuse.
+    for (int l = 0; l < shape_.n_layer; ++l) {
+      if (fresh_[l].at != first) continue;
+      std::swap(last_[l], fresh_[l]);
+      fresh_[l].at = -1;
+    }
     const int64_t end = static_cast<int64_t>(cells.size());
     const int n = block.n_tokens;
     const int kv = shape_.kv_dim();
@@ -198,7 +240,8 @@ class UnitPolicy final : public MemoryPolicy {
     }
     const int n_units = static_cast<int>(units_.size());
     std::vector<float> score(n_units);
-    for (int u = 0; u < n_units; ++u) score[u] = dot(qbar.data(), repr(u, layer), kv);
+    const float* rows = repr_[layer].data();
+    for (int u = 0; u < n_units; ++u) score[u] = dot(qbar.data(), rows + size_t(u) * kv, kv);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
     auto by_score = [&](int a, int b) {
@@ -241,10 +284,6 @@ class UnitPolicy final : public MemoryPolicy {
     return chosen;
   }
 
-  const float* repr(int u, int layer) const {
-    return &repr_[(size_t(u) * shape_.n_layer + layer) * shape_.kv_dim()];
-  }
-
   const float* key(int layer, int64_t c) const {
     return &keys_[layer][size_t(c - pending_begin_) * shape_.kv_dim()];
   }
@@ -262,11 +301,12 @@ class UnitPolicy final : public MemoryPolicy {
       std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
         return sc(a) > sc(b) || (sc(a) == sc(b) && a < b);
       });
-      const size_t at = repr_.size();
-      repr_.resize(at + kv, 0.0f);
+      std::vector<float>& repr = repr_[l];
+      const size_t at = repr.size();
+      repr.resize(at + kv, 0.0f);
       for (int j = 0; j < k; ++j) {
         const float* kk = key(l, idx[j]);
-        for (int d = 0; d < kv; ++d) repr_[at + d] += kk[d] / k;
+        for (int d = 0; d < kv; ++d) repr[at + d] += kk[d] / k;
       }
     }
     units_.push_back(u);
@@ -302,8 +342,13 @@ class UnitPolicy final : public MemoryPolicy {
   UnitConfig cfg_;
   ModelShape shape_;
   SurpriseSegmenter seg_;
-  std::vector<Unit> units_;   // in memory, temporal order
-  std::vector<float> repr_;   // [unit][layer][kv_dim]
+  std::vector<Unit> units_;               // in memory, temporal order
+  std::vector<std::vector<float>> repr_;  // [layer][unit * kv_dim]
+  std::vector<Retrieval> last_;           // [layer]: what decode steps may reuse
+  // [layer]: the retrieval the latest plan() of the layer made (at -1 if it reused), committed
+  // by apply() for its block. plan() stays const for the caller: its result depends only on
+  // committed state; this is scratch.
+  mutable std::vector<Retrieval> fresh_;
   std::vector<Unit> closed_;  // closed, still in the local window
   int64_t open_start_ = 0;
   int64_t pending_begin_ = 0;              // keys/scores kept for cells [pending_begin_, end)
@@ -323,6 +368,7 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.topk = p.topk;
   c.n_mem = p.n_mem;
   c.contiguity = p.contiguity;
+  c.retrieve_every = p.retrieve_every;
   c.refine = p.refine;
   c.seg = {p.gamma, p.tau, p.min_event, p.max_event};
   c.f16 = p.kv_f16;
