@@ -22,16 +22,10 @@
 #include "engram/model.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
+#include "eval/passkey_task.h"
 
 namespace engram::cli {
 namespace {
-
-// InfiniteBench wording (also what engram-tiny was trained on).
-constexpr const char* kIntro =
-    "There is an important info hidden inside a lot of irrelevant text. Find it and memorize "
-    "them. I will quiz you about the important information there.";
-constexpr const char* kNeedle = "The pass key is {}. Remember it. {} is the pass key.";
-constexpr const char* kQuestion = "What is the pass key? The pass key is";
 
 struct PasskeyOptions {
   std::string model;
@@ -59,14 +53,6 @@ struct Trial {
   double tok_per_s = 0;
 };
 
-// The answer is right when its first word (after spaces) is the key.
-bool answer_matches(const std::string& answer, const std::string& key) {
-  size_t i = answer.find_first_not_of(" \n\t");
-  if (i == std::string::npos || answer.compare(i, key.size(), key) != 0) return false;
-  const size_t j = i + key.size();
-  return j == answer.size() || !std::isalnum(static_cast<unsigned char>(answer[j]));
-}
-
 void passkey(const PasskeyOptions& o) {
   if (o.trials < 1)
     throw Error(fmt::format("eval passkey: --trials must be >= 1, got {}", o.trials));
@@ -76,12 +62,13 @@ void passkey(const PasskeyOptions& o) {
   }
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
-  const std::vector<int32_t> filler = tok->encode(read_text_file(o.filler), false, false);
-  if (filler.size() < 64)
-    throw Error(fmt::format("eval passkey: filler '{}' is too short", o.filler));
-  const std::vector<int32_t> intro = tok->encode(kIntro, false, false);
-  const std::vector<int32_t> question = tok->encode(kQuestion, false, false);
-  const int32_t bos = tok->add_bos() ? tok->bos() : -1;
+  const PasskeyTask task = [&] {
+    try {
+      return PasskeyTask(*tok, read_text_file(o.filler));
+    } catch (const Error& e) {
+      throw Error(fmt::format("eval passkey: --filler '{}': {}", o.filler, e.what()));
+    }
+  }();
 
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
   Context ctx(*model, pool, {}, make_policy(o.memory, *model, 0));
@@ -101,37 +88,24 @@ void passkey(const PasskeyOptions& o) {
         Trial r;
         r.length = L;
         r.depth = depth;
-        r.key = std::to_string(std::uniform_int_distribution<int>(10000, 99999)(rng));
-        const std::vector<int32_t> needle =
-            tok->encode(fmt::format(fmt::runtime(kNeedle), r.key, r.key), false, false);
-        const int64_t fixed = (bos >= 0) + intro.size() + needle.size() + question.size();
-        const int64_t n_fill = L - fixed;
-        if (n_fill < 0) {
-          throw Error(
-              fmt::format("eval passkey: --lengths {} is shorter than the task's {} fixed "
-                          "tokens",
-                          L, fixed));
+        PasskeyPrompt p;
+        try {
+          p = task.make(L, depth, rng);
+        } catch (const Error& e) {
+          throw Error(fmt::format("eval passkey: --lengths {}: {}", L, e.what()));
         }
-        const int64_t at = static_cast<int64_t>(std::llround(depth * n_fill));
-        size_t off = std::uniform_int_distribution<size_t>(0, filler.size() - 1)(rng);
-        std::vector<int32_t> seq;
-        seq.reserve(L);
-        if (bos >= 0) seq.push_back(bos);
-        seq.insert(seq.end(), intro.begin(), intro.end());
-        auto fill = [&](int64_t n) {
-          for (int64_t i = 0; i < n; ++i) seq.push_back(filler[off++ % filler.size()]);
-        };
-        fill(at);
-        const int64_t needle_begin = static_cast<int64_t>(seq.size());
-        seq.insert(seq.end(), needle.begin(), needle.end());
-        const int64_t needle_end = static_cast<int64_t>(seq.size());
-        fill(n_fill - at);
-        seq.insert(seq.end(), question.begin(), question.end());
+        r.key = p.key;
+        const std::vector<int32_t>& seq = p.tokens;
+        const int64_t needle_begin = p.needle_begin, needle_end = p.needle_end;
 
         ctx.clear();
         const auto t0 = std::chrono::steady_clock::now();
         try {
-          prefill(ctx, seq, !o.quiet && L > 32768);
+          // The question is its own block (a user's turn): memory is retrieved for what it
+          // asks, not for the average of a chunk of filler.
+          const std::span<const int32_t> all(seq);
+          prefill(ctx, all.first(p.question_begin), !o.quiet && L > 32768);
+          ctx.eval(all.subspan(p.question_begin));
         } catch (const Error& e) {
           throw Error(fmt::format("eval passkey at length {}: {}", L, e.what()));
         }
@@ -161,7 +135,7 @@ void passkey(const PasskeyOptions& o) {
           ctx.eval(one);
         }
         r.answer = tok->decode(out);
-        r.correct = answer_matches(r.answer, r.key);
+        r.correct = passkey_answer_matches(r.answer, r.key);
         if (!o.quiet) {
           std::fprintf(stderr,
                        "[%s] length %lld depth %.2f key %s answer '%s' %s | hit %.2f | "

@@ -18,5 +18,6 @@ void add_bench_command(CLI::App& app);
 void add_perplexity_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
 
 }  // namespace engram::cli

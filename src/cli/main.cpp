@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   engram::cli::add_perplexity_command(app);
   engram::cli::add_chat_command(app);
   engram::cli::add_eval_command(app);
+  engram::cli::add_demo_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
