@@ -193,6 +193,8 @@ def main():
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--max-steps", type=int, default=2800)
     ap.add_argument("--max-minutes", type=float, default=120.0)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="save and exit after this step (to replay a run that was resumed with new flags)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-late", type=float, default=7e-4)
     ap.add_argument("--lr-min", type=float, default=7e-5)
@@ -274,6 +276,9 @@ def main():
     acc_loss, acc_copy, acc_n, acc_tok, t_log = 0.0, [], 0, 0, time.time()
     while state["step"] < args.max_steps:
         step = state["step"]
+        if args.stop_at is not None and step >= args.stop_at:
+            print(f"stopping at step {step} (--stop-at)", flush=True)
+            break
         if (time.time() - t0) / 60 > args.max_minutes:
             print("time budget reached", flush=True)
             break
