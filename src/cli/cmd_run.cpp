@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "cli/commands.h"
@@ -15,6 +16,7 @@
 #include "engram/sampler.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
+#include "tokenizer/file_encoder.h"
 
 namespace engram::cli {
 namespace {
@@ -34,6 +36,39 @@ struct RunOptions {
   MemoryOptions memory;
 };
 
+// Files larger than this are streamed: read, encoded and evaluated piece by piece under a
+// progress bar, so their length is bounded by the memory policy, not by RAM for the text.
+constexpr uint64_t kStreamBytes = 64 * 1024;
+
+// Prefills the file (then "\n\n" + the question, if any) piece by piece; returns the tokens.
+int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
+  FileEncoder enc(tok, o.file, o.prompt.empty() ? std::string() : "\n\n" + o.prompt,
+                  tok.add_bos() && !o.no_bos);
+  const bool progress = !o.quiet;
+  const size_t slice = 2048;
+  const auto t0 = std::chrono::steady_clock::now();
+  const double mib = 1.0 / (1 << 20);
+  int64_t n = 0;
+  std::vector<int32_t> ids;
+  while (enc.next(ids)) {
+    for (size_t i = 0; i < ids.size(); i += slice) {
+      const std::span<const int32_t> part(ids.data() + i, std::min(slice, ids.size() - i));
+      ctx.eval(part);
+      for (int32_t t : part) sampler.accept(t);
+      n += static_cast<int64_t>(part.size());
+      if (progress) {
+        const double frac = enc.bytes_total() ? double(enc.bytes_done()) / enc.bytes_total() : 1;
+        draw_progress(ctx,
+                      fmt::format("{:.1f}/{:.1f} MiB, {} tokens", enc.bytes_done() * mib,
+                                  enc.bytes_total() * mib, n),
+                      std::min(frac, 1.0), n, seconds_since(t0));
+      }
+    }
+  }
+  if (progress) std::fputc('\n', stderr);
+  return n;
+}
+
 void run(const RunOptions& o) {
   if (o.prompt.empty() && o.file.empty()) throw Error("run: give -p TEXT, -f FILE or both");
   if (o.n_predict < 0) throw Error(fmt::format("run: -n must be >= 0, got {}", o.n_predict));
@@ -42,8 +77,12 @@ void run(const RunOptions& o) {
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
 
+  std::error_code size_error;
+  const bool stream = !o.file.empty() && std::filesystem::is_regular_file(o.file, size_error) &&
+                      std::filesystem::file_size(o.file, size_error) > kStreamBytes;
   // With both, the file is the stream read first and the prompt (a question) follows it.
-  const std::string text = o.file.empty()     ? o.prompt
+  const std::string text = stream             ? std::string()
+                           : o.file.empty()   ? o.prompt
                            : o.prompt.empty() ? read_text_file(o.file)
                                               : read_text_file(o.file) + "\n\n" + o.prompt;
   auto model = Model::load(o.model);
@@ -53,25 +92,32 @@ void run(const RunOptions& o) {
   cp.n_ctx = o.n_ctx;
   cp.n_batch = o.n_batch;
   Context ctx(*model, pool, cp, make_policy(o.memory, *model, o.n_ctx));
-
-  std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
-  if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
-  if (static_cast<int64_t>(prompt.size()) > ctx.n_ctx()) {
-    throw Error(
-        fmt::format("run: the prompt has {} tokens, more than the context of {} "
-                    "(use --ctx, or --memory sinks|blocks|episodic)",
-                    prompt.size(), ctx.n_ctx()));
-  }
-  const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
-  if (!o.quiet && !long_prompt) {
-    std::fputs(text.c_str(), stdout);
-    std::fflush(stdout);
-  }
-
   Sampler sampler(sp);
-  for (int32_t t : prompt) sampler.accept(t);
+
+  int64_t n_prompt = 0;
   auto t0 = std::chrono::steady_clock::now();
-  prefill(ctx, prompt, !o.quiet && long_prompt);
+  if (stream) {
+    n_prompt = stream_file(ctx, *tok, sampler, o);
+  } else {
+    std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
+    if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
+    if (static_cast<int64_t>(prompt.size()) > ctx.n_ctx()) {
+      throw Error(
+          fmt::format("run: the prompt has {} tokens, more than the context of {} "
+                      "(use --ctx, or --memory sinks|blocks|episodic)",
+                      prompt.size(), ctx.n_ctx()));
+    }
+    const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
+    if (!o.quiet && !long_prompt) {
+      std::fputs(text.c_str(), stdout);
+      std::fflush(stdout);
+    }
+    for (int32_t t : prompt) sampler.accept(t);
+    t0 = std::chrono::steady_clock::now();
+    prefill(ctx, prompt, !o.quiet && long_prompt);
+    n_prompt = static_cast<int64_t>(prompt.size());
+  }
+  if (n_prompt == 0) throw Error("run: the prompt is empty after tokenization");
   const double t_prefill = seconds_since(t0);
 
   TokenStreamer streamer(*tok);
@@ -98,8 +144,9 @@ void run(const RunOptions& o) {
   const double t_decode = seconds_since(t1);
   if (!o.quiet) {
     std::fprintf(
-        stderr, "\nprompt: %zu tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | seed %llu\n",
-        prompt.size(), prompt.size() / t_prefill, n_gen, n_gen > 0 ? n_gen / t_decode : 0.0,
+        stderr,
+        "\nprompt: %lld tokens, %.1f tok/s | generated: %d tokens, %.1f tok/s | seed %llu\n",
+        (long long)n_prompt, n_prompt / t_prefill, n_gen, n_gen > 0 ? n_gen / t_decode : 0.0,
         (unsigned long long)sp.seed);
   }
 }
