@@ -3,6 +3,11 @@
 #include <algorithm>
 #include <cmath>
 
+#include <fmt/format.h>
+
+#include "engram/error.h"
+#include "memory/graph_metrics.h"
+
 namespace engram {
 
 bool SurpriseSegmenter::close_if(bool boundary) {
@@ -116,6 +121,46 @@ int best_split(const std::vector<double>& A, int m, int lo, int hi, int keep, Re
     }
   }
   return best;
+}
+
+std::vector<int64_t> surprise_boundaries(std::span<const float> surprise, int64_t begin,
+                                         const SegmenterParams& p) {
+  SurpriseSegmenter seg(p);
+  std::vector<int64_t> out;
+  for (int64_t t = std::max<int64_t>(begin, 0); t < static_cast<int64_t>(surprise.size()); ++t) {
+    if (seg.push(surprise[t])) out.push_back(t);
+  }
+  return out;
+}
+
+std::vector<int64_t> refine_boundaries(std::span<const int64_t> bounds, int64_t begin, int64_t end,
+                                       const float* keys, int dim, const SegmenterParams& p,
+                                       Refine how) {
+  std::vector<int64_t> out(bounds.begin(), bounds.end());
+  for (size_t j = 0; j < out.size(); ++j) {
+    const int64_t prev = j == 0 ? begin : out[j - 1];
+    if (out[j] <= prev || out[j] >= end || (j + 1 < out.size() && out[j + 1] <= out[j])) {
+      throw Error(fmt::format("refine_boundaries: boundary {} (#{}) is not sorted inside ({}, {})",
+                              out[j], j, begin, end));
+    }
+  }
+  if (how == Refine::none) return out;
+  for (size_t j = 0; j < out.size(); ++j) {
+    const int64_t a = j == 0 ? begin : out[j - 1];
+    const int64_t c = j + 1 < out.size() ? out[j + 1] : end;
+    if (c - a > 16384) {
+      throw Error(
+          fmt::format("refine_boundaries: events [{}, {}) and [{}, {}) span {} tokens, "
+                      "more than the 16384 a dense similarity graph is built for",
+                      a, out[j], out[j], c, c - a));
+    }
+    const int m = static_cast<int>(c - a);
+    const std::vector<double> A = key_similarity_graph(keys + size_t(a) * dim, m, dim);
+    const int lo = std::max(p.min_event, m - p.max_event);
+    const int hi = std::min(m - p.min_event, p.max_event);
+    out[j] = a + best_split(A, m, std::max(lo, 1), std::min(hi, m - 1), int(out[j] - a), how);
+  }
+  return out;
 }
 
 }  // namespace engram

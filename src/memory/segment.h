@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <vector>
 
 #include "engram/memory.h"
@@ -46,5 +47,18 @@ std::vector<double> split_conductance(const std::vector<double>& A, int m);
 
 // Best split s in [lo, hi] by `how` (max modularity / min conductance); `keep` wins ties.
 int best_split(const std::vector<double>& A, int m, int lo, int hi, int keep, Refine how);
+
+// Offline use (evaluation): the event starts the online segmenter gives when fed surprise[t] for
+// t in [begin, surprise.size()). The event opened by `begin` itself is not listed.
+std::vector<int64_t> surprise_boundaries(std::span<const float> surprise, int64_t begin,
+                                         const SegmenterParams& p);
+
+// Refines sorted event starts inside (begin, end) in order, as the episodic policy does online:
+// the boundary b between events [a, b) and [b, c) (a already refined, c the next start or end)
+// moves to the best split of [a, c) on the key-similarity graph (graph_metrics.h), keeping both
+// events within min_event/max_event where it can. Key row t is at keys + t * dim.
+std::vector<int64_t> refine_boundaries(std::span<const int64_t> bounds, int64_t begin, int64_t end,
+                                       const float* keys, int dim, const SegmenterParams& p,
+                                       Refine how);
 
 }  // namespace engram
