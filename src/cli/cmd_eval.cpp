@@ -204,7 +204,7 @@ void passkey(const PasskeyOptions& o) {
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey retrieval");
+  CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey, ppl, segment");
   eval->require_subcommand(1);
   auto o = std::make_shared<PasskeyOptions>();
   o->model = default_model_path();
@@ -228,6 +228,8 @@ void add_eval_command(CLI::App& app) {
   cmd->add_flag("-q,--quiet", o->quiet, "Only the summary");
   add_memory_options(cmd, o->memory);
   cmd->callback([o] { passkey(*o); });
+  add_eval_ppl_command(eval);
+  add_eval_segment_command(eval);
 }
 
 }  // namespace engram::cli

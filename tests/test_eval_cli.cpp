@@ -1,0 +1,134 @@
+// `engram eval ppl` and `engram eval segment` end to end on the golden model (context 256,
+// one token per byte): the shape and arithmetic of their JSON, agreement of eval ppl with the
+// streaming mode of `engram perplexity`, and their refusals of bad values.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+
+namespace {
+
+using engram::testing_cli::CliResult;
+using engram::testing_cli::run_cli;
+using engram::testing_cli::slurp;
+using engram::testing_cli::temp_path;
+
+const std::string kModel =
+    std::string("'") + ENGRAM_SOURCE_DIR + "/tests/fixtures/golden/llama_f32.gguf'";
+
+void expect_error(const CliResult& r, const std::string& needle) {
+  EXPECT_NE(r.status, 0) << r.out << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+}
+
+TEST(EvalCli, PplCurveAddsUpToTheOverallFigureAndMatchesPerplexityStreaming) {
+  const std::string text = temp_path("ppl_text.txt");
+  {
+    std::ofstream f(text);
+    for (int i = 0; i < 30; ++i) f << "the river bank was steep and the water ran fast. ";
+  }
+  const std::string json = temp_path("ppl.json");
+  CliResult r = run_cli("eval ppl -m " + kModel + " -t 1 -q --memory sinks --bucket 500 -f '" +
+                        text + "' --json '" + json + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(json));
+  EXPECT_EQ(j["task"].get<std::string>(), "ppl");
+  EXPECT_EQ(j["memory"].get<std::string>(), "sinks");
+  // Every token but the first (BOS) is predicted, in buckets of 500 (the last one shorter).
+  const int n = j["n_tokens"].get<int>();
+  ASSERT_GT(n, 1000);  // 1500 bytes; the vocabulary merges few of them
+  EXPECT_EQ(j["n_scored"].get<int>(), n - 1);
+  const auto& curve = j["curve"];
+  ASSERT_EQ(int(curve.size()), (n - 1 + 499) / 500);
+  double nll = 0;
+  for (size_t i = 0; i < curve.size(); ++i) {
+    const int len = curve[i]["n"].get<int>();
+    EXPECT_EQ(len, i + 1 < curve.size() ? 500 : n - 1 - 500 * int(i));
+    EXPECT_EQ(curve[i]["end"].get<int>(), 1 + 500 * int(i) + len);
+    nll += std::log(curve[i]["ppl"].get<double>()) * len;
+  }
+  const double ppl = j["ppl"].get<double>();
+  EXPECT_NEAR(std::exp(nll / (n - 1)), ppl, 1e-9 * ppl);
+  EXPECT_GT(ppl, 1.0);
+
+  // The streaming mode of `engram perplexity` scores the same tokens the same way.
+  CliResult p =
+      run_cli("perplexity --json -m " + kModel + " -t 1 --memory sinks -f '" + text + "'");
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_NEAR(nlohmann::json::parse(p.out)["ppl"].get<double>(), ppl, 1e-6 * ppl);
+
+  // `full` holds only the trained context: the stream is cut to it, and the JSON says so.
+  r = run_cli("eval ppl -m " + kModel + " -t 1 -q --memory full --bucket 100 -f '" + text +
+              "' --json '" + json + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto full = nlohmann::json::parse(slurp(json));
+  EXPECT_TRUE(full["truncated"].get<bool>());
+  EXPECT_EQ(full["n_tokens"].get<int>(), 256);
+  EXPECT_EQ(full["curve"].back()["end"].get<int>(), 256);
+
+  expect_error(run_cli("eval ppl -m " + kModel + " --bucket 0 -f '" + text + "'"),
+               "--bucket must be >= 1, got 0");
+  expect_error(run_cli("eval ppl -m " + kModel + " --memory nope -f '" + text + "'"), "nope");
+  std::remove(text.c_str());
+  std::remove(json.c_str());
+}
+
+TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
+  // Four documents of different letters, blank lines between them (and a trailing one).
+  const std::string docs = temp_path("segment_docs.txt");
+  {
+    std::ofstream f(docs);
+    const char* words[] = {"aab abba baab ", "xyz zyx yzz ", "mom nom mnm ", "qrs srq rqq "};
+    for (int d = 0; d < 4; ++d) {
+      for (int i = 0; i < 40; ++i) f << words[d];
+      f << "\n\n";
+    }
+  }
+  const std::string json = temp_path("segment.json");
+  const std::string csv = temp_path("segment.csv");
+  CliResult r = run_cli("eval segment -m " + kModel + " -t 1 -q --trials 3 --window 64 " +
+                        "--tolerances 0,4,100000 -k 4 -f '" + docs + "' --json '" + json +
+                        "' --csv '" + csv + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(json));
+  EXPECT_EQ(j["task"].get<std::string>(), "segment");
+  EXPECT_EQ(j["n_documents"].get<int>(), 4);
+  EXPECT_EQ(j["n_boundaries"].get<int>(), 3);
+  const auto& rows = j["rows"];
+  ASSERT_EQ(rows.size(), 7u);
+  const char* names[] = {"S", "SM", "SC", "F", "FM", "FC", "R"};
+  const double events = rows[0]["events"].get<double>();
+  EXPECT_GT(events, 4);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    const auto& x = rows[i];
+    EXPECT_EQ(x["segmentation"].get<std::string>(), names[i]);
+    EXPECT_EQ(x["events"].get<double>(), events) << names[i];  // same count everywhere
+    const double r0 = x["recall_by_k"]["0"], r4 = x["recall_by_k"]["4"];
+    EXPECT_LE(r0, r4) << names[i];
+    EXPECT_EQ(x["recall"].get<double>(), r4);
+    EXPECT_EQ(x["recall_by_k"]["100000"].get<double>(), 1.0) << names[i];
+    EXPECT_GT(x["windows"].get<int>(), 0) << names[i];
+    EXPECT_GE(x["conductance"].get<double>(), 0.0);
+    EXPECT_LE(x["conductance"].get<double>(), 1.0);
+    EXPECT_LT(std::abs(x["modularity"].get<double>()), 1.0);
+  }
+  // The CSV has a row per segmentation and tolerance.
+  const std::string c = slurp(csv);
+  EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 1 + 7 * 3);
+
+  expect_error(run_cli("eval segment -m " + kModel + " --tolerance=-1 -f '" + docs + "'"),
+               "--tolerance must be >= 0, got -1");
+  const std::string one = temp_path("segment_one.txt");
+  std::ofstream(one) << "just one document\n";
+  expect_error(run_cli("eval segment -m " + kModel + " -f '" + one + "'"), "holds 1 document");
+  std::remove(docs.c_str());
+  std::remove(one.c_str());
+  std::remove(json.c_str());
+  std::remove(csv.c_str());
+}
+
+}  // namespace
