@@ -1,0 +1,179 @@
+#!/usr/bin/python3
+"""Turns the JSON written by `engram eval ppl|segment --json` into PNGs and markdown tables.
+
+  plot_eval.py ppl     --out docs/img/ppl_heldout.png [--logx] [--title T] [--md T.md] A.json B.json ...
+  plot_eval.py segment --out docs/img/segment.png [--md T.md] SEGMENT.json
+
+ppl:     one curve per JSON file (perplexity of each bucket of tokens over position, one line
+         per memory policy), the overall figure in the legend; --md writes a table of the
+         overall, first- and last-bucket perplexity per policy.
+segment: bar charts of recall of the document boundaries within +-k, modularity, conductance
+         and intra/inter similarity per segmentation (S SM SC F FM FC R), and recall against the
+         tolerance k; --md writes the table.
+
+Tooling only (scripts/eval.sh calls it); needs /usr/bin/python3 with matplotlib (Debian
+python3-matplotlib). The build and the tests never need it.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"full": "#444444", "window": "#d62728", "sinks": "#1f77b4", "blocks": "#2ca02c",
+          "episodic": "#9467bd"}
+SEG_COLORS = {"S": "#9467bd", "SM": "#b294d4", "SC": "#cbb6e6", "F": "#1f77b4", "FM": "#5fa2d6",
+              "FC": "#9cc5e8", "R": "#999999"}
+GAMMA_STYLES = ["-", "--", ":", "-."]
+
+
+def seg_color(name):
+    """S*, F*, R* rows share their family's colour; rows at another gamma (S@2) are hatched"""
+    return SEG_COLORS.get(name.split("@")[0], "#777777")
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def bucket_ppl(run, lo, hi):
+    """perplexity over the buckets whose end lies in (lo, hi], weighted by their sizes"""
+    nll, n = 0.0, 0
+    for c in run["curve"]:
+        if lo < c["end"] <= hi:
+            nll += math.log(c["ppl"]) * c["n"]
+            n += c["n"]
+    return math.exp(nll / n) if n else float("nan")
+
+
+def plot_ppl(args):
+    runs = [load(p) for p in args.files]
+    for r, p in zip(runs, args.files):
+        if r.get("task") != "ppl":
+            sys.exit(f"plot_eval: {p} is not the JSON of `engram eval ppl`")
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for r in runs:
+        xs = [c["end"] for c in r["curve"]]
+        ys = [c["ppl"] for c in r["curve"]]
+        label = f"{r['memory']} (overall {r['ppl']:.1f}{', cut to ' + str(r['n_tokens']) if r.get('truncated') else ''})"
+        ax.plot(xs, ys, marker="o" if len(xs) < 3 else None, ms=4, lw=1.4,
+                color=COLORS.get(r["memory"]), label=label)
+    if args.logx:
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("position in the stream (tokens)")
+    bucket = runs[0]["bucket"]
+    ax.set_ylabel(f"perplexity of each {bucket}-token bucket")
+    ax.set_title(args.title or "streaming perplexity")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    if args.md:
+        lines = ["| memory | tokens | overall ppl | first bucket | ppl of tokens up to 4k | "
+                 "last bucket | tok/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        for r in runs:
+            c0, c1 = r["curve"][0], r["curve"][-1]
+            lines.append(f"| {r['memory']} | {r['n_tokens']:,} | {r['ppl']:.2f} | {c0['ppl']:.2f} | "
+                         f"{bucket_ppl(r, 0, 4096):.2f} | {c1['ppl']:.2f} (at {c1['end']:,}) | "
+                         f"{r['tok_per_s']:.0f} |")
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"wrote {args.md}")
+
+
+def plot_segment(args):
+    if len(args.files) != 1:
+        sys.exit("plot_eval segment: give exactly one JSON file")
+    r = load(args.files[0])
+    if r.get("task") != "segment":
+        sys.exit(f"plot_eval: {args.files[0]} is not the JSON of `engram eval segment`")
+    rows = r["rows"]
+    names = [x["segmentation"] for x in rows]
+    colors = [seg_color(n) for n in names]
+    hatches = ["//" if "@" in n else "" for n in names]
+    panels = [("recall", f"recall of document boundaries (±{r['k']} tokens)", "higher is better"),
+              ("modularity", "modularity", "higher is better"),
+              ("conductance", "conductance", "lower is better"),
+              ("intra_inter", "intra / inter similarity", "higher is better")]
+    fig, axes = plt.subplots(1, 5, figsize=(22, 5))
+    for ax, (key, title, better) in zip(axes, panels):
+        vals = [x[key] for x in rows]
+        ax.bar(names, vals, color=colors, hatch=hatches, edgecolor="white")
+        for i, v in enumerate(vals):
+            ax.text(i, v, f"{v:.4g}", ha="center", va="bottom", fontsize=6, rotation=90)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=8)
+        ax.set_title(f"{title}\n({better})", fontsize=10)
+        lo, hi = min(vals), max(vals)
+        if key != "recall" and hi > lo:
+            pad = (hi - lo) * 0.6
+            ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
+    ax = axes[4]
+    ks = r["ks"]
+    groups = []
+    for x in rows:
+        name = x["segmentation"]
+        family, _, gamma = name.partition("@")
+        if family not in ("S", "F", "R"):
+            continue
+        if gamma not in groups:
+            groups.append(gamma)
+        ax.plot(ks, [x["recall_by_k"][str(k)] for k in ks], marker="o", ms=3,
+                ls=GAMMA_STYLES[groups.index(gamma) % len(GAMMA_STYLES)], color=seg_color(name),
+                label=name)
+    ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("tolerance k (tokens)")
+    ax.set_title("recall against the tolerance k", fontsize=10)
+    ax.legend(fontsize=8)
+    ax.grid(True, alpha=0.3)
+    fig.suptitle(f"event boundaries on {r['n_documents']} concatenated held-out documents "
+                 f"({r['n_tokens']:,} tokens; S at gamma {r['gamma']:g}: {rows[0]['events']:.0f} events; "
+                 f"X@g: surprise threshold gamma g and its baselines; graph metrics over "
+                 f"{r['n_windows']} windows of {r['window']} tokens)", fontsize=10)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    if args.md:
+        ks_show = [k for k in ks if k in (0, 2, 4, 8, 16)]
+        head = ("| segmentation | events | mean event | " +
+                " | ".join(f"recall ±{k}" for k in ks_show) +
+                " | modularity ↑ | conductance ↓ | intra/inter ↑ |")
+        lines = [head, "| --- |" + " ---: |" * (2 + len(ks_show) + 3)]
+        for x in rows:
+            rec = " | ".join(f"{x['recall_by_k'][str(k)]:.3f}" for k in ks_show)
+            lines.append(f"| {x['segmentation']} | {x['events']:.0f} | {x['mean_event']:.1f} | {rec} | "
+                         f"{x['modularity']:.5f} | {x['conductance']:.5f} | {x['intra_inter']:.4f} |")
+        sp = r.get("surprise")
+        if sp:
+            lines += ["", f"Surprise over the stream: mean {sp['mean']:.2f} nats, std {sp['std']:.2f}; "
+                      f"at the first token of a document: mean {sp['at_boundaries_mean']:.2f} "
+                      f"(average percentile {sp['at_boundaries_percentile']:.0f})."]
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"wrote {args.md}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("kind", choices=["ppl", "segment"])
+    ap.add_argument("files", nargs="+", help="JSON written by engram eval ... --json")
+    ap.add_argument("--out", required=True, help="PNG to write")
+    ap.add_argument("--md", help="also write the table as markdown here")
+    ap.add_argument("--title")
+    ap.add_argument("--logx", action="store_true", help="ppl: logarithmic position axis")
+    args = ap.parse_args()
+    (plot_ppl if args.kind == "ppl" else plot_segment)(args)
+
+
+if __name__ == "__main__":
+    main()
