@@ -90,23 +90,26 @@ TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
   }
   const std::string json = temp_path("segment.json");
   const std::string csv = temp_path("segment.csv");
-  CliResult r = run_cli("eval segment -m " + kModel + " -t 1 -q --trials 3 --window 64 " +
-                        "--tolerances 0,4,100000 -k 4 -f '" + docs + "' --json '" + json +
-                        "' --csv '" + csv + "'");
+  CliResult r = run_cli(
+      "eval segment -m " + kModel + " -t 1 -q --trials 3 --window 64 --gammas 2 " +
+      "--tolerances 0,4,100000 -k 4 -f '" + docs + "' --json '" + json + "' --csv '" + csv + "'");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(slurp(json));
   EXPECT_EQ(j["task"].get<std::string>(), "segment");
   EXPECT_EQ(j["n_documents"].get<int>(), 4);
   EXPECT_EQ(j["n_boundaries"].get<int>(), 3);
   const auto& rows = j["rows"];
-  ASSERT_EQ(rows.size(), 7u);
-  const char* names[] = {"S", "SM", "SC", "F", "FM", "FC", "R"};
+  ASSERT_EQ(rows.size(), 10u);
+  const char* names[] = {"S", "SM", "SC", "F", "FM", "FC", "R", "S@2", "F@2", "R@2"};
   const double events = rows[0]["events"].get<double>();
+  const double events2 = rows[7]["events"].get<double>();
   EXPECT_GT(events, 4);
+  EXPECT_LE(events2, events);  // a higher threshold opens fewer events
   for (size_t i = 0; i < rows.size(); ++i) {
     const auto& x = rows[i];
     EXPECT_EQ(x["segmentation"].get<std::string>(), names[i]);
-    EXPECT_EQ(x["events"].get<double>(), events) << names[i];  // same count everywhere
+    // The same number of events in every row of one threshold.
+    EXPECT_EQ(x["events"].get<double>(), i < 7 ? events : events2) << names[i];
     const double r0 = x["recall_by_k"]["0"], r4 = x["recall_by_k"]["4"];
     EXPECT_LE(r0, r4) << names[i];
     EXPECT_EQ(x["recall"].get<double>(), r4);
@@ -118,10 +121,12 @@ TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
   }
   // The CSV has a row per segmentation and tolerance.
   const std::string c = slurp(csv);
-  EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 1 + 7 * 3);
+  EXPECT_EQ(std::count(c.begin(), c.end(), '\n'), 1 + 10 * 3);
 
   expect_error(run_cli("eval segment -m " + kModel + " --tolerance=-1 -f '" + docs + "'"),
                "--tolerance must be >= 0, got -1");
+  expect_error(run_cli("eval segment -m " + kModel + " --gammas=-1 -f '" + docs + "'"),
+               "--gammas value -1 must be >= 0");
   const std::string one = temp_path("segment_one.txt");
   std::ofstream(one) << "just one document\n";
   expect_error(run_cli("eval segment -m " + kModel + " -f '" + one + "'"), "holds 1 document");
