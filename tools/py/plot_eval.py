@@ -25,6 +25,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 
 COLORS = {"full": "#444444", "window": "#d62728", "sinks": "#1f77b4", "blocks": "#2ca02c",
           "episodic": "#9467bd"}
@@ -58,33 +59,57 @@ def plot_ppl(args):
     for r, p in zip(runs, args.files):
         if r.get("task") != "ppl":
             sys.exit(f"plot_eval: {p} is not the JSON of `engram eval ppl`")
-    fig, ax = plt.subplots(figsize=(9, 5))
+    ref = next((r for r in runs if r["memory"] == args.ref), None)
+    fig, axes = plt.subplots(2 if ref else 1, 1, figsize=(9, 8 if ref else 5), sharex=True,
+                             squeeze=False, gridspec_kw={"height_ratios": [3, 2] if ref else [1]})
+    ax = axes[0][0]
     for r in runs:
         xs = [c["end"] for c in r["curve"]]
         ys = [c["ppl"] for c in r["curve"]]
         label = f"{r['memory']} (overall {r['ppl']:.1f}{', cut to ' + str(r['n_tokens']) if r.get('truncated') else ''})"
         ax.plot(xs, ys, marker="o" if len(xs) < 3 else None, ms=4, lw=1.4,
                 color=COLORS.get(r["memory"]), label=label)
-    if args.logx:
-        ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("position in the stream (tokens)")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.yaxis.set_minor_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     bucket = runs[0]["bucket"]
     ax.set_ylabel(f"perplexity of each {bucket}-token bucket")
     ax.set_title(args.title or "streaming perplexity")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
+    if ref:
+        # The text changes from bucket to bucket; the ratio to one policy on the same buckets
+        # shows what the policies change.
+        bx = axes[1][0]
+        ref_by_end = {c["end"]: c["ppl"] for c in ref["curve"]}
+        for r in runs:
+            if r is ref:
+                continue
+            pts = [(c["end"], c["ppl"] / ref_by_end[c["end"]]) for c in r["curve"] if c["end"] in ref_by_end]
+            if pts:
+                bx.plot(*zip(*pts), lw=1.4, marker="o" if len(pts) < 3 else None, ms=4,
+                        color=COLORS.get(r["memory"]), label=r["memory"])
+        bx.axhline(1.0, color=COLORS.get(ref["memory"]), lw=1)
+        bx.set_ylabel(f"ratio to {ref['memory']} (same bucket)")
+        bx.grid(True, alpha=0.3)
+        bx.legend()
+    axes[-1][0].set_xlabel("position in the stream (tokens)")
+    if args.logx:
+        ax.set_xscale("log")
     fig.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     fig.savefig(args.out, dpi=110)
     print(f"wrote {args.out}")
     if args.md:
-        lines = ["| memory | tokens | overall ppl | first bucket | ppl of tokens up to 4k | "
-                 "last bucket | tok/s |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+        lines = ["| memory | tokens | overall ppl | first bucket (tokens 1-{0}) | last bucket | "
+                 "ppl of the last 10% of the stream | that / first bucket | tok/s |".format(bucket),
+                 "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
         for r in runs:
             c0, c1 = r["curve"][0], r["curve"][-1]
+            tail = bucket_ppl(r, 0.9 * r["n_tokens"], r["n_tokens"]) if len(r["curve"]) > 1 else c1["ppl"]
             lines.append(f"| {r['memory']} | {r['n_tokens']:,} | {r['ppl']:.2f} | {c0['ppl']:.2f} | "
-                         f"{bucket_ppl(r, 0, 4096):.2f} | {c1['ppl']:.2f} (at {c1['end']:,}) | "
+                         f"{c1['ppl']:.2f} (at {c1['end']:,}) | {tail:.2f} | {tail / c0['ppl']:.3f} | "
                          f"{r['tok_per_s']:.0f} |")
         with open(args.md, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
@@ -114,7 +139,7 @@ def plot_segment(args):
         ax.tick_params(axis="x", labelrotation=60, labelsize=8)
         ax.set_title(f"{title}\n({better})", fontsize=10)
         lo, hi = min(vals), max(vals)
-        if key != "recall" and hi > lo:
+        if key not in ("recall", "modularity") and hi > lo:
             pad = (hi - lo) * 0.6
             ax.set_ylim(max(0.0, lo - pad) if lo >= 0 else lo - pad, hi + pad)
     ax = axes[4]
@@ -171,6 +196,7 @@ def main():
     ap.add_argument("--md", help="also write the table as markdown here")
     ap.add_argument("--title")
     ap.add_argument("--logx", action="store_true", help="ppl: logarithmic position axis")
+    ap.add_argument("--ref", default="sinks", help="ppl: policy the others are divided by, bucket by bucket")
     args = ap.parse_args()
     (plot_ppl if args.kind == "ppl" else plot_segment)(args)
 

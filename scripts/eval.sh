@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Reproduces the figures and tables of docs/EVALUATION.md: runs `engram eval`, keeps the raw
+# results in docs/eval/ (JSON + CSV) and draws the pictures into docs/img/ with
+# tools/py/plot_eval.py (needs python3-matplotlib; the build and tests never do).
+#
+#   scripts/eval.sh              every section
+#   scripts/eval.sh segment ppl  only these sections (segment, ppl, ppl-long)
+#
+# Environment: MODEL (default models/engram-tiny.gguf), BUILD (build dir, default build),
+# THREADS (default 2), PPL_LONG_TOKENS (default 1000000), PPL_BUCKET (default 4096),
+# PLOT_ONLY=1 (redraw the pictures from the results already in docs/eval/).
+# The text comes from build/data/{train,heldout}.txt (tools/train/prepare_data.py makes them from
+# the Brown corpus that scripts/setup.sh installs; they are regenerated here when missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL=${MODEL:-models/engram-tiny.gguf}
+BUILD=${BUILD:-build}
+THREADS=${THREADS:-2}
+PPL_LONG_TOKENS=${PPL_LONG_TOKENS:-1000000}
+PPL_BUCKET=${PPL_BUCKET:-4096}
+PLOT_ONLY=${PLOT_ONLY:-0}
+OUT=docs/eval
+IMG=docs/img
+PY=/usr/bin/python3
+HELDOUT=build/data/heldout.txt
+TRAIN=build/data/train.txt
+
+sections=("$@")
+[ ${#sections[@]} -gt 0 ] || sections=(segment ppl ppl-long)
+want() {
+  local s
+  for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done
+  return 1
+}
+
+mkdir -p "$OUT" "$IMG"
+if [ "$PLOT_ONLY" != 1 ]; then
+  if [ ! -x "$BUILD/engram" ]; then
+    cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release >/dev/null
+    cmake --build "$BUILD" -j"$THREADS" --target engram_cli
+  fi
+  if [ ! -f "$HELDOUT" ] || [ ! -f "$TRAIN" ]; then
+    $PY tools/train/prepare_data.py
+  fi
+fi
+ENGRAM="$BUILD/engram"
+echo "model: $MODEL ($(sha256sum "$MODEL" | cut -c1-16)), $THREADS threads"
+
+# --- segment: event boundaries vs document boundaries (issue 5, acceptance 3) ----------------
+if want segment; then
+  echo "== eval segment"
+  if [ "$PLOT_ONLY" != 1 ]; then
+    "$ENGRAM" eval segment -m "$MODEL" -t "$THREADS" -f "$HELDOUT" --gammas 2,3 \
+      --json "$OUT/segment.json" --csv "$OUT/segment.csv"
+  fi
+  $PY tools/py/plot_eval.py segment "$OUT/segment.json" --out "$IMG/segment.png" \
+    --md "$OUT/segment.md"
+fi
+
+# --- ppl: streaming perplexity per policy on held-out text (acceptance 2, last clause) -------
+if want ppl; then
+  echo "== eval ppl (held-out)"
+  runs=()
+  for m in full window sinks blocks episodic; do
+    if [ "$PLOT_ONLY" != 1 ]; then
+      "$ENGRAM" eval ppl -m "$MODEL" -t "$THREADS" -f "$HELDOUT" --memory "$m" \
+        --bucket "$PPL_BUCKET" --json "$OUT/ppl_heldout_$m.json" --csv "$OUT/ppl_heldout_$m.csv"
+    fi
+    runs+=("$OUT/ppl_heldout_$m.json")
+  done
+  $PY tools/py/plot_eval.py ppl "${runs[@]}" --out "$IMG/ppl_heldout.png" \
+    --md "$OUT/ppl_heldout.md" --title "streaming perplexity on held-out Brown text"
+fi
+
+# --- ppl-long: the whole corpus as one stream, up to PPL_LONG_TOKENS (acceptance 2) -----------
+if want ppl-long; then
+  echo "== eval ppl (whole corpus, $PPL_LONG_TOKENS tokens)"
+  runs=()
+  for m in sinks window episodic; do
+    if [ "$PLOT_ONLY" != 1 ]; then
+      "$ENGRAM" eval ppl -m "$MODEL" -t "$THREADS" -f "$TRAIN" -f "$HELDOUT" --memory "$m" \
+        --max-tokens "$PPL_LONG_TOKENS" --bucket "$PPL_BUCKET" \
+        --json "$OUT/ppl_long_$m.json" --csv "$OUT/ppl_long_$m.csv"
+    fi
+    runs+=("$OUT/ppl_long_$m.json")
+  done
+  $PY tools/py/plot_eval.py ppl "${runs[@]}" --out "$IMG/ppl_long.png" --logx \
+    --md "$OUT/ppl_long.md" --title "streaming perplexity over the whole Brown corpus (one stream)"
+fi
+
+# --- passkey: (to be added) -------------------------------------------------------------------
