@@ -50,6 +50,7 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
   const double mib = 1.0 / (1 << 20);
   int64_t n = 0;
   std::vector<int32_t> ids;
+  uint64_t before = 0;  // file bytes consumed before the current piece
   while (enc.next(ids)) {
     for (size_t i = 0; i < ids.size(); i += slice) {
       const std::span<const int32_t> part(ids.data() + i, std::min(slice, ids.size() - i));
@@ -57,13 +58,17 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
       for (int32_t t : part) sampler.accept(t);
       n += static_cast<int64_t>(part.size());
       if (progress) {
-        const double frac = enc.bytes_total() ? double(enc.bytes_done()) / enc.bytes_total() : 1;
-        draw_progress(ctx,
-                      fmt::format("{:.1f}/{:.1f} MiB, {} tokens", enc.bytes_done() * mib,
-                                  enc.bytes_total() * mib, n),
-                      std::min(frac, 1.0), n, seconds_since(t0));
+        // Inside a piece, bytes are estimated in proportion to its tokens evaluated so far.
+        const double in_piece = double(i + part.size()) / double(ids.size());
+        const double read = double(before) + double(enc.bytes_done() - before) * in_piece;
+        const double frac = enc.bytes_total() ? read / double(enc.bytes_total()) : 1.0;
+        draw_progress(
+            ctx,
+            fmt::format("{:.1f}/{:.1f} MiB, {} tokens", read * mib, enc.bytes_total() * mib, n),
+            std::min(frac, 1.0), n, seconds_since(t0));
       }
     }
+    before = enc.bytes_done();
   }
   if (progress) std::fputc('\n', stderr);
   return n;
