@@ -45,15 +45,6 @@ struct Bucket {
   double tok_per_s = 0;
 };
 
-// -log softmax(logits)[target], in double.
-double token_nll(std::span<const float> logits, int32_t target) {
-  float mx = logits[0];
-  for (float v : logits) mx = std::max(mx, v);
-  double sum = 0;
-  for (float v : logits) sum += std::exp(double(v) - mx);
-  return std::log(sum) - (double(logits[target]) - mx);
-}
-
 void ppl(const PplOptions& o) {
   if (o.files.empty()) throw Error("eval ppl: -f FILE is required");
   if (o.bucket < 1) throw Error(fmt::format("eval ppl: --bucket must be >= 1, got {}", o.bucket));

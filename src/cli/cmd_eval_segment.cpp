@@ -172,12 +172,7 @@ void segment(const SegmentOptions& o) {
   const int64_t n = static_cast<int64_t>(stream.size());
 
   const ModelConfig& c = model->config();
-  ModelShape shape;
-  shape.n_layer = c.n_layer;
-  shape.n_head = c.n_head;
-  shape.n_head_kv = c.n_head_kv;
-  shape.head_dim = c.head_dim;
-  shape.n_ctx_train = c.n_ctx_train;
+  const ModelShape shape = model_shape(*model);
   MemoryParams resolved = o.memory.params;
   resolved.refine = Refine::none;  // refinement is applied below, per segmentation
   resolved = resolve_memory_params(resolved, shape);

@@ -35,15 +35,6 @@ struct PerplexityOptions {
   int64_t max_tokens = 0;
 };
 
-// -log softmax(logits)[target], in double for a stable sum over many tokens.
-double nll(std::span<const float> logits, int32_t target) {
-  float mx = logits[0];
-  for (float v : logits) mx = std::max(mx, v);
-  double sum = 0;
-  for (float v : logits) sum += std::exp(double(v) - mx);
-  return std::log(sum) - (double(logits[target]) - mx);
-}
-
 // With a memory policy other than `full` the file is one stream: every token is scored from
 // everything before it as the policy keeps it, and the perplexity of each `every` tokens is
 // reported as a curve over position.
@@ -64,7 +55,7 @@ void stream_perplexity(const PerplexityOptions& o, const Model& model,
     const int64_t b = std::min(n, a + slice);
     ctx.eval(std::span<const int32_t>(tokens.data() + a, size_t(b - a)), /*all_logits=*/true);
     for (int64_t t = a; t < b && t + 1 < n; ++t) {
-      const double v = nll(ctx.logits(t - a), tokens[t + 1]);
+      const double v = token_nll(ctx.logits(t - a), tokens[t + 1]);
       sum += v;
       seg_sum += v;
       ++count;
@@ -140,7 +131,7 @@ void perplexity(const PerplexityOptions& o) {
     ctx.clear();
     ctx.eval(window, /*all_logits=*/true);
     for (int64_t j = first; j < n_ctx - 1; ++j) {
-      const double v = nll(ctx.logits(j), window[j + 1]);
+      const double v = token_nll(ctx.logits(j), window[j + 1]);
       sum += v;
       sum2 += v * v;
       ++count;

@@ -4,7 +4,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -44,6 +46,14 @@ void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed)
   cmd->add_option("--presence-penalty", sampling.presence_penalty)->capture_default_str();
   cmd->add_option("--repeat-last-n", sampling.penalty_last_n, "Penalty window")
       ->capture_default_str();
+}
+
+double token_nll(std::span<const float> logits, int32_t target) {
+  float mx = logits[0];
+  for (float v : logits) mx = std::max(mx, v);
+  double sum = 0;
+  for (float v : logits) sum += std::exp(double(v) - mx);
+  return std::log(sum) - (double(logits[target]) - mx);
 }
 
 }  // namespace engram::cli

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "engram/sampler.h"
@@ -23,6 +24,9 @@ std::string read_text_file(const std::string& path);
 // --seed, --temp, --top-k, --top-p, --min-p and the penalty flags, shared by run and chat.
 // seed < 0 (the default) means a random seed.
 void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed);
+
+// -log softmax(logits)[target], in double for a stable sum over many tokens.
+double token_nll(std::span<const float> logits, int32_t target);
 
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
