@@ -58,14 +58,20 @@ Setup make_setup(TensorType type, int64_t rows, int64_t cols, int64_t n_tok, siz
 }
 
 // Args: type index, rows, cols, n_tok, isa (0 = scalar, 1 = avx2, 2 = avx512; -1 = best),
-// threads.
+// threads, packed (1: the rows repacked by prepack_weights, as a loaded model has them; only
+// where the ISA has a packed layout for the type).
 void BM_Matmul(benchmark::State& state) {
   const TensorType type = kTypes[state.range(0)];
   const int64_t rows = state.range(1), cols = state.range(2), n_tok = state.range(3);
   const int isa_arg = static_cast<int>(state.range(4));
   const engram::Isa isa = isa_arg < 0 ? engram::best_isa() : static_cast<engram::Isa>(isa_arg);
+  const bool packed = state.range(6) != 0;
   if (!engram::isa_available(isa)) {
     state.SkipWithError("ISA not available on this CPU");
+    return;
+  }
+  if (packed && !engram::packs_type(isa, type)) {
+    state.SkipWithError("no packed layout for this type and ISA");
     return;
   }
   // Decode streams the weights from DRAM unless the shape is small enough to stay in L2
@@ -74,11 +80,14 @@ void BM_Matmul(benchmark::State& state) {
   Setup s = make_setup(type, rows, cols, n_tok, from_dram ? (256u << 20) : 0);
   engram::ThreadPool pool(static_cast<int>(state.range(5)));
   const size_t rb = engram::tensor_row_bytes(type, cols);
+  std::vector<engram::WeightMatrix> ws;
+  for (int64_t c = 0; c < s.copies; ++c) {
+    ws.push_back({type, s.bytes.data() + c * s.matrix_bytes, rows, cols, rb});
+    if (packed) ws.back().packed = engram::pack_weights(ws.back());
+  }
   int64_t i = 0;
   for (auto _ : state) {
-    const engram::WeightMatrix w{type, s.bytes.data() + (i % s.copies) * s.matrix_bytes, rows, cols,
-                                 rb};
-    engram::matmul_with_isa(isa, w, s.x.data(), n_tok, s.y.data(), pool);
+    engram::matmul_with_isa(isa, ws[i % s.copies], s.x.data(), n_tok, s.y.data(), pool);
     benchmark::DoNotOptimize(s.y.data());
     ++i;
   }
@@ -87,52 +96,61 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["FLOP/s"] =
       benchmark::Counter(2.0 * rows * cols * n_tok * static_cast<double>(state.iterations()),
                          benchmark::Counter::kIsRate);
-  state.SetLabel(std::string(engram::tensor_type_info(type).name) + " " + engram::isa_name(isa));
+  state.SetLabel(std::string(engram::tensor_type_info(type).name) + " " + engram::isa_name(isa) +
+                 (packed ? " packed" : ""));
 }
 
+// Q8_0 and Q4_0 also run packed (as a loaded model runs them on a CPU with a packed layout).
 template <int Threads>
 void DecodeArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) {
-    b->Args({t, 768, 768, 1, -1, Threads});
-    b->Args({t, 2048, 768, 1, -1, Threads});
-    b->Args({t, 768, 2048, 1, -1, Threads});
+    for (int packed : {0, 1}) {
+      if (packed && t != 3 && t != 4) continue;
+      b->Args({t, 768, 768, 1, -1, Threads, packed});
+      b->Args({t, 2048, 768, 1, -1, Threads, packed});
+      b->Args({t, 768, 2048, 1, -1, Threads, packed});
+    }
   }
   // The lower ISAs on the commonest quantized shape, for comparison.
   for (int t : {3, 4, 5, 6}) {
-    b->Args({t, 2048, 768, 1, 0, Threads});
-    b->Args({t, 2048, 768, 1, 1, Threads});
+    b->Args({t, 2048, 768, 1, 0, Threads, 0});
+    b->Args({t, 2048, 768, 1, 1, Threads, 0});
   }
 }
 
 void HotArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) {
-    for (int isa : {0, 1, 2}) b->Args({t, 256, 768, 1, isa, 1});
+    for (int isa : {0, 1, 2}) b->Args({t, 256, 768, 1, isa, 1, 0});
   }
+  for (int t : {3, 4}) b->Args({t, 256, 768, 1, 2, 1, 1});
 }
 
 template <int Threads>
 void PrefillArgs(benchmark::internal::Benchmark* b) {
   for (int t = 0; t < 7; ++t) {
-    b->Args({t, 2048, 768, 64, -1, Threads});
-    b->Args({t, 2048, 768, 512, -1, Threads});
-    b->Args({t, 768, 2048, 512, -1, Threads});
+    for (int packed : {0, 1}) {
+      if (packed && t != 3 && t != 4) continue;
+      b->Args({t, 2048, 768, 64, -1, Threads, packed});
+      b->Args({t, 2048, 768, 512, -1, Threads, packed});
+      b->Args({t, 768, 2048, 512, -1, Threads, packed});
+    }
   }
   for (int t : {3, 4, 5, 6}) {
-    b->Args({t, 2048, 768, 512, 0, Threads});
-    b->Args({t, 2048, 768, 512, 1, Threads});
+    b->Args({t, 2048, 768, 512, 0, Threads, 0});
+    b->Args({t, 2048, 768, 512, 1, Threads, 0});
   }
 }
 
 // Two threads: wall-clock rates, what the engine sees.
 BENCHMARK(BM_Matmul)
     ->Name("Decode")
-    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads", "packed"})
     ->Apply(DecodeArgs<2>)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Matmul)
     ->Name("Prefill")
-    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads", "packed"})
     ->Apply(PrefillArgs<2>)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
@@ -140,18 +158,18 @@ BENCHMARK(BM_Matmul)
 // machine (time spent descheduled is not counted).
 BENCHMARK(BM_Matmul)
     ->Name("Decode1T")
-    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads", "packed"})
     ->Apply(DecodeArgs<1>)
     ->Unit(benchmark::kMicrosecond);
 // Weights in L2, one thread: what the kernel could do if memory were free.
 BENCHMARK(BM_Matmul)
     ->Name("DecodeL2")
-    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads", "packed"})
     ->Apply(HotArgs)
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Matmul)
     ->Name("Prefill1T")
-    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads"})
+    ->ArgNames({"type", "rows", "cols", "n_tok", "isa", "threads", "packed"})
     ->Apply(PrefillArgs<1>)
     ->Unit(benchmark::kMillisecond);
 

@@ -120,6 +120,60 @@ TEST(Matmul, EveryIsaMatchesScalarAndReference) {
   }
 }
 
+// Q8_0/Q4_0 rows repacked 16 at a time (PackedWeights) against the scalar kernel on the
+// original rows: row counts around the group size, token counts around the 8/4/2/1 tiles.
+TEST(Matmul, PackedMatchesScalarAndReference) {
+  if (!isa_available(Isa::Avx512)) GTEST_SKIP() << "no packed layout on this CPU";
+  ThreadPool pool(2);
+  std::mt19937 rng(21);
+  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+    ASSERT_TRUE(packs_type(Isa::Avx512, type));
+    for (int64_t cols : {32, 96, 544}) {
+      for (int64_t rows : {1, 15, 16, 17, 37, 100}) {
+        Weights wt = make_weights(type, rows, cols, rng, /*pad=*/rows % 2 ? 6 : 0);
+        WeightMatrix packed = wt.w;
+        packed.packed = pack_weights(wt.w);
+        for (int64_t n_tok : {1, 2, 3, 7, 8, 9, 15, 31}) {
+          const std::vector<float> x = make_acts(n_tok, cols, rng);
+          std::vector<float> ref(n_tok * rows), scalar(n_tok * rows), y(n_tok * rows, -1.0f);
+          matmul_reference(wt.w, x.data(), n_tok, ref.data());
+          matmul_with_isa(Isa::Scalar, wt.w, x.data(), n_tok, scalar.data(), pool);
+          matmul_with_isa(Isa::Avx512, packed, x.data(), n_tok, y.data(), pool);
+          const std::string where = type_name(type) + " rows=" + std::to_string(rows) +
+                                    " cols=" + std::to_string(cols) +
+                                    " n_tok=" + std::to_string(n_tok);
+          const double tol = 1e-5 * std::max(1.0, max_abs(scalar));
+          double worst = 0;
+          for (size_t i = 0; i < y.size(); ++i) {
+            worst = std::max(worst, std::fabs(static_cast<double>(y[i]) - scalar[i]));
+          }
+          EXPECT_LE(worst, tol) << "packed vs scalar, " << where;
+          EXPECT_LE(rel_rms(y, ref, cols), 0.015) << where;
+          // A token's outputs do not depend on the tile it fell in (decode == prefill).
+          for (int64_t t = 0; t < n_tok; t += 3) {
+            std::vector<float> one(rows);
+            matmul_with_isa(Isa::Avx512, packed, x.data() + t * cols, 1, one.data(), pool);
+            for (int64_t r = 0; r < rows; ++r) {
+              ASSERT_EQ(one[r], y[t * rows + r]) << where << " t=" << t << " r=" << r;
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(Matmul, PackOnlyQ8AndQ4) {
+  std::mt19937 rng(23);
+  Weights wt = make_weights(TensorType::F16, 4, 64, rng);
+  EXPECT_THROW(pack_weights(wt.w), Error);
+  prepack_weights(wt.w);  // no packed layout for F16: unchanged
+  EXPECT_EQ(wt.w.packed, nullptr);
+  Weights q = make_weights(TensorType::Q4_0, 4, 64, rng);
+  prepack_weights(q.w);
+  EXPECT_EQ(q.w.packed != nullptr, packs_type(best_isa(), TensorType::Q4_0));
+}
+
 TEST(Matmul, LargeShapesMatchReference) {
   // Model-sized shapes (more rows than one thread's share, prefill token chunking).
   ThreadPool pool(2);
@@ -127,6 +181,7 @@ TEST(Matmul, LargeShapesMatchReference) {
   for (TensorType type : kTypes) {
     const int64_t rows = 200, cols = 768, n_tok = 300;
     Weights wt = make_weights(type, rows, cols, rng);
+    prepack_weights(wt.w);
     const std::vector<float> x = make_acts(n_tok, cols, rng);
     std::vector<float> ref(n_tok * rows), y(n_tok * rows);
     matmul_reference(wt.w, x.data(), n_tok, ref.data());
@@ -140,6 +195,7 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   ThreadPool one(1), three(3);
   for (TensorType type : kTypes) {
     Weights wt = make_weights(type, 77, 512, rng);
+    prepack_weights(wt.w);
     const std::vector<float> x = make_acts(9, 512, rng);
     std::vector<float> a(9 * 77), b(9 * 77);
     matmul(wt.w, x.data(), 9, a.data(), one);
@@ -153,6 +209,7 @@ TEST(Matmul, PaddedRowStride) {
   std::mt19937 rng(9);
   for (TensorType type : kTypes) {
     Weights wt = make_weights(type, 19, 256, rng, /*pad=*/64);
+    prepack_weights(wt.w);
     const std::vector<float> x = make_acts(5, 256, rng);
     std::vector<float> ref(5 * 19), y(5 * 19);
     matmul_reference(wt.w, x.data(), 5, ref.data());
@@ -166,6 +223,7 @@ TEST(Matmul, ZeroActivationsGiveZero) {
   std::mt19937 rng(11);
   for (TensorType type : kTypes) {
     Weights wt = make_weights(type, 8, 256, rng);
+    prepack_weights(wt.w);
     std::vector<float> x(2 * 256, 0.0f), y(2 * 8, 1.0f);
     matmul(wt.w, x.data(), 2, y.data(), pool);
     for (float v : y) EXPECT_EQ(v, 0.0f) << type_name(type);
@@ -200,6 +258,9 @@ TEST(Matmul, ManyMatricesEqualSeparateCalls) {
     wts.push_back(make_weights(TensorType::Q8_0, 64, cols, rng));
     wts.push_back(make_weights(TensorType::F16, 16, cols, rng));
     wts.push_back(make_weights(TensorType::Q4_0, 5, cols, rng));
+    wts.push_back(make_weights(TensorType::Q8_0, 40, cols, rng));
+    wts.push_back(make_weights(TensorType::Q4_0, 48, cols, rng));
+    for (size_t i = wts.size() - 2; i < wts.size(); ++i) prepack_weights(wts[i].w);
     const std::vector<float> x = make_acts(n_tok, cols, rng);
     std::vector<WeightMatrix> w;
     std::vector<std::vector<float>> many, one;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -274,6 +275,8 @@ const KernelTable& kernels_scalar() {
       tile_q4_0_scalar,
       tile_q4_k_scalar,
       tile_q6_k_scalar,
+      nullptr,
+      nullptr,
   };
   return t;
 }
@@ -311,6 +314,56 @@ const char* matmul_isa() {
   return isa_name(best_isa());
 }
 
+bool packs_type(Isa isa, TensorType t) {
+  return isa == Isa::Avx512 && (t == TensorType::Q8_0 || t == TensorType::Q4_0);
+}
+
+std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
+  check_weights(w);
+  if (w.type != TensorType::Q8_0 && w.type != TensorType::Q4_0) {
+    throw Error("matmul: only q8_0 and q4_0 matrices have a packed layout");
+  }
+  constexpr int kR = PackedWeights::kRows;
+  const bool q8 = w.type == TensorType::Q8_0;
+  const int64_t nb = w.cols / kQK;
+  auto p = std::make_shared<PackedWeights>();
+  p->type = w.type;
+  p->groups = (w.rows + kR - 1) / kR;
+  p->quant_bytes = q8 ? 8 * 64 : 4 * 64;
+  p->scale_offset = nb * p->quant_bytes;
+  p->group_bytes = (p->scale_offset + nb * kR * 2 + 63) / 64 * 64;
+  const size_t total = static_cast<size_t>(std::max<int64_t>(1, p->groups * p->group_bytes));
+  p->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
+  if (!p->data)
+    throw Error("matmul: out of memory packing a " + std::to_string(total) + "-byte matrix");
+  std::memset(p->data.get(), 0, total);  // padding rows: zero quants and scales
+  for (int64_t r = 0; r < w.rows; ++r) {
+    const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_bytes;
+    uint8_t* g = p->data.get() + (r / kR) * p->group_bytes;
+    const int64_t i = r % kR;
+    auto* scales = reinterpret_cast<uint16_t*>(g + p->scale_offset);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* qdst = g + b * p->quant_bytes + 4 * i;
+      if (q8) {
+        const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
+        for (int k = 0; k < 32; ++k) {
+          qdst[64 * (k / 4) + k % 4] = static_cast<uint8_t>(blk.qs[k]) ^ 0x80;
+        }
+        scales[kR * b + i] = blk.d;
+      } else {
+        const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
+        for (int k = 0; k < 16; ++k) qdst[64 * (k / 4) + k % 4] = blk.qs[k];
+        scales[kR * b + i] = blk.d;
+      }
+    }
+  }
+  return p;
+}
+
+void prepack_weights(WeightMatrix& w) {
+  if (w.rows > 0 && packs_type(best_isa(), w.type)) w.packed = pack_weights(w);
+}
+
 namespace {
 
 // The activation layouts the kernels read (see Acts): float rows, int8 blocks of 32, int8
@@ -330,8 +383,12 @@ ActFormat act_format(TensorType t) {
   }
 }
 
-TileFn tile_for(const KernelTable& k, TensorType t) {
-  switch (t) {
+TileFn tile_for(const KernelTable& k, const WeightMatrix& w) {
+  if (w.packed && w.packed->type == w.type) {
+    if (w.type == TensorType::Q8_0 && k.q8_0_packed) return k.q8_0_packed;
+    if (w.type == TensorType::Q4_0 && k.q4_0_packed) return k.q4_0_packed;
+  }
+  switch (w.type) {
     case TensorType::F32:
       return k.f32;
     case TensorType::F16:
@@ -357,6 +414,7 @@ struct PreparedActs {
   std::vector<int8_t> qs;     // [n_tok, cols]
   std::vector<float> d, s;    // [n_tok, nblk]
   std::vector<int16_t> bsum;  // [n_tok, nblk * 16]
+  std::vector<int32_t> off;   // [2][n_tok, nblk]: off_q4, off_q8
   size_t row_bytes = 0;       // bytes of one token's activations as the kernels read them
 
   void prepare(ActFormat f, const KernelTable& k, const float* x, int64_t n_tok, int64_t cols,
@@ -369,13 +427,24 @@ struct PreparedActs {
       qs.resize(n_tok * cols);
       d.resize(n_tok * a.nblk);
       s.resize(n_tok * a.nblk);
+      off.resize(2 * n_tok * a.nblk);
+      int32_t* off4 = off.data();
+      int32_t* off8 = off4 + n_tok * a.nblk;
       pool.parallel_for(n_tok, 1, [&](int64_t t0, int64_t t1) {
         for (int64_t t = t0; t < t1; ++t) {
           k.quantize_acts_32(x + t * cols, cols, &qs[t * cols], &d[t * a.nblk], &s[t * a.nblk]);
         }
+        for (int64_t b = t0 * a.nblk; b < t1 * a.nblk; ++b) {
+          int sum = 0;
+          for (int j = 0; j < kQK; ++j) sum += qs[kQK * b + j];
+          off4[b] = -8 * sum;
+          off8[b] = -128 * sum;
+        }
       });
       a.s = s.data();
-      row_bytes = cols + a.nblk * 8;
+      a.off_q4 = off4;
+      a.off_q8 = off8;
+      row_bytes = cols + a.nblk * 16;
     } else if (f == ActFormat::Blocks256) {
       a.nblk = cols / kQKK;
       qs.resize(n_tok * cols);
@@ -445,7 +514,7 @@ void matmul_many_with_isa(Isa isa, const WeightMatrix* w, float* const* y, int c
     for (int64_t i = i0; i < i1; ++i) {
       const Task& t = tasks[i];
       const WeightMatrix& wm = w[t.m];
-      const TileFn tile = tile_for(k, wm.type);
+      const TileFn tile = tile_for(k, wm);
       const Acts& a = acts[static_cast<int>(act_format(wm.type))].a;
       for (int64_t t0 = 0; t0 < n_tok; t0 += tok_chunk) {
         tile(wm, a, t.r0, t.r1, t0, std::min(n_tok, t0 + tok_chunk), y[t.m], wm.rows);

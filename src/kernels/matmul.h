@@ -3,12 +3,14 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "engram/tensor_type.h"
 
 namespace engram {
 
 class ThreadPool;
+struct PackedWeights;  // kernels/matmul_internal.h
 
 // A row-major weight matrix as stored in GGUF: `rows` rows of `cols` elements of `type`.
 // (A GGUF tensor with ne = [cols, rows].)
@@ -18,7 +20,16 @@ struct WeightMatrix {
   int64_t rows = 0;
   int64_t cols = 0;
   size_t row_bytes = 0;
+  // Optional copy of the rows in the layout of this CPU's fastest kernel for the type, made
+  // once by prepack_weights(). Kernels that know the layout read it instead of `data`; the
+  // others (and matmul_reference) keep reading `data`, which must stay valid.
+  std::shared_ptr<const PackedWeights> packed;
 };
+
+// Repacks w's rows for the fastest kernel on this CPU when it has a packed layout for w's
+// type (today Q8_0 and Q4_0 on AVX-512 VNNI: rows interleaved 16 at a time); otherwise leaves
+// w as it is. Costs one more copy of the matrix (the same number of bytes); call once at load.
+void prepack_weights(WeightMatrix& w);
 
 // x: [n_tok, cols] f32, row-major. y: [n_tok, rows] f32, row-major.
 // Dispatches at run time to the best kernel this CPU supports (AVX-512, AVX2/FMA, scalar).

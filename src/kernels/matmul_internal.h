@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 
 #include "kernels/matmul.h"
 
@@ -34,8 +36,38 @@ struct Acts {
   const float* d = nullptr;        // [n_tok, nblk]
   const float* s = nullptr;        // [n_tok, nblk]     (blocks of 32)
   const int16_t* bsums = nullptr;  // [n_tok, nblk*16]  (blocks of 256)
-  int64_t nblk = 0;                // blocks per token row
+  // Blocks of 32: -8 * sum(q) and -128 * sum(q), the start values of a block's integer dot
+  // product with packed Q4_0 / Q8_0 rows (stored unsigned, as q + 8 and q + 128).
+  const int32_t* off_q4 = nullptr;  // [n_tok, nblk]
+  const int32_t* off_q8 = nullptr;  // [n_tok, nblk]
+  int64_t nblk = 0;                 // blocks per token row
 };
+
+// Q8_0 / Q4_0 rows interleaved 16 at a time for vpdpbusd (prepack_weights()). Rows are in
+// groups of 16 (the last one padded with zero rows); a group holds, for every block b of 32
+// elements, its quants and then, after all blocks, the 16 f16 scales of every block:
+//   quants of block b: 8 (Q8_0) or 4 (Q4_0) vectors of 64 bytes; vector k holds bytes
+//     4k..4k+3 of the block's quants of row 0, then of row 1, ... row 15. Q8_0 bytes are
+//     stored as q + 128 (unsigned); Q4_0 bytes as in the file (two nibbles q + 8: byte j's low
+//     nibble is element j, its high nibble element j + 16).
+//   scales: [block][16 rows] f16.
+// So a 4-byte broadcast of the activations against one vector advances 16 rows' dot products.
+struct PackedWeights {
+  static constexpr int kRows = 16;
+  TensorType type = TensorType::Q8_0;
+  int64_t groups = 0;        // ceil(rows / 16)
+  int64_t quant_bytes = 0;   // one block's quants in a group: 512 (Q8_0) or 256 (Q4_0)
+  int64_t scale_offset = 0;  // offset of the scales from the group's start
+  int64_t group_bytes = 0;   // distance between groups (a multiple of 64)
+  std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};  // 64-byte aligned
+
+  const uint8_t* group(int64_t g) const { return data.get() + g * group_bytes; }
+};
+
+// The packed layout kernel families use (none for scalar/AVX2); prepack_weights() builds it
+// for best_isa().
+bool packs_type(Isa isa, TensorType t);
+std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w);
 
 // Computes y[t * ldy + r] for r in [r0, r1), t in [t0, t1).
 using TileFn = void (*)(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
@@ -48,6 +80,9 @@ struct KernelTable {
   void (*quantize_acts_32)(const float* x, int64_t n, int8_t* qs, float* d, float* s);
   void (*quantize_acts_256)(const float* x, int64_t n, int8_t* qs, float* d, int16_t* bsums);
   TileFn f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
+  // Kernels over PackedWeights (w.packed); null when the family has no packed layout. Row
+  // ranges start at a multiple of 16.
+  TileFn q8_0_packed = nullptr, q4_0_packed = nullptr;
 };
 
 const KernelTable& kernels_scalar();

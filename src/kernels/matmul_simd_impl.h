@@ -483,6 +483,95 @@ void tile_q4_0_zmm(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1,
 #endif
 
 #if ENGRAM_VNNI
+// Packed Q8_0 / Q4_0 (PackedWeights): one zmm holds 4 consecutive unsigned weights of each of
+// 16 rows, so vpdpbusd against a 4-byte broadcast of a token's activations advances 16 dot
+// products at once. A block of 32 costs 8 vpdpbusd per token and 16 rows, its integer sums
+// start at the activation offset (-off * sum(x), removing the +8 / +128 of the stored weights)
+// and are scaled by dw[16] * dx into one float accumulator per token: no horizontal sums, and
+// a token's 16 outputs are contiguous in y. A tile is 16 rows x up to 8 tokens, so each
+// weight vector loaded (and, for Q4_0, unpacked) serves 8 tokens.
+template <bool Q4>
+inline void load_packed_block(const uint8_t* q, __m512i w[8]) {
+  if constexpr (Q4) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    ENGRAM_UNROLL
+    for (int k = 0; k < 4; ++k) {
+      const __m512i z = _mm512_load_si512(q + 64 * k);
+      w[k] = _mm512_and_si512(z, m4);                            // elements 4k..4k+3
+      w[k + 4] = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);  // elements 16+4k..
+    }
+  } else {
+    ENGRAM_UNROLL
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_load_si512(q + 64 * k);
+  }
+}
+
+inline int32_t load_i32(const int8_t* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return v;
+}
+
+template <bool Q4, int T>
+inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
+                        int64_t ldy, __mmask16 mask) {
+  const uint8_t* gq = p.group(r / PackedWeights::kRows);
+  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 16]
+  const int64_t nb = a.nblk;
+  const int8_t* xq = a.qs + t * a.cols;                     // [T, cols]
+  const float* xd = a.d + t * nb;                           // [T, nb]
+  const int32_t* xo = (Q4 ? a.off_q4 : a.off_q8) + t * nb;  // [T, nb]
+  __m512 acc[T];
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    __m512i w[8];
+    load_packed_block<Q4>(gq + b * p.quant_bytes, w);
+    const __m512 dw = _mm512_cvtph_ps(load256(gd + 16 * b));
+    // Tokens innermost: T independent vpdpbusd chains in flight instead of one 8-deep chain.
+    __m512i s[T];
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) s[j] = _mm512_set1_epi32(xo[j * nb + b]);
+    ENGRAM_UNROLL
+    for (int k = 0; k < 8; ++k) {
+      ENGRAM_UNROLL
+      for (int j = 0; j < T; ++j) {
+        const int8_t* xb = xq + j * a.cols + 32 * b + 4 * k;
+        s[j] = _mm512_dpbusd_epi32(s[j], w[k], _mm512_set1_epi32(load_i32(xb)));
+      }
+    }
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) {
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s[j]),
+                               _mm512_mul_ps(dw, _mm512_set1_ps(xd[j * nb + b])), acc[j]);
+    }
+  }
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+}
+
+template <bool Q4>
+void tile_packed(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                 int64_t t1, float* y, int64_t ldy) {
+  const PackedWeights& p = *w.packed;
+  constexpr int kR = PackedWeights::kRows;
+  for (int64_t r = r0; r < r1; r += kR) {
+    const int64_t n = r1 - r < kR ? r1 - r : kR;
+    const auto mask = static_cast<__mmask16>((1u << n) - 1);
+    int64_t t = t0;
+    for (; t + 8 <= t1; t += 8) packed_tile<Q4, 8>(p, a, r, t, y, ldy, mask);
+    if (t + 4 <= t1) {
+      packed_tile<Q4, 4>(p, a, r, t, y, ldy, mask);
+      t += 4;
+    }
+    if (t + 2 <= t1) {
+      packed_tile<Q4, 2>(p, a, r, t, y, ldy, mask);
+      t += 2;
+    }
+    if (t < t1) packed_tile<Q4, 1>(p, a, r, t, y, ldy, mask);
+  }
+}
+
 constexpr int kKR = 4, kKT = 2;
 #else
 constexpr int kKR = 2, kKT = 2;
@@ -638,6 +727,13 @@ const KernelTable& ENGRAM_KERNEL_TABLE_FN() {
 #endif
     tile_q4_k,
     tile_q6_k,
+#if ENGRAM_VNNI
+    tile_packed<false>,
+    tile_packed<true>,
+#else
+    nullptr,
+    nullptr,
+#endif
   };
   return t;
 }

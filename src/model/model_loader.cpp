@@ -188,6 +188,14 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
     L.w_down = b.matrix(p + "ffn_down.weight", c.n_embd, c.n_ff);
     w->layers.push_back(std::move(L));
   }
+  // Matrices the matmul kernels read in a repacked layout are copied into it once here; the
+  // mapped file is then read only for token embeddings.
+  prepack_weights(w->output);
+  for (LayerWeights& L : w->layers) {
+    for (WeightMatrix* mat : {&L.wq, &L.wk, &L.wv, &L.wo, &L.w_gate, &L.w_up, &L.w_down}) {
+      prepack_weights(*mat);
+    }
+  }
   m->weights_ = std::move(w);
   return m;
 }
