@@ -82,7 +82,7 @@ void BM_Matmul(benchmark::State& state) {
   const size_t rb = engram::tensor_row_bytes(type, cols);
   std::vector<engram::WeightMatrix> ws;
   for (int64_t c = 0; c < s.copies; ++c) {
-    ws.push_back({type, s.bytes.data() + c * s.matrix_bytes, rows, cols, rb});
+    ws.push_back({type, s.bytes.data() + c * s.matrix_bytes, rows, cols, rb, nullptr});
     if (packed) ws.back().packed = engram::pack_weights(ws.back());
   }
   int64_t i = 0;

@@ -41,7 +41,7 @@ Weights make_weights(TensorType type, int64_t rows, int64_t cols, std::mt19937& 
     for (auto& v : row) v = nd(rng);
     quantize_row(type, row.data(), out.bytes.data() + r * rb, cols);
   }
-  out.w = WeightMatrix{type, out.bytes.data(), rows, cols, rb};
+  out.w = WeightMatrix{type, out.bytes.data(), rows, cols, rb, nullptr};
   return out;
 }
 
@@ -133,7 +133,7 @@ TEST(Matmul, PackedMatchesScalarAndReference) {
         Weights wt = make_weights(type, rows, cols, rng, /*pad=*/rows % 2 ? 6 : 0);
         WeightMatrix packed = wt.w;
         packed.packed = pack_weights(wt.w);
-        for (int64_t n_tok : {1, 2, 3, 7, 8, 9, 15, 31}) {
+        for (int64_t n_tok : {1, 2, 3, 7, 8, 9, 15, 16, 31, 50}) {
           const std::vector<float> x = make_acts(n_tok, cols, rng);
           std::vector<float> ref(n_tok * rows), scalar(n_tok * rows), y(n_tok * rows, -1.0f);
           matmul_reference(wt.w, x.data(), n_tok, ref.data());
@@ -234,15 +234,15 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
   ThreadPool pool(1);
   std::vector<uint8_t> buf(4096);
   std::vector<float> x(256), y(16);
-  EXPECT_THROW(
-      matmul(WeightMatrix{TensorType::Q8_0, buf.data(), 2, 40, 64}, x.data(), 1, y.data(), pool),
-      Error);  // 40 is not a multiple of 32
-  EXPECT_THROW(
-      matmul(WeightMatrix{TensorType::Q4_K, buf.data(), 2, 256, 100}, x.data(), 1, y.data(), pool),
-      Error);  // row_bytes too small
-  EXPECT_THROW(
-      matmul(WeightMatrix{TensorType::Q5_K, buf.data(), 2, 256, 176}, x.data(), 1, y.data(), pool),
-      Error);  // unsupported type
+  EXPECT_THROW(matmul(WeightMatrix{TensorType::Q8_0, buf.data(), 2, 40, 64, nullptr}, x.data(), 1,
+                      y.data(), pool),
+               Error);  // 40 is not a multiple of 32
+  EXPECT_THROW(matmul(WeightMatrix{TensorType::Q4_K, buf.data(), 2, 256, 100, nullptr}, x.data(), 1,
+                      y.data(), pool),
+               Error);  // row_bytes too small
+  EXPECT_THROW(matmul(WeightMatrix{TensorType::Q5_K, buf.data(), 2, 256, 176, nullptr}, x.data(), 1,
+                      y.data(), pool),
+               Error);  // unsupported type
 }
 
 TEST(Matmul, ManyMatricesEqualSeparateCalls) {

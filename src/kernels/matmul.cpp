@@ -490,8 +490,9 @@ void matmul_many_with_isa(Isa isa, const WeightMatrix* w, float* const* y, int c
 
   // Tokens are processed in chunks whose activations stay in L2 (~256 KiB) while a thread
   // sweeps its rows, so each weight row block is read once per chunk, not once per token.
+  // A multiple of 8, the widest token tile, so chunks leave no tail tiles but the last.
   const int64_t tok_chunk =
-      std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / widest), 8, 256);
+      std::clamp<int64_t>(static_cast<int64_t>((256 * 1024) / widest), 8, 256) / 8 * 8;
   // Rows of all matrices go out as one pool of tasks (one parallel region per call), in chunks
   // that are a multiple of 16 (every kernel's row tile divides 16), about four per thread, taken
   // dynamically so a preempted thread on a busy machine delays little.

@@ -525,6 +525,14 @@ inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_
   ENGRAM_UNROLL
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
+    if constexpr (T == 1) {
+      // Decode streams the weights once: prefetch 4 KiB ahead (running on into the next
+      // group, which follows this one in memory): 0-15% more bytes/s than the hardware
+      // prefetcher alone on one thread (engram_bench Decode1T, a noisy shared machine).
+      const char* ahead = reinterpret_cast<const char*>(gq + b * p.quant_bytes) + 4096;
+      ENGRAM_UNROLL
+      for (int64_t l = 0; l < (Q4 ? 4 : 8); ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+    }
     __m512i w[8];
     load_packed_block<Q4>(gq + b * p.quant_bytes, w);
     const __m512 dw = _mm512_cvtph_ps(load256(gd + 16 * b));
