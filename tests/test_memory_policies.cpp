@@ -107,10 +107,10 @@ TEST(MemoryPlan, SinksEvictDeadCellsInBatchesAndPlanTheRenumberedCells) {
 }
 
 // Feeds cells [first, first + n) to a 1-layer, 1-head policy with the given keys, queries and
-// surprise; returns what apply() asked to evict.
+// surprise (and, if given, the attention each new cell received from its own block).
 void feed(MemoryPolicy& p, std::vector<KvCell>& cells, int n, int dim,
           const std::function<std::vector<float>(int64_t)>& key, const std::vector<float>& query,
-          float surprise = 0.0f) {
+          float surprise = 0.0f, const std::function<float(int64_t)>& received = nullptr) {
   const int64_t first = static_cast<int64_t>(cells.size());
   for (int i = 0; i < n; ++i) cells.push_back({1, first + i});
   BlockData d;
@@ -123,6 +123,11 @@ void feed(MemoryPolicy& p, std::vector<KvCell>& cells, int n, int dim,
     d.q[0].insert(d.q[0].end(), query.begin(), query.end());
   }
   d.surprise.assign(n, surprise);
+  if (received) {
+    d.planned.assign(1, range(first, first + n));
+    d.received.assign(1, {});
+    for (int i = 0; i < n; ++i) d.received[0].push_back(received(first + i));
+  }
   (void)dim;
   Eviction ev;
   p.apply({first, n}, cells, d, ev);
@@ -145,6 +150,15 @@ AttentionPlan plan_query(const MemoryPolicy& p, std::vector<KvCell> cells,
   AttentionPlan plan;
   p.plan(0, {first, n}, cells, d, plan);
   return plan;
+}
+
+// Retrieved memory cells of a plan (keys at the shared memory position n_init).
+std::vector<int64_t> memory_cells(const AttentionPlan& plan, int64_t n_init) {
+  std::vector<int64_t> m;
+  for (size_t j = 0; j < plan.cells.size(); ++j) {
+    if (plan.cells[j] >= n_init && plan.key_pos[j] == n_init) m.push_back(plan.cells[j]);
+  }
+  return m;
 }
 
 TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
@@ -173,6 +187,67 @@ TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
   // Another query picks another block.
   plan = plan_query(*p, cells, {1, 0});
   EXPECT_EQ(plan.cells[2], 2);
+}
+
+// Retrieval is a nearest-neighbour search over representatives: block [2, 6) holds one key
+// that matches the query strongly among three that point away (its mean matches less than
+// block [6, 10)'s), and it is the one loaded. head_dim 32: the int8 (Q8_0) scoring path.
+TEST(MemoryRetrieval, OneStronglyMatchingKeyBeatsAUnitThatMatchesOnAverage) {
+  MemoryParams mp;
+  mp.kind = "blocks";
+  mp.n_init = 2;
+  mp.n_local = 8;
+  mp.block_size = 4;
+  mp.topk = 1;
+  mp.repr_topk = 4;
+  auto p = make_memory_policy(mp, tiny_shape(32, 64));
+  std::vector<KvCell> cells;
+  auto key = [](int64_t c) {
+    std::vector<float> k(32, 0.0f);
+    if (c == 3) {
+      k[0] = 10;  // mean of block [2, 6) along x: (10 - 3 * 3) / 4 = 0.25
+    } else if (c >= 2 && c < 6) {
+      k[0] = -3;
+    } else if (c >= 6 && c < 10) {
+      k[0] = 1;  // mean 1
+    } else {
+      k[1] = 1;
+    }
+    return k;
+  };
+  std::vector<float> other(32, 0.0f);
+  other[2] = 1;
+  for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 32, key, other);
+  ASSERT_EQ(p->units(), 4);
+  std::vector<float> x(32, 0.0f);
+  x[0] = 1;
+  EXPECT_EQ(memory_cells(plan_query(*p, cells, x), 2), range(2, 6));
+}
+
+// A unit's representatives are the keys that received the most attention while in the window:
+// with one representative, block [6, 10) is found by its key at cell 8 (which received the
+// attention), not by its first key.
+TEST(MemoryRetrieval, RepresentativesAreTheKeysThatReceivedTheMostAttention) {
+  for (bool attend_8 : {true, false}) {
+    MemoryParams mp;
+    mp.kind = "blocks";
+    mp.n_init = 2;
+    mp.n_local = 8;
+    mp.block_size = 4;
+    mp.topk = 1;
+    mp.repr_topk = 1;
+    auto p = make_memory_policy(mp, tiny_shape(2, 64));
+    std::vector<KvCell> cells;
+    auto key = [](int64_t c) {
+      if (c == 8) return std::vector<float>{0, 1};
+      if (c >= 10 && c < 14) return std::vector<float>{0, 0.5f};
+      return std::vector<float>{1, 0};
+    };
+    auto received = [&](int64_t c) { return c == 8 && attend_8 ? 5.0f : 0.1f; };
+    for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1}, 0.0f, received);
+    const auto got = memory_cells(plan_query(*p, cells, {0, 1}), 2);
+    EXPECT_EQ(got, attend_8 ? range(6, 10) : range(10, 14)) << attend_8;
+  }
 }
 
 TEST(MemoryPlan, BlocksEqualFullBeforeAnythingLeavesTheWindow) {
@@ -241,15 +316,6 @@ AttentionPlan step(MemoryPolicy& p, std::vector<KvCell>& cells, int n,
   Eviction ev;
   p.apply({first, n}, cells, d, ev);
   return plan;
-}
-
-// Retrieved memory cells of a plan (keys at the shared memory position n_init).
-std::vector<int64_t> memory_cells(const AttentionPlan& plan, int64_t n_init) {
-  std::vector<int64_t> m;
-  for (size_t j = 0; j < plan.cells.size(); ++j) {
-    if (plan.cells[j] >= n_init && plan.key_pos[j] == n_init) m.push_back(plan.cells[j]);
-  }
-  return m;
 }
 
 TEST(MemoryRetrieval, DecodeStepsReuseTheLastRetrievalForRetrieveEveryTokens) {

@@ -16,11 +16,6 @@ namespace {
 
 const std::string kDir = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/";
 
-ModelShape shape_of(const Model& m) {
-  const ModelConfig& c = m.config();
-  return {c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ctx_train};
-}
-
 std::vector<int32_t> random_tokens(int n, int n_vocab, unsigned seed) {
   std::mt19937 rng(seed);
   std::uniform_int_distribution<int32_t> d(0, n_vocab - 1);
@@ -34,7 +29,7 @@ std::unique_ptr<MemoryPolicy> policy(const std::string& kind, const Model& m,
   MemoryParams p;
   p.kind = kind;
   p.refine = refine;
-  return make_memory_policy(p, shape_of(m));
+  return make_memory_policy(p, model_shape(m.config()));
 }
 
 class MemoryStream : public ::testing::TestWithParam<std::string> {};
@@ -107,9 +102,9 @@ TEST(MemoryStream, F16StoreHalvesTheCacheAndStaysCloseToF32) {
   const auto tokens = random_tokens(600, model->config().n_vocab, 6);
   MemoryParams p;
   p.kind = "episodic";
-  Context f32(*model, pool, {}, make_memory_policy(p, shape_of(*model)));
+  Context f32(*model, pool, {}, make_memory_policy(p, model_shape(model->config())));
   p.kv_f16 = true;
-  Context f16(*model, pool, {}, make_memory_policy(p, shape_of(*model)));
+  Context f16(*model, pool, {}, make_memory_policy(p, model_shape(model->config())));
   f32.eval(tokens);
   f16.eval(tokens);
   double worst = 0;

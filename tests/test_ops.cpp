@@ -2,6 +2,7 @@
 // against direct double-precision formulas.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <random>
@@ -212,6 +213,74 @@ TEST(Ops, AttentionFirstQueriesWithoutKeysAreZero) {
   attention(a, pool);
   for (int d = 0; d < 8; ++d) EXPECT_EQ(out[d], 0.0f);
   for (int d = 8; d < 24; ++d) EXPECT_NEAR(out[d], 1.0f, 1e-6);
+}
+
+// attention_received against softmax probabilities computed in double, key by key; and the
+// same sums (bit for bit) whatever the thread count.
+TEST(Ops, AttentionReceivedSumsSoftmaxProbabilitiesPerKey) {
+  std::mt19937 rng(9);
+  ThreadPool pool1(1), pool2(2);
+  const AttnCase cases[] = {
+      {1, 37, 8, 4, 32, 0},   // decode
+      {5, 40, 6, 2, 64, 3},   // chunk after a cache, strided
+      {3, 2, 2, 1, 8, 0},     // the first query sees nothing
+      {9, 300, 4, 2, 32, 0},  // several key chunks
+      {4, 9, 3, 1, 12, 1},    // head_dim with SIMD tails
+  };
+  for (const auto& c : cases) {
+    const int64_t kv_row = int64_t{c.n_head_kv} * c.head_dim + c.stride_pad;
+    auto q = randn(size_t(c.n_q) * c.n_head * c.head_dim, rng);
+    auto k = randn(size_t(c.n_kv) * kv_row, rng);
+    auto v = randn(size_t(c.n_kv) * kv_row, rng);
+    std::vector<float> out(q.size()), lse(size_t(c.n_q) * c.n_head);
+    AttentionArgs a;
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.k_stride = a.v_stride = kv_row;
+    a.n_q = c.n_q;
+    a.n_kv = c.n_kv;
+    a.n_head = c.n_head;
+    a.n_head_kv = c.n_head_kv;
+    a.head_dim = c.head_dim;
+    a.scale = 1.0f / std::sqrt(float(c.head_dim));
+    a.out = out.data();
+    a.lse = lse.data();
+    attention(a, pool2);
+    std::vector<double> want(c.n_kv, 0.0);
+    const int group = c.n_head / c.n_head_kv;
+    for (int i = 0; i < c.n_q; ++i) {
+      const int64_t n_vis = std::clamp<int64_t>(c.n_kv - c.n_q + i + 1, 0, c.n_kv);
+      for (int h = 0; h < c.n_head; ++h) {
+        std::vector<double> s(n_vis);
+        double mx = -1e300, sum = 0;
+        for (int64_t j = 0; j < n_vis; ++j) {
+          double d = 0;
+          for (int e = 0; e < c.head_dim; ++e) {
+            d += double(q[(size_t(i) * c.n_head + h) * c.head_dim + e]) *
+                 k[size_t(j) * kv_row + size_t(h / group) * c.head_dim + e];
+          }
+          s[j] = d * a.scale;
+          mx = std::max(mx, s[j]);
+        }
+        for (double x : s) sum += std::exp(x - mx);
+        for (int64_t j = 0; j < n_vis; ++j) want[j] += std::exp(s[j] - mx) / sum;
+      }
+    }
+    std::vector<float> got1(c.n_kv, -1.0f), got2(c.n_kv, -1.0f);
+    attention_received(a, lse.data(), got1.data(), pool1);
+    attention_received(a, lse.data(), got2.data(), pool2);
+    double total = 0;
+    for (int64_t j = 0; j < c.n_kv; ++j) {
+      ASSERT_NEAR(got1[j], want[j], 1e-4 * std::max(1.0, want[j])) << "key " << j;
+      ASSERT_EQ(got1[j], got2[j]) << "key " << j << ": depends on the thread count";
+      total += got1[j];
+    }
+    // Every query that sees a key hands out one unit of probability per head.
+    int seeing = 0;
+    for (int i = 0; i < c.n_q; ++i) seeing += c.n_kv - c.n_q + i + 1 > 0;
+    EXPECT_NEAR(total, double(seeing) * c.n_head, 1e-3 * seeing * c.n_head);
+  }
 }
 
 TEST(Ops, AttentionRejectsBadShapes) {

@@ -18,6 +18,9 @@
 
 namespace engram {
 
+class ThreadPool;
+struct ModelConfig;
+
 // Metadata of one cached token, kept apart from its K/V tensors.
 struct KvCell {
   int32_t token = -1;
@@ -51,6 +54,8 @@ struct PolicyNeeds {
   // that re-position keys; avoids rotating twice, and large angles at stream positions ~1e6).
   bool keys_before_rope = false;
   bool kv_f16 = false;  // store K/V as f16 (half the RAM; gathering converts)
+  // The attention mass each planned key received from the block's queries, per layer.
+  bool received = false;
 };
 
 // Shapes a policy needs to read BlockData; taken from the model.
@@ -64,6 +69,9 @@ struct ModelShape {
   int kv_dim() const { return n_head_kv * head_dim; }
 };
 
+// The shapes of a model's configuration.
+ModelShape model_shape(const ModelConfig& c);
+
 // Per-block data the model fills as far as needs() asks. During plan(layer) the q/k rows of
 // layers <= layer are filled; during apply() everything is.
 struct BlockData {
@@ -71,6 +79,12 @@ struct BlockData {
   std::vector<std::vector<float>> q;  // [n_layer][n_tokens * q_dim], before RoPE
   std::vector<std::vector<float>> k;  // [n_layer][n_tokens * kv_dim], before RoPE
   std::vector<float> surprise;        // [n_tokens], nats; 0 for the first token of the stream
+  // [n_layer][planned keys]: the cells the layer's plan listed, and the softmax probability
+  // each received from the block's queries, summed over queries and heads (needs().received).
+  std::vector<std::vector<int64_t>> planned;
+  std::vector<std::vector<float>> received;
+  // The model's threads, for a policy's own heavy work (scoring memory); may be null.
+  ThreadPool* pool = nullptr;
 };
 
 // Cells the model must drop after apply(): [begin, end); cells after it are renumbered down.
@@ -130,7 +144,7 @@ struct MemoryParams {
   int n_init = -1;            // blocks/episodic: initial tokens kept
   int n_local = -1;           // window/sinks/blocks/episodic: local window
   int block_size = -1;        // blocks: tokens per memory block
-  int repr_topk = 4;          // blocks/episodic: representative keys per unit
+  int repr_topk = 8;          // blocks/episodic: representative keys per unit
   int topk = -1;              // blocks: memory blocks loaded per query block
   int n_mem = -1;             // episodic: retrieved-memory budget in tokens
   double gamma = 1.0;         // episodic: boundary threshold in std devs

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -47,7 +48,9 @@ struct Trial {
   double depth = 0;
   std::string key, answer;
   bool correct = false;
-  double hit_rate = 0;  // share of layers that attended the whole needle
+  double hit_rate = 0;           // share of layers that attended the whole needle
+  int64_t needle_begin = 0, needle_end = 0;
+  std::vector<double> coverage;  // [layer]: share of the needle's tokens the layer attended
   int64_t units = 0;
   uint64_t memory_bytes = 0;
   double tok_per_s = 0;
@@ -97,6 +100,8 @@ void passkey(const PasskeyOptions& o) {
         r.key = p.key;
         const std::vector<int32_t>& seq = p.tokens;
         const int64_t needle_begin = p.needle_begin, needle_end = p.needle_end;
+        r.needle_begin = needle_begin;
+        r.needle_end = needle_end;
 
         ctx.clear();
         const auto t0 = std::chrono::steady_clock::now();
@@ -115,11 +120,13 @@ void passkey(const PasskeyOptions& o) {
           std::span<const int64_t> att = ctx.attended_positions(l);
           std::vector<int64_t> sorted(att.begin(), att.end());
           std::sort(sorted.begin(), sorted.end());
-          bool all = true;
-          for (int64_t p = needle_begin; p < needle_end && all; ++p) {
-            all = std::binary_search(sorted.begin(), sorted.end(), p);
+          int64_t seen = 0;
+          for (int64_t p = needle_begin; p < needle_end; ++p) {
+            seen += std::binary_search(sorted.begin(), sorted.end(), p);
           }
-          hits += all;
+          hits += seen == needle_end - needle_begin;
+          r.coverage.push_back(double(seen) /
+                               double(std::max<int64_t>(1, needle_end - needle_begin)));
         }
         r.hit_rate = double(hits) / n_layer;
         r.units = ctx.memory_stats().units;
@@ -138,11 +145,12 @@ void passkey(const PasskeyOptions& o) {
         r.correct = passkey_answer_matches(r.answer, r.key);
         if (!o.quiet) {
           std::fprintf(stderr,
-                       "[%s] length %lld depth %.2f key %s answer '%s' %s | hit %.2f | "
-                       "units %lld | %s | %.0f tok/s\n",
+                       "[%s] length %lld depth %.2f key %s answer '%s' %s | hit %.2f (needle "
+                       "attended per layer: %s) | units %lld | %s | %.0f tok/s\n",
                        ctx.policy().name().c_str(), (long long)L, depth, r.key.c_str(),
-                       r.answer.c_str(), r.correct ? "ok" : "WRONG", r.hit_rate, (long long)r.units,
-                       format_bytes(r.memory_bytes).c_str(), r.tok_per_s);
+                       r.answer.c_str(), r.correct ? "ok" : "WRONG", r.hit_rate,
+                       fmt::format("{:.2f}", fmt::join(r.coverage, " ")).c_str(),
+                       (long long)r.units, format_bytes(r.memory_bytes).c_str(), r.tok_per_s);
         }
         trials.push_back(r);
       }
@@ -182,6 +190,8 @@ void passkey(const PasskeyOptions& o) {
                              {"answer", r.answer},
                              {"correct", r.correct},
                              {"hit_rate", r.hit_rate},
+                             {"needle", {r.needle_begin, r.needle_end}},
+                             {"needle_attended", r.coverage},
                              {"units", r.units},
                              {"memory_bytes", r.memory_bytes},
                              {"tok_per_s", r.tok_per_s}});

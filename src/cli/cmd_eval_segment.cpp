@@ -172,7 +172,7 @@ void segment(const SegmentOptions& o) {
   const int64_t n = static_cast<int64_t>(stream.size());
 
   const ModelConfig& c = model->config();
-  const ModelShape shape = model_shape(*model);
+  const ModelShape shape = model_shape(model->config());
   MemoryParams resolved = o.memory.params;
   resolved.refine = Refine::none;  // refinement is applied below, per segmentation
   resolved = resolve_memory_params(resolved, shape);

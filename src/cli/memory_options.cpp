@@ -59,17 +59,6 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
       ->group(g);
 }
 
-ModelShape model_shape(const Model& model) {
-  const ModelConfig& c = model.config();
-  ModelShape s;
-  s.n_layer = c.n_layer;
-  s.n_head = c.n_head;
-  s.n_head_kv = c.n_head_kv;
-  s.head_dim = c.head_dim;
-  s.n_ctx_train = c.n_ctx_train;
-  return s;
-}
-
 std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
                                           int64_t n_ctx) {
   MemoryParams p = o.params;
@@ -83,7 +72,7 @@ std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& m
     throw Error(fmt::format("--refine '{}' is not one of none, modularity, conductance", o.refine));
   }
   p.n_ctx = n_ctx;
-  return make_memory_policy(p, model_shape(model));
+  return make_memory_policy(p, model_shape(model.config()));
 }
 
 std::string format_bytes(uint64_t b) {

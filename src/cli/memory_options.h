@@ -30,9 +30,6 @@ struct MemoryOptions {
 // on `cmd`.
 void add_memory_options(CLI::App* cmd, MemoryOptions& o);
 
-// The shapes a memory policy needs, read from the model's configuration.
-ModelShape model_shape(const Model& model);
-
 // The policy the options describe for `model`; n_ctx is the `full` policy's size (0: trained).
 std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
                                           int64_t n_ctx);

@@ -163,6 +163,11 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
       const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
       const int kvh = h0 / group;
       const int64_t n_vis = visible_keys(a, i);
+      if (n_vis == 0 && a.lse) {
+        for (int h = 0; h < per_task; ++h) {
+          a.lse[int64_t{i} * a.n_head + h0 + h] = std::numeric_limits<float>::infinity();
+        }
+      }
       float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
       if (n_vis == 0) {
         std::fill(out0, out0 + int64_t{per_task} * hd, 0.0f);
@@ -182,7 +187,9 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
       for (int h = 0; h < per_task; ++h) {
         float* s = scores.data() + h * n_vis;
         const float max = *std::max_element(s, s + n_vis);
-        invp[h] = 1.0f / vk.exp_sum(s, n_vis, max);
+        const float sum = vk.exp_sum(s, n_vis, max);
+        invp[h] = 1.0f / sum;
+        if (a.lse) a.lse[int64_t{i} * a.n_head + h0 + h] = max + std::log(sum);
       }
       vk.weighted_sum(out0, scores.data(), per_task, hd, a.v + kv_off, a.v_stride, n_vis);
       for (int h = 0; h < per_task; ++h) {
@@ -194,6 +201,39 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
 
 void attention(const AttentionArgs& a, ThreadPool& pool) {
   attention_with(isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar(), a, pool);
+}
+
+void attention_received(const AttentionArgs& a, const float* lse, float* recv, ThreadPool& pool) {
+  check_attention(a);
+  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  const int group = a.n_head / a.n_head_kv;
+  const int hd = a.head_dim;
+  // Keys in chunks, one thread per chunk: every sum has one owner and a fixed order.
+  constexpr int64_t kChunk = 128;
+  const int64_t n_chunks = (a.n_kv + kChunk - 1) / kChunk;
+  std::atomic<int64_t> next{0};
+  pool.run([&](int, int) {
+    std::vector<float> s(size_t(group) * kChunk);
+    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
+      const int64_t j0 = ch * kChunk, j1 = std::min(a.n_kv, j0 + kChunk);
+      std::fill(recv + j0, recv + j1, 0.0f);
+      // Query i sees keys [0, n_kv - n_q + i + 1): the first query that sees j0.
+      const int i0 = static_cast<int>(std::max<int64_t>(0, j0 - (a.n_kv - a.n_q)));
+      for (int i = i0; i < a.n_q; ++i) {
+        const int64_t n = std::min(j1, visible_keys(a, i)) - j0;
+        for (int kvh = 0; kvh < a.n_head_kv; ++kvh) {
+          const int h0 = kvh * group;
+          vk.scores(a.q + (int64_t{i} * a.n_head + h0) * hd, group, hd,
+                    a.k + j0 * a.k_stride + int64_t{kvh} * hd, a.k_stride, n, a.scale, s.data());
+          for (int g = 0; g < group; ++g) {
+            const float l = lse[int64_t{i} * a.n_head + h0 + g];
+            const float* sg = s.data() + size_t(g) * n;
+            for (int64_t j = 0; j < n; ++j) recv[j0 + j] += std::exp(sg[j] - l);
+          }
+        }
+      }
+    }
+  });
 }
 
 void attention_reference(const AttentionArgs& a) {

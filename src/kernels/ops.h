@@ -54,8 +54,17 @@ struct AttentionArgs {
   int n_head_kv = 0;
   int head_dim = 0;
   float scale = 1.0f;  // usually 1/sqrt(head_dim)
+  // Optional output [n_q, n_head]: log of each softmax's normaliser (over the scaled scores),
+  // for attention_received().
+  float* lse = nullptr;
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 void attention_reference(const AttentionArgs& a);
+
+// Attention mass each key received: recv[j] = sum over the queries i that see key j and over
+// all heads of softmax probability (i, h, j), from the lse that attention() wrote. Memory
+// policies choose representative keys by it. Each recv[j] is summed by one thread in a fixed
+// order, so the result does not depend on the thread count.
+void attention_received(const AttentionArgs& a, const float* lse, float* recv, ThreadPool& pool);
 
 }  // namespace engram

@@ -5,6 +5,7 @@
 
 #include "engram/error.h"
 #include "engram/memory.h"
+#include "engram/model.h"
 #include "memory/policies.h"
 
 namespace engram {
@@ -26,6 +27,10 @@ void default_or_value(const char* field, const char* flag, int value) {
 }
 
 }  // namespace
+
+ModelShape model_shape(const ModelConfig& c) {
+  return {c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ctx_train};
+}
 
 MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& shape) {
   MemoryParams p = in;

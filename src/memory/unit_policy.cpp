@@ -4,34 +4,56 @@
 // block_size, or events closed by surprise (optionally refined on the key-similarity graph).
 // The local window starts at the first unit boundary at or after end - n_local, so a unit is
 // either wholly in the window or wholly in memory. While a cell is in the window the attention
-// it receives is accumulated; when its unit leaves the window, the repr_topk keys that received
-// the most are averaged into the unit's representative, one per layer. Each query block and
-// layer scores the units by its mean query and loads the chosen ones in temporal order.
+// it receives (softmax probability, summed over queries and heads, as the model computed it) is
+// accumulated; when its unit leaves the window, the repr_topk keys that received the most
+// become its representatives, one set per layer.
+//
+// Retrieval scores a unit by how strongly the block's query heads (a long prefill chunk: the
+// mean of its queries per head; see kScoreQueries) match its best representatives: for each
+// query head the best dot product with any representative, then a log-sum-exp over the query
+// heads (score_units). Averaging either side was tried first and lost the needle: one head of
+// one query matching one key is what attention itself acts on, and a mean over queries or over
+// keys drowns it (docs/EVALUATION.md, "Retrieval").
 //
 // Positions: initial cells keep theirs (0..n_init-1), every retrieved cell gets position n_init
 // (one fixed distance, about n_local, from the queries, as the reference does), and the local
 // window continues from n_init + 1 without gaps. Before anything has left the window this is
 // exactly the full policy.
 //
-// Attention received and similarities use queries and keys before RoPE: a dot product of
-// rotated vectors depends on the distance between them, which changes as the stream grows.
+// Similarities use queries and keys before RoPE: a dot product of rotated vectors depends on
+// the distance between them, which changes as the stream grows.
 //
-// Cost per query block: scoring reads one representative per unit and layer, from a contiguous
-// [unit][kv_dim] matrix per layer; everything else is bounded by n_init + n_local + n_mem. A
-// decode step (a one-token block) reuses the units the last retrieval at its layer chose while
-// that retrieval is fewer than retrieve_every tokens old, so over a long stream scoring is paid
-// once per retrieve_every generated tokens instead of at every token. Retrieval happens in plan()
-// (which must not change state), so a fresh choice is only recorded there and becomes the one
-// decode steps reuse when apply() commits the block.
+// Cost per query block: scoring is one matrix product per kv head of the chosen queries with
+// every representative of the layer, stored as Q8_0 rows (F32 when head_dim is not a multiple
+// of 32) in one contiguous matrix per layer and kv head; everything else is bounded by n_init +
+// n_local + n_mem. A decode step (a one-token block) reuses the units the last retrieval at its
+// layer chose while that retrieval is fewer than retrieve_every tokens old, so over a long stream
+// scoring is paid once per retrieve_every generated tokens instead of at every token.
+// Retrieval happens in plan() (which must not change state), so a fresh choice is only
+// recorded there and becomes the one decode steps reuse when apply() commits the block.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <numeric>
 
+#include "engram/tensor_type.h"
+#include "engram/thread_pool.h"
+#include "kernels/matmul.h"
+#include "kernels/quant.h"
 #include "memory/policies.h"
 #include "memory/segment.h"
 
 namespace engram {
 namespace {
+
+// A block of up to this many tokens (a question, a user's turn, a decode step) scores memory
+// with each of its queries; a longer one (a prefill chunk carrying a stream forward) with the
+// mean of its queries per head, as InfLLM does, which keeps scoring linear in memory size.
+constexpr int kScoreQueries = 64;
+// Representatives scored per matrix product (bounds the scratch to kScoreQueries x n_head x
+// this many floats).
+constexpr int64_t kScoreChunk = 4096;
 
 struct UnitConfig {
   bool episodic = false;
@@ -71,19 +93,25 @@ struct Retrieval {
 class UnitPolicy final : public MemoryPolicy {
  public:
   UnitPolicy(const UnitConfig& c, const ModelShape& s) : cfg_(c), shape_(s), seg_(c.seg) {
+    if (s.head_dim % 32 == 0) repr_type_ = TensorType::Q8_0;
+    repr_row_bytes_ = tensor_row_bytes(repr_type_, s.head_dim);
     reset();
   }
 
   std::string name() const override { return cfg_.episodic ? "episodic" : "blocks"; }
   PolicyNeeds needs() const override {
-    return {.qk = true, .surprise = cfg_.episodic, .keys_before_rope = true, .kv_f16 = cfg_.f16};
+    return {.qk = true,
+            .surprise = cfg_.episodic,
+            .keys_before_rope = true,
+            .kv_f16 = cfg_.f16,
+            .received = true};
   }
   int max_block() const override { return cfg_.max_block; }
   int64_t units() const override { return static_cast<int64_t>(units_.size()); }
 
   uint64_t bytes() const override {
     uint64_t b = units_.capacity() * sizeof(Unit);
-    for (const auto& r : repr_) b += r.capacity() * sizeof(float);
+    for (const auto& r : repr_) b += r.capacity();
     for (const auto& k : keys_) b += k.capacity() * sizeof(float);
     for (const auto& s : score_) b += s.capacity() * sizeof(float);
     return b;
@@ -91,7 +119,7 @@ class UnitPolicy final : public MemoryPolicy {
 
   void reset() override {
     units_.clear();
-    repr_.assign(shape_.n_layer, {});
+    repr_.assign(size_t(shape_.n_layer) * shape_.n_head_kv, {});
     last_.assign(shape_.n_layer, {});
     fresh_.assign(shape_.n_layer, {});
     closed_.clear();
@@ -117,7 +145,7 @@ class UnitPolicy final : public MemoryPolicy {
           first - last.at < cfg_.retrieve_every) {
         chosen_ptr = &last.chosen;
       } else {
-        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens);
+        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens, data.pool);
         fresh_[layer].at = first;
         fresh_[layer].chosen = fresh;
       }
@@ -151,28 +179,20 @@ class UnitPolicy final : public MemoryPolicy {
     const int n = block.n_tokens;
     const int kv = shape_.kv_dim();
     const int i0 = static_cast<int>(std::clamp<int64_t>(cfg_.n_init - first, 0, n));
-    if (!data.q.empty()) {
-      std::vector<float> fold(kv), suffix(kv);
-      for (int l = 0; l < shape_.n_layer; ++l) {
-        std::vector<float>& keys = keys_[l];
-        std::vector<float>& score = score_[l];
-        // Block cells: query i sees cells up to its own, so cell i is seen by queries i..n-1.
-        std::fill(suffix.begin(), suffix.end(), 0.0f);
-        std::vector<float> own(n, 0.0f);
-        for (int i = n - 1; i >= 0; --i) {
-          fold_query(&data.q[l][size_t(i) * shape_.q_dim()], fold.data());
-          for (int j = 0; j < kv; ++j) suffix[j] += fold[j];
-          own[i] = dot(suffix.data(), &data.k[l][size_t(i) * kv], kv);
-        }
-        // Window cells before the block are seen by every query.
-        for (int64_t c = pending_begin_; c < first; ++c) {
-          const size_t r = size_t(c - pending_begin_);
-          score[r] += dot(suffix.data(), &keys[r * kv], kv);
-        }
-        for (int i = i0; i < n; ++i) {
-          const float* row = data.k[l].data() + size_t(i) * kv;
-          keys.insert(keys.end(), row, row + kv);
-          score.push_back(own[i]);
+    for (int l = 0; l < static_cast<int>(data.k.size()); ++l) {
+      std::vector<float>& keys = keys_[l];
+      std::vector<float>& score = score_[l];
+      for (int i = i0; i < n; ++i) {
+        const float* row = data.k[l].data() + size_t(i) * kv;
+        keys.insert(keys.end(), row, row + kv);
+        score.push_back(0.0f);
+      }
+      // Attention the block paid to cells not yet in memory (the window and the block itself).
+      if (l < static_cast<int>(data.received.size())) {
+        const std::vector<int64_t>& planned = data.planned[l];
+        for (size_t j = 0; j < planned.size(); ++j) {
+          if (planned[j] >= pending_begin_)
+            score[size_t(planned[j] - pending_begin_)] += data.received[l][j];
         }
       }
     }
@@ -221,27 +241,72 @@ class UnitPolicy final : public MemoryPolicy {
     return std::clamp<int64_t>(open_start_, lo, end);
   }
 
-  // Sum of the query heads that share each kv head: [q_dim] -> [kv_dim].
-  void fold_query(const float* q, float* out) const {
-    const int hd = shape_.head_dim, group = shape_.n_head / shape_.n_head_kv;
-    std::fill(out, out + shape_.kv_dim(), 0.0f);
-    for (int h = 0; h < shape_.n_head; ++h) {
-      float* o = out + (h / group) * hd;
-      for (int d = 0; d < hd; ++d) o[d] += q[h * hd + d];
+  // Each unit's score: log sum over the scoring query heads (i, h) of exp(scale * the best dot
+  // product of q_ih with any of the unit's representatives), i.e. roughly the log of the
+  // attention mass the block would give the unit's best keys. One strong match decides, as in a
+  // nearest-neighbour search, but a unit that several queries find (the needle for "The pass
+  // key is") beats one that a single query finds (any "is" before a number).
+  std::vector<float> score_units(int layer, const float* q, int n_q, ThreadPool& pool) const {
+    const int hd = shape_.head_dim, n_kv = shape_.n_head_kv, group = shape_.n_head / n_kv;
+    const int q_dim = shape_.q_dim(), K = cfg_.repr_topk;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    // Scoring queries [m, q_dim]: the block's own, or their mean.
+    const int m = n_q <= kScoreQueries ? n_q : 1;
+    std::vector<float> mean;
+    if (m < n_q) {
+      mean.assign(q_dim, 0.0f);
+      for (int i = 0; i < n_q; ++i) {
+        for (int j = 0; j < q_dim; ++j) mean[j] += q[size_t(i) * q_dim + j] / float(n_q);
+      }
+      q = mean.data();
     }
+    const int64_t n_units = static_cast<int64_t>(units_.size());
+    const int64_t chunk = std::max<int64_t>(1, kScoreChunk / K);  // units per product
+    const int heads = m * shape_.n_head;                          // scoring (query, head) pairs
+    std::vector<float> score(n_units);
+    std::vector<float> x(size_t(m) * group * hd);
+    std::vector<float> y(size_t(m) * group * std::min(n_units, chunk) * K);
+    std::vector<float> best(size_t(std::min(n_units, chunk)) * heads);  // [unit][i * n_head + h]
+    for (int64_t u0 = 0; u0 < n_units; u0 += chunk) {
+      const int64_t nu = std::min(chunk, n_units - u0), rows = nu * K;
+      for (int v = 0; v < n_kv; ++v) {
+        for (int i = 0; i < m; ++i) {
+          const float* src = q + size_t(i) * q_dim + size_t(v) * group * hd;
+          std::copy(src, src + size_t(group) * hd, x.begin() + size_t(i) * group * hd);
+        }
+        WeightMatrix w;
+        w.type = repr_type_;
+        w.data = repr_[size_t(layer) * n_kv + v].data() + u0 * K * repr_row_bytes_;
+        w.rows = rows;
+        w.cols = hd;
+        w.row_bytes = repr_row_bytes_;
+        matmul(w, x.data(), int64_t{m} * group, y.data(), pool);  // y: [m * group][rows]
+        for (int i = 0; i < m; ++i) {
+          for (int g = 0; g < group; ++g) {
+            const float* yr = y.data() + (size_t(i) * group + g) * rows;
+            const int pair = i * shape_.n_head + v * group + g;
+            for (int64_t u = 0; u < nu; ++u) {
+              const float* r = yr + u * K;
+              best[size_t(u) * heads + pair] = *std::max_element(r, r + K) * scale;
+            }
+          }
+        }
+      }
+      for (int64_t u = 0; u < nu; ++u) {
+        const float* b = best.data() + size_t(u) * heads;
+        const float mx = *std::max_element(b, b + heads);
+        double sum = 0;
+        for (int j = 0; j < heads; ++j) sum += std::exp(double(b[j]) - mx);
+        score[u0 + u] = mx + static_cast<float>(std::log(sum));
+      }
+    }
+    return score;
   }
 
-  std::vector<int> retrieve(int layer, const float* q, int n_q) const {
-    const int kv = shape_.kv_dim();
-    std::vector<float> qbar(kv, 0.0f), fold(kv);
-    for (int i = 0; i < n_q; ++i) {
-      fold_query(q + size_t(i) * shape_.q_dim(), fold.data());
-      for (int j = 0; j < kv; ++j) qbar[j] += fold[j];
-    }
+  std::vector<int> retrieve(int layer, const float* q, int n_q, ThreadPool* pool) const {
     const int n_units = static_cast<int>(units_.size());
-    std::vector<float> score(n_units);
-    const float* rows = repr_[layer].data();
-    for (int u = 0; u < n_units; ++u) score[u] = dot(qbar.data(), rows + size_t(u) * kv, kv);
+    static ThreadPool inline_pool(1);  // callers without threads (unit tests) score inline
+    const std::vector<float> score = score_units(layer, q, n_q, pool ? *pool : inline_pool);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
     auto by_score = [&](int a, int b) {
@@ -288,9 +353,9 @@ class UnitPolicy final : public MemoryPolicy {
     return &keys_[layer][size_t(c - pending_begin_) * shape_.kv_dim()];
   }
 
-  // Representative per layer: mean of the repr_topk keys that received the most attention.
+  // Representatives per layer: the repr_topk keys that received the most attention (a unit
+  // shorter than that repeats its best key, which leaves every maximum unchanged).
   void finalize(const Unit& u) {
-    const int kv = shape_.kv_dim();
     const int64_t len = u.end - u.begin;
     const int k = static_cast<int>(std::min<int64_t>(cfg_.repr_topk, len));
     std::vector<int64_t> idx(len);
@@ -301,12 +366,18 @@ class UnitPolicy final : public MemoryPolicy {
       std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int64_t a, int64_t b) {
         return sc(a) > sc(b) || (sc(a) == sc(b) && a < b);
       });
-      std::vector<float>& repr = repr_[l];
-      const size_t at = repr.size();
-      repr.resize(at + kv, 0.0f);
-      for (int j = 0; j < k; ++j) {
-        const float* kk = key(l, idx[j]);
-        for (int d = 0; d < kv; ++d) repr[at + d] += kk[d] / k;
+      for (int v = 0; v < shape_.n_head_kv; ++v) {
+        std::vector<uint8_t>& repr = repr_[size_t(l) * shape_.n_head_kv + v];
+        for (int j = 0; j < cfg_.repr_topk; ++j) {
+          const size_t at = repr.size();
+          repr.resize(at + repr_row_bytes_);
+          const float* kk = key(l, idx[j < k ? j : 0]) + size_t(v) * shape_.head_dim;
+          if (repr_type_ == TensorType::F32) {
+            std::memcpy(repr.data() + at, kk, size_t(shape_.head_dim) * sizeof(float));
+          } else {
+            quantize_row(repr_type_, kk, repr.data() + at, shape_.head_dim);
+          }
+        }
       }
     }
     units_.push_back(u);
@@ -342,9 +413,14 @@ class UnitPolicy final : public MemoryPolicy {
   UnitConfig cfg_;
   ModelShape shape_;
   SurpriseSegmenter seg_;
-  std::vector<Unit> units_;               // in memory, temporal order
-  std::vector<std::vector<float>> repr_;  // [layer][unit * kv_dim]
-  std::vector<Retrieval> last_;           // [layer]: what decode steps may reuse
+  std::vector<Unit> units_;  // in memory, temporal order
+  // Q8_0 when head_dim is whole Q8_0 blocks, so scoring runs on the int8 kernels.
+  TensorType repr_type_ = TensorType::F32;
+  size_t repr_row_bytes_ = 0;  // one head_dim row as repr_type_
+  // [layer * n_head_kv + kv head]: repr_topk rows per unit, in unit order, as repr_type_; one
+  // matrix per kv head so that scoring reads it contiguously.
+  std::vector<std::vector<uint8_t>> repr_;
+  std::vector<Retrieval> last_;  // [layer]: what decode steps may reuse
   // [layer]: the retrieval the latest plan() of the layer made (at -1 if it reused), committed
   // by apply() for its block. plan() stays const for the caller: its result depends only on
   // committed state; this is scratch.

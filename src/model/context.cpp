@@ -36,6 +36,7 @@ struct Context::Impl {
   // Scratch for one query block.
   std::vector<float> x, h, q, k, v, att, gate, up, block_logits, cs;
   std::vector<float> k_gather, v_gather;  // keys/values of a non-contiguous plan
+  std::vector<float> lse;                 // [n, n_head] softmax normalisers, for `received`
 
   // cos/sin of position pos (from the table when it is there).
   const float* angles(int64_t pos) {
@@ -75,6 +76,10 @@ Context::Context(const Model& model, ThreadPool& pool, const ContextParams& para
   if (s.needs.qk) {
     s.data.q.resize(c.n_layer);
     s.data.k.resize(c.n_layer);
+  }
+  if (s.needs.received) {
+    s.data.planned.resize(c.n_layer);
+    s.data.received.resize(c.n_layer);
   }
 }
 
@@ -172,6 +177,7 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   for (int i = 0; i < n; ++i) s.cells.push_back({tokens[i], n_past_ + i});
   s.kv.resize(static_cast<int64_t>(s.cells.size()));
   s.data.n_tokens = n;
+  s.data.pool = &pool_;
 
   s.x.resize(size_t(n) * c.n_embd);  // [n, n_embd]
   s.h.resize(size_t(n) * c.n_embd);
@@ -274,7 +280,16 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     a.n_head_kv = c.n_head_kv;
     a.head_dim = c.head_dim;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+    if (s.needs.received) {
+      s.lse.resize(size_t(n) * c.n_head);
+      a.lse = s.lse.data();
+    }
     attention(a, pool_);
+    if (s.needs.received) {
+      s.data.planned[l] = p.cells;
+      s.data.received[l].resize(n_kv);
+      attention_received(a, s.lse.data(), s.data.received[l].data(), pool_);
+    }
 
     matmul(L.wo, s.att.data(), n, s.h.data(), pool_);
     for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
