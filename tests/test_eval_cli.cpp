@@ -1,6 +1,6 @@
-// `engram eval ppl` and `engram eval segment` end to end on the golden model (context 256,
-// one token per byte): the shape and arithmetic of their JSON, agreement of eval ppl with the
-// streaming mode of `engram perplexity`, and their refusals of bad values.
+// `engram eval ppl`, `engram eval segment` and `engram eval passkey` end to end on the golden model
+// (context 256, one token per byte): the shape and arithmetic of their JSON, agreement of eval ppl
+// with the streaming mode of `engram perplexity`, and their refusals of bad values.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -75,6 +75,37 @@ TEST(EvalCli, PplCurveAddsUpToTheOverallFigureAndMatchesPerplexityStreaming) {
   expect_error(run_cli("eval ppl -m " + kModel + " --memory nope -f '" + text + "'"), "nope");
   std::remove(text.c_str());
   std::remove(json.c_str());
+}
+
+// `full` holds the trained context (256 here): a length that leaves no room for the answer is
+// skipped with the reason, the others are run; every trial reports the needle's cells and the
+// share of them each layer attended (all of them, under `full`).
+TEST(EvalCli, PasskeySkipsLengthsWithoutRoomForTheAnswerAndReportsNeedleCoverage) {
+  const std::string json = temp_path("passkey.json");
+  const std::string filler = std::string("'") + ENGRAM_SOURCE_DIR + "/data/heldout_sample.txt'";
+  CliResult r =
+      run_cli("eval passkey -m " + kModel + " --filler " + filler +
+              " -t 1 -q --memory full --lengths 240,256 --depths 0.5 -n 4 --json '" + json + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.err.find("length 256 skipped: with the 4 answer tokens (-n) it needs 260 cells"),
+            std::string::npos)
+      << r.err;
+  const auto j = nlohmann::json::parse(slurp(json));
+  ASSERT_EQ(j["trials"].size(), 1u);
+  const auto& t = j["trials"][0];
+  EXPECT_EQ(t["length"].get<int>(), 240);
+  const auto needle = t["needle"].get<std::vector<int64_t>>();
+  ASSERT_EQ(needle.size(), 2u);
+  EXPECT_GT(needle[0], 0);
+  EXPECT_LT(needle[0], needle[1]);
+  EXPECT_LE(needle[1], 240);
+  const auto coverage = t["needle_attended"].get<std::vector<double>>();
+  EXPECT_EQ(coverage.size(), 2u);  // the golden model's layers
+  for (double c : coverage) EXPECT_EQ(c, 1.0);
+  EXPECT_EQ(t["hit_rate"].get<double>(), 1.0);
+
+  expect_error(run_cli("eval passkey -m " + kModel + " --filler " + filler + " -n 0"),
+               "--n-predict must be >= 1, got 0");
 }
 
 TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {

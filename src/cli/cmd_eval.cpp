@@ -48,7 +48,7 @@ struct Trial {
   double depth = 0;
   std::string key, answer;
   bool correct = false;
-  double hit_rate = 0;           // share of layers that attended the whole needle
+  double hit_rate = 0;  // share of layers that attended the whole needle
   int64_t needle_begin = 0, needle_end = 0;
   std::vector<double> coverage;  // [layer]: share of the needle's tokens the layer attended
   int64_t units = 0;
@@ -59,6 +59,8 @@ struct Trial {
 void passkey(const PasskeyOptions& o) {
   if (o.trials < 1)
     throw Error(fmt::format("eval passkey: --trials must be >= 1, got {}", o.trials));
+  if (o.n_predict < 1)
+    throw Error(fmt::format("eval passkey: --n-predict must be >= 1, got {}", o.n_predict));
   for (double d : o.depths) {
     if (!(d >= 0 && d <= 1))
       throw Error(fmt::format("eval passkey: --depths value {} not in [0, 1]", d));
@@ -80,10 +82,14 @@ void passkey(const PasskeyOptions& o) {
   std::vector<Trial> trials;
 
   for (int64_t L : o.lengths) {
-    if (L > ctx.n_ctx()) {
-      // `full` cannot hold the stream: say so rather than fail the whole grid.
-      std::fprintf(stderr, "[%s] length %lld skipped: more than the %lld tokens it holds\n",
-                   ctx.policy().name().c_str(), (long long)L, (long long)ctx.n_ctx());
+    if (L + o.n_predict > ctx.n_ctx()) {
+      // `full` cannot hold the prompt and the answer: say so rather than fail the whole grid
+      // (or count an answer cut short as wrong).
+      std::fprintf(stderr,
+                   "[%s] length %lld skipped: with the %d answer tokens (-n) it needs %lld cells, "
+                   "more than the %lld it holds\n",
+                   ctx.policy().name().c_str(), (long long)L, o.n_predict,
+                   (long long)(L + o.n_predict), (long long)ctx.n_ctx());
       continue;
     }
     for (double depth : o.depths) {
@@ -132,7 +138,7 @@ void passkey(const PasskeyOptions& o) {
         r.units = ctx.memory_stats().units;
         r.memory_bytes = ctx.memory_bytes();
         std::vector<int32_t> out;
-        for (int i = 0; i < o.n_predict && ctx.n_past() < ctx.n_ctx(); ++i) {
+        for (int i = 0; i < o.n_predict; ++i) {
           std::span<const float> lg = ctx.logits();
           const int32_t next =
               static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
