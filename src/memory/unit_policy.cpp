@@ -23,24 +23,24 @@
 // Similarities use queries and keys before RoPE: a dot product of rotated vectors depends on
 // the distance between them, which changes as the stream grows.
 //
-// Cost per query block: scoring is one matrix product per kv head of the chosen queries with
-// every representative of the layer, stored as Q8_0 rows (F32 when head_dim is not a multiple
-// of 32) in one contiguous matrix per layer and kv head; everything else is bounded by n_init +
-// n_local + n_mem. A decode step (a one-token block) reuses the units the last retrieval at its
-// layer chose while that retrieval is fewer than retrieve_every tokens old, so over a long stream
-// scoring is paid once per retrieve_every generated tokens instead of at every token.
-// Retrieval happens in plan() (which must not change state), so a fresh choice is only
-// recorded there and becomes the one decode steps reuse when apply() commits the block.
+// Cost per query block: scoring streams every representative of the layer once (int8, head_dim
+// + 4 bytes each; kernels/key_scores.h) for all the scoring queries at once, split over the
+// threads; everything else is bounded by n_init + n_local + n_mem. A decode step (a one-token
+// block) or a prefill chunk (more than kScoreQueries tokens) reuses the units the last retrieval
+// at its layer chose while that retrieval is fewer than retrieve_every tokens old, so over a
+// long stream scoring is paid once per retrieve_every tokens instead of at every block; a
+// question (2..kScoreQueries tokens) always retrieves. Retrieval happens in plan() (which must
+// not change state), so a fresh choice is only recorded there and becomes the one later blocks
+// reuse when apply() commits the block.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+#include <queue>
 
-#include "engram/tensor_type.h"
 #include "engram/thread_pool.h"
-#include "kernels/matmul.h"
-#include "kernels/quant.h"
+#include "kernels/key_scores.h"
 #include "memory/policies.h"
 #include "memory/segment.h"
 
@@ -51,9 +51,8 @@ namespace {
 // with each of its queries; a longer one (a prefill chunk carrying a stream forward) with the
 // mean of its queries per head, as InfLLM does, which keeps scoring linear in memory size.
 constexpr int kScoreQueries = 64;
-// Representatives scored per matrix product (bounds the scratch to kScoreQueries x n_head x
-// this many floats).
-constexpr int64_t kScoreChunk = 4096;
+// Floats of per-(unit, query head) scores held at once while scoring.
+constexpr int64_t kScoreChunk = int64_t{1} << 20;
 
 struct UnitConfig {
   bool episodic = false;
@@ -93,8 +92,6 @@ struct Retrieval {
 class UnitPolicy final : public MemoryPolicy {
  public:
   UnitPolicy(const UnitConfig& c, const ModelShape& s) : cfg_(c), shape_(s), seg_(c.seg) {
-    if (s.head_dim % 32 == 0) repr_type_ = TensorType::Q8_0;
-    repr_row_bytes_ = tensor_row_bytes(repr_type_, s.head_dim);
     reset();
   }
 
@@ -111,7 +108,7 @@ class UnitPolicy final : public MemoryPolicy {
 
   uint64_t bytes() const override {
     uint64_t b = units_.capacity() * sizeof(Unit);
-    for (const auto& r : repr_) b += r.capacity();
+    for (const auto& r : repr_) b += r.bytes();
     for (const auto& k : keys_) b += k.capacity() * sizeof(float);
     for (const auto& s : score_) b += s.capacity() * sizeof(float);
     return b;
@@ -119,7 +116,7 @@ class UnitPolicy final : public MemoryPolicy {
 
   void reset() override {
     units_.clear();
-    repr_.assign(size_t(shape_.n_layer) * shape_.n_head_kv, {});
+    repr_.assign(size_t(shape_.n_layer) * shape_.n_head_kv, KeyMatrix(shape_.head_dim));
     last_.assign(shape_.n_layer, {});
     fresh_.assign(shape_.n_layer, {});
     closed_.clear();
@@ -141,7 +138,9 @@ class UnitPolicy final : public MemoryPolicy {
     fresh_[layer].at = -1;  // set again below if this plan retrieves
     if (!units_.empty() && layer < static_cast<int>(data.q.size()) && !data.q[layer].empty()) {
       const Retrieval& last = last_[layer];
-      if (block.n_tokens == 1 && last.at >= 0 && !last.chosen.empty() &&
+      // A question or a user's turn (2..kScoreQueries tokens) always retrieves for itself.
+      const bool may_reuse = block.n_tokens == 1 || block.n_tokens > kScoreQueries;
+      if (may_reuse && last.at >= 0 && !last.chosen.empty() &&
           first - last.at < cfg_.retrieve_every) {
         chosen_ptr = &last.chosen;
       } else {
@@ -246,11 +245,12 @@ class UnitPolicy final : public MemoryPolicy {
   // attention mass the block would give the unit's best keys. One strong match decides, as in a
   // nearest-neighbour search, but a unit that several queries find (the needle for "The pass
   // key is") beats one that a single query finds (any "is" before a number).
-  std::vector<float> score_units(int layer, const float* q, int n_q, ThreadPool& pool) const {
+  std::vector<float> score_units(int layer, const float* q, int n_q, int keep,
+                                 ThreadPool& pool) const {
     const int hd = shape_.head_dim, n_kv = shape_.n_head_kv, group = shape_.n_head / n_kv;
     const int q_dim = shape_.q_dim(), K = cfg_.repr_topk;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-    // Scoring queries [m, q_dim]: the block's own, or their mean.
+    // Scoring queries: the block's own, or their mean.
     const int m = n_q <= kScoreQueries ? n_q : 1;
     std::vector<float> mean;
     if (m < n_q) {
@@ -260,44 +260,58 @@ class UnitPolicy final : public MemoryPolicy {
       }
       q = mean.data();
     }
+    // Per kv head, its query heads of every scoring query: x[v] = [m * group][hd].
+    std::vector<std::vector<float>> x(n_kv, std::vector<float>(size_t(m) * group * hd));
+    for (int v = 0; v < n_kv; ++v) {
+      for (int i = 0; i < m; ++i) {
+        const float* src = q + size_t(i) * q_dim + size_t(v) * group * hd;
+        std::copy(src, src + size_t(group) * hd, x[v].begin() + size_t(i) * group * hd);
+      }
+    }
     const int64_t n_units = static_cast<int64_t>(units_.size());
-    const int64_t chunk = std::max<int64_t>(1, kScoreChunk / K);  // units per product
-    const int heads = m * shape_.n_head;                          // scoring (query, head) pairs
-    std::vector<float> score(n_units);
-    std::vector<float> x(size_t(m) * group * hd);
-    std::vector<float> y(size_t(m) * group * std::min(n_units, chunk) * K);
-    std::vector<float> best(size_t(std::min(n_units, chunk)) * heads);  // [unit][i * n_head + h]
-    for (int64_t u0 = 0; u0 < n_units; u0 += chunk) {
-      const int64_t nu = std::min(chunk, n_units - u0), rows = nu * K;
-      for (int v = 0; v < n_kv; ++v) {
-        for (int i = 0; i < m; ++i) {
-          const float* src = q + size_t(i) * q_dim + size_t(v) * group * hd;
-          std::copy(src, src + size_t(group) * hd, x.begin() + size_t(i) * group * hd);
-        }
-        WeightMatrix w;
-        w.type = repr_type_;
-        w.data = repr_[size_t(layer) * n_kv + v].data() + u0 * K * repr_row_bytes_;
-        w.rows = rows;
-        w.cols = hd;
-        w.row_bytes = repr_row_bytes_;
-        matmul(w, x.data(), int64_t{m} * group, y.data(), pool);  // y: [m * group][rows]
-        for (int i = 0; i < m; ++i) {
-          for (int g = 0; g < group; ++g) {
-            const float* yr = y.data() + (size_t(i) * group + g) * rows;
-            const int pair = i * shape_.n_head + v * group + g;
-            for (int64_t u = 0; u < nu; ++u) {
-              const float* r = yr + u * K;
-              best[size_t(u) * heads + pair] = *std::max_element(r, r + K) * scale;
+    const int heads = m * shape_.n_head;  // scoring (query, head) pairs
+    // Units per pass: best[unit][pair] stays within kScoreChunk floats.
+    const int64_t chunk = std::max<int64_t>(2, kScoreChunk / heads);
+    std::vector<float> best(size_t(std::min(n_units, chunk)) * heads);
+    // A unit's score is at most its best pair's value + log(heads): once `keep` units score
+    // more than that, it cannot be among the best `keep` and its log-sum-exp is not computed.
+    const float slack = static_cast<float>(std::log(double(heads)));
+    std::priority_queue<float, std::vector<float>, std::greater<float>> top;  // best `keep`
+    std::vector<float> score(n_units, -std::numeric_limits<float>::infinity());
+    constexpr int kG = KeyMatrix::kGroup;
+    for (int64_t c0 = 0; c0 < n_units; c0 += chunk) {
+      const int64_t nc = std::min(chunk, n_units - c0);
+      // Each thread scores its own units (the key groups at the ends of its range may be
+      // shared with a neighbour's and are then computed by both; nothing is written twice).
+      pool.parallel_for(nc, 2, [&](int64_t b, int64_t e) {
+        const int64_t u0 = c0 + b, u1 = c0 + e;
+        const int64_t g0 = u0 * K / kG, g1 = (u1 * K + kG - 1) / kG;
+        std::vector<float> out(size_t(m) * group * (g1 - g0) * kG);
+        const int64_t width = (g1 - g0) * kG;
+        for (int v = 0; v < n_kv; ++v) {
+          key_scores(repr_[size_t(layer) * n_kv + v], x[v].data(), m * group, g0, g1, out.data());
+          for (int64_t u = u0; u < u1; ++u) {
+            const int64_t col = u * K - g0 * kG;
+            float* bu = best.data() + size_t(u - c0) * heads;
+            for (int i = 0; i < m; ++i) {
+              for (int g = 0; g < group; ++g) {
+                const float* r = out.data() + (size_t(i) * group + g) * width + col;
+                bu[i * shape_.n_head + v * group + g] = *std::max_element(r, r + K) * scale;
+              }
             }
           }
         }
-      }
-      for (int64_t u = 0; u < nu; ++u) {
+      });
+      for (int64_t u = 0; u < nc; ++u) {
         const float* b = best.data() + size_t(u) * heads;
         const float mx = *std::max_element(b, b + heads);
+        if (static_cast<int>(top.size()) == keep && mx + slack < top.top()) continue;
         double sum = 0;
         for (int j = 0; j < heads; ++j) sum += std::exp(double(b[j]) - mx);
-        score[u0 + u] = mx + static_cast<float>(std::log(sum));
+        const float sc = mx + static_cast<float>(std::log(sum));
+        score[c0 + u] = sc;
+        top.push(sc);
+        if (static_cast<int>(top.size()) > keep) top.pop();
       }
     }
     return score;
@@ -305,8 +319,10 @@ class UnitPolicy final : public MemoryPolicy {
 
   std::vector<int> retrieve(int layer, const float* q, int n_q, ThreadPool* pool) const {
     const int n_units = static_cast<int>(units_.size());
+    const int k = static_cast<int>(std::min<int64_t>(
+        n_units, cfg_.episodic ? cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8 : cfg_.topk));
     static ThreadPool inline_pool(1);  // callers without threads (unit tests) score inline
-    const std::vector<float> score = score_units(layer, q, n_q, pool ? *pool : inline_pool);
+    const std::vector<float> score = score_units(layer, q, n_q, k, pool ? *pool : inline_pool);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
     auto by_score = [&](int a, int b) {
@@ -315,14 +331,12 @@ class UnitPolicy final : public MemoryPolicy {
 
     std::vector<int> chosen;
     if (!cfg_.episodic) {
-      const int k = std::min(cfg_.topk, n_units);
       std::partial_sort(order.begin(), order.begin() + k, order.end(), by_score);
       chosen.assign(order.begin(), order.begin() + k);
     } else {
       // Similarity buffer first, then the neighbours of each hit, in rank order.
       const int64_t sim_budget =
           cfg_.n_mem - static_cast<int64_t>(std::llround(cfg_.contiguity * cfg_.n_mem));
-      const int k = std::min<int64_t>(n_units, cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8);
       std::partial_sort(order.begin(), order.begin() + k, order.end(), by_score);
       std::vector<char> taken(n_units, 0);
       int64_t used = 0;
@@ -367,16 +381,9 @@ class UnitPolicy final : public MemoryPolicy {
         return sc(a) > sc(b) || (sc(a) == sc(b) && a < b);
       });
       for (int v = 0; v < shape_.n_head_kv; ++v) {
-        std::vector<uint8_t>& repr = repr_[size_t(l) * shape_.n_head_kv + v];
+        KeyMatrix& repr = repr_[size_t(l) * shape_.n_head_kv + v];
         for (int j = 0; j < cfg_.repr_topk; ++j) {
-          const size_t at = repr.size();
-          repr.resize(at + repr_row_bytes_);
-          const float* kk = key(l, idx[j < k ? j : 0]) + size_t(v) * shape_.head_dim;
-          if (repr_type_ == TensorType::F32) {
-            std::memcpy(repr.data() + at, kk, size_t(shape_.head_dim) * sizeof(float));
-          } else {
-            quantize_row(repr_type_, kk, repr.data() + at, shape_.head_dim);
-          }
+          repr.append(key(l, idx[j < k ? j : 0]) + size_t(v) * shape_.head_dim);
         }
       }
     }
@@ -414,12 +421,9 @@ class UnitPolicy final : public MemoryPolicy {
   ModelShape shape_;
   SurpriseSegmenter seg_;
   std::vector<Unit> units_;  // in memory, temporal order
-  // Q8_0 when head_dim is whole Q8_0 blocks, so scoring runs on the int8 kernels.
-  TensorType repr_type_ = TensorType::F32;
-  size_t repr_row_bytes_ = 0;  // one head_dim row as repr_type_
-  // [layer * n_head_kv + kv head]: repr_topk rows per unit, in unit order, as repr_type_; one
-  // matrix per kv head so that scoring reads it contiguously.
-  std::vector<std::vector<uint8_t>> repr_;
+  // [layer * n_head_kv + kv head]: repr_topk keys per unit, in unit order (int8; see
+  // kernels/key_scores.h), one matrix per kv head so that scoring streams it.
+  std::vector<KeyMatrix> repr_;
   std::vector<Retrieval> last_;  // [layer]: what decode steps may reuse
   // [layer]: the retrieval the latest plan() of the layer made (at -1 if it reused), committed
   // by apply() for its block. plan() stays const for the caller: its result depends only on
