@@ -4,10 +4,11 @@
 # tools/py/plot_eval.py (needs python3-matplotlib; the build and tests never do).
 #
 #   scripts/eval.sh              every section
-#   scripts/eval.sh segment ppl  only these sections (segment, ppl, ppl-long)
+#   scripts/eval.sh segment ppl  only these sections (passkey, segment, ppl, ppl-long)
 #
 # Environment: MODEL (default models/engram-tiny.gguf), BUILD (build dir, default build),
 # THREADS (default 2), PPL_LONG_TOKENS (default 1000000), PPL_BUCKET (default 4096),
+# PASSKEY_1M (default 1: also the 1M-token passkey stream), PASSKEY_DEPTHS (default 0,...,1),
 # PLOT_ONLY=1 (redraw the pictures from the results already in docs/eval/).
 # The text comes from build/data/{train,heldout}.txt (tools/train/prepare_data.py makes them from
 # the Brown corpus that scripts/setup.sh installs; they are regenerated here when missing).
@@ -20,6 +21,8 @@ THREADS=${THREADS:-2}
 PPL_LONG_TOKENS=${PPL_LONG_TOKENS:-1000000}
 PPL_BUCKET=${PPL_BUCKET:-4096}
 PLOT_ONLY=${PLOT_ONLY:-0}
+PASSKEY_1M=${PASSKEY_1M:-1}
+PASSKEY_DEPTHS=${PASSKEY_DEPTHS:-0,0.25,0.5,0.75,1}
 OUT=docs/eval
 IMG=docs/img
 PY=/usr/bin/python3
@@ -27,7 +30,7 @@ HELDOUT=build/data/heldout.txt
 TRAIN=build/data/train.txt
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(segment ppl ppl-long)
+[ ${#sections[@]} -gt 0 ] || sections=(passkey segment ppl ppl-long)
 want() {
   local s
   for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done
@@ -89,4 +92,34 @@ if want ppl-long; then
     --md "$OUT/ppl_long.md" --title "streaming perplexity over the whole Brown corpus (one stream)"
 fi
 
-# --- passkey: (to be added) -------------------------------------------------------------------
+# --- passkey: the needle through each policy (acceptance 1) -----------------------------------
+# The model's own accuracy (`full` within its trained context), then each policy over longer
+# streams of held-out filler; the 1M-token stream (PASSKEY_1M=1, about 5 minutes a trial) takes
+# its filler from the whole corpus, training text included: it measures memory, not
+# generalization.
+if want passkey; then
+  echo "== eval passkey"
+  runs=()
+  pk() {  # name, then flags of engram eval passkey
+    local name=$1
+    shift
+    if [ "$PLOT_ONLY" != 1 ]; then
+      "$ENGRAM" eval passkey -m "$MODEL" -t "$THREADS" -q -n 7 --depths "$PASSKEY_DEPTHS" \
+        --json "$OUT/passkey_$name.json" --csv "$OUT/passkey_$name.csv" "$@"
+    fi
+    runs+=("$OUT/passkey_$name.json")
+  }
+  pk full --memory full --filler "$HELDOUT" --lengths 504 --trials 8
+  for m in episodic blocks; do
+    pk "${m}_8k_32k" --memory "$m" --filler "$HELDOUT" --lengths 8192,32768 --trials 4
+    pk "${m}_128k" --memory "$m" --filler "$HELDOUT" --lengths 131072 --trials 2
+  done
+  for m in sinks window; do
+    pk "$m" --memory "$m" --filler "$HELDOUT" --lengths 8192,32768 --trials 2
+  done
+  if [ "$PASSKEY_1M" = 1 ]; then
+    [ "$PLOT_ONLY" = 1 ] || cat "$TRAIN" "$HELDOUT" >build/data/corpus.txt
+    pk episodic_1m --memory episodic --filler build/data/corpus.txt --lengths 1048576 --trials 1
+  fi
+  $PY tools/py/plot_eval.py passkey "${runs[@]}" --out "$IMG/passkey.png" --md "$OUT/passkey.md"
+fi

@@ -3,6 +3,7 @@
 
   plot_eval.py ppl     --out docs/img/ppl_heldout.png [--logx] [--title T] [--md T.md] A.json B.json ...
   plot_eval.py segment --out docs/img/segment.png [--md T.md] SEGMENT.json
+  plot_eval.py passkey --out docs/img/passkey.png [--md T.md] A.json B.json ...
 
 ppl:     one curve per JSON file (perplexity of each bucket of tokens over position, one line
          per memory policy), the overall figure in the legend; --md writes a table of the
@@ -10,6 +11,9 @@ ppl:     one curve per JSON file (perplexity of each bucket of tokens over posit
 segment: bar charts of recall of the document boundaries within +-k, modularity, conductance
          and intra/inter similarity per segmentation (S SM SC F FM FC R), and recall against the
          tolerance k; --md writes the table.
+passkey: one heatmap per memory policy (JSON files of the same policy are merged): answer
+         accuracy per length x depth, the needle hit rate of the last layer written in each
+         cell; --md writes accuracy, hit rate per layer and trials per length.
 
 Tooling only (scripts/eval.sh calls it); needs /usr/bin/python3 with matplotlib (Debian
 python3-matplotlib). The build and the tests never need it.
@@ -188,9 +192,73 @@ def plot_segment(args):
         print(f"wrote {args.md}")
 
 
+def merge_passkey(files):
+    """policy -> {(length, depth): [trials]} over every JSON file of that policy"""
+    by_policy = {}
+    for path in files:
+        run = load(path)
+        if run.get("task") != "passkey":
+            sys.exit(f"{path}: not the JSON of engram eval passkey")
+        cells = by_policy.setdefault(run["memory"], {})
+        for t in run["trials"]:
+            cells.setdefault((t["length"], t["depth"]), []).append(t)
+    return by_policy
+
+
+def fmt_len(n):
+    return f"{n // 1048576}M" if n % 1048576 == 0 else f"{n // 1024}k" if n % 1024 == 0 else str(n)
+
+
+def plot_passkey(args):
+    by_policy = merge_passkey(args.files)
+    policies = [p for p in COLORS if p in by_policy] + [p for p in by_policy if p not in COLORS]
+    fig, axes = plt.subplots(1, len(policies), figsize=(3.2 * len(policies) + 1, 3.6), squeeze=False)
+    for ax, pol in zip(axes[0], policies):
+        cells = by_policy[pol]
+        lengths = sorted({k[0] for k in cells})
+        depths = sorted({k[1] for k in cells})
+        acc = [[float("nan")] * len(lengths) for _ in depths]
+        for (L, d), ts in cells.items():
+            acc[depths.index(d)][lengths.index(L)] = sum(t["correct"] for t in ts) / len(ts)
+        im = ax.imshow(acc, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
+        for (L, d), ts in cells.items():
+            last = [t["needle_attended"][-1] == 1.0 for t in ts if t.get("needle_attended")]
+            txt = f"{sum(t['correct'] for t in ts)}/{len(ts)}"
+            if last:
+                txt += f"\nhit {sum(last) / len(last):.2f}"
+            ax.text(lengths.index(L), depths.index(d), txt, ha="center", va="center", fontsize=7)
+        ax.set_xticks(range(len(lengths)), [fmt_len(L) for L in lengths])
+        ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
+        ax.set_xlabel("stream length (tokens)")
+        ax.set_title(pol, color=COLORS.get(pol, "black"))
+    axes[0][0].set_ylabel("needle depth")
+    fig.colorbar(im, ax=axes[0].tolist(), label="answer accuracy", shrink=0.8)
+    fig.suptitle(args.title or "passkey: accuracy per cell (hit = last layer loaded the needle)",
+                 fontsize=10)
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"wrote {args.out}")
+    if args.md:
+        lines = ["| policy | length | trials | accuracy | hit rate (all layers) | needle loaded, per layer |",
+                 "|---|---|---|---|---|---|"]
+        for pol in policies:
+            cells = by_policy[pol]
+            for L in sorted({k[0] for k in cells}):
+                ts = [t for (l, _), v in cells.items() if l == L for t in v]
+                n_layer = max(len(t.get("needle_attended", [])) for t in ts)
+                per_layer = [sum(t["needle_attended"][i] == 1.0 for t in ts) / len(ts)
+                             for i in range(n_layer)]
+                lines.append(f"| `{pol}` | {fmt_len(L)} | {len(ts)} | "
+                             f"{sum(t['correct'] for t in ts) / len(ts):.2f} | "
+                             f"{sum(t['hit_rate'] for t in ts) / len(ts):.2f} | "
+                             + " / ".join(f"{x:.2f}" for x in per_layer) + " |")
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"wrote {args.md}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["ppl", "segment"])
+    ap.add_argument("kind", choices=["ppl", "segment", "passkey"])
     ap.add_argument("files", nargs="+", help="JSON written by engram eval ... --json")
     ap.add_argument("--out", required=True, help="PNG to write")
     ap.add_argument("--md", help="also write the table as markdown here")
@@ -198,7 +266,7 @@ def main():
     ap.add_argument("--logx", action="store_true", help="ppl: logarithmic position axis")
     ap.add_argument("--ref", default="sinks", help="ppl: policy the others are divided by, bucket by bucket")
     args = ap.parse_args()
-    (plot_ppl if args.kind == "ppl" else plot_segment)(args)
+    {"ppl": plot_ppl, "segment": plot_segment, "passkey": plot_passkey}[args.kind](args)
 
 
 if __name__ == "__main__":
