@@ -1,6 +1,7 @@
 // The command line's error paths and a smoke run of run/perplexity/bench on a golden model.
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -48,6 +49,29 @@ TEST(Cli, RunGeneratesReproduciblyWithASeed) {
   ASSERT_EQ(a.status, 0) << a.err;
   EXPECT_EQ(a.out, b.out);
   EXPECT_FALSE(a.out.empty());
+}
+
+// --stop ends the output right before the first occurrence of the stop text (not shown).
+TEST(Cli, RunStopsAtAStopStringWithoutShowingIt) {
+  const std::string model = std::string("'") + ENGRAM_SOURCE_DIR + "/models/engram-tiny.gguf'";
+  const std::string args = "run -q -m " + model + " -p 'She walked into the room and' -n 40 --temp 0";
+  const CliResult free = run_cli(args);
+  ASSERT_EQ(free.status, 0) << free.err;
+  // The first word of 3+ letters after the 10th byte is the stop string.
+  const std::string& out = free.out;
+  auto letter = [&](size_t i) { return std::isalpha(static_cast<unsigned char>(out[i])) != 0; };
+  size_t b = 10, e = 10;
+  while (b < out.size()) {
+    while (b < out.size() && !letter(b)) ++b;
+    for (e = b; e < out.size() && letter(e);) ++e;
+    if (e - b >= 3) break;
+    b = e;
+  }
+  ASSERT_GE(e - b, 3u) << "greedy output: " << out;
+  const std::string stop = out.substr(b, e - b);
+  const CliResult stopped = run_cli(args + " --stop " + stop);
+  ASSERT_EQ(stopped.status, 0) << stopped.err;
+  EXPECT_EQ(stopped.out, out.substr(0, out.find(stop)) + "\n") << "stop '" << stop << "'";
 }
 
 TEST(Cli, PerplexityIsFiniteAndRefusesTooShortText) {

@@ -362,10 +362,11 @@ TEST(MemoryRetrieval, DecodeStepsReuseTheLastRetrievalForRetrieveEveryTokens) {
   }
 }
 
-// Long prefill chunks (more than 64 tokens) reuse the last retrieval like decode steps do, while
-// it is fewer than retrieve_every tokens old; a block of 2-64 tokens (a question) never does.
-TEST(MemoryRetrieval, LongPrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
-  for (int every : {1, 100}) {
+// Prefill chunks (blocks of the policy's max_block() tokens, where the model cuts long inputs)
+// reuse the last retrieval like decode steps do, while it is fewer than retrieve_every tokens
+// old; a block of another size (a question) never does.
+TEST(MemoryRetrieval, PrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
+  for (int every : {1, 1000}) {
     MemoryParams mp;
     mp.kind = "blocks";
     mp.n_init = 2;
@@ -374,19 +375,21 @@ TEST(MemoryRetrieval, LongPrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
     mp.topk = 1;
     mp.repr_topk = 1;
     mp.retrieve_every = every;
-    auto p = make_memory_policy(mp, tiny_shape(2, 256));
+    auto p = make_memory_policy(mp, tiny_shape(2, 128));
+    const int chunk = p->max_block();  // 128 - 2 - 1 - 8
+    ASSERT_EQ(chunk, 117);
     std::vector<KvCell> cells;
     // Block [6, 10) points along y, everything else along x.
     auto key = [](int64_t c) {
       return c >= 6 && c < 10 ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
     };
     for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1});
-    // A 70-token chunk asking along y retrieves [6, 10).
-    EXPECT_EQ(memory_cells(step(*p, cells, 70, key, {0, 1}), 2), range(6, 10)) << every;
-    // The next chunk asks along x: with retrieve_every 100 it is 70 tokens after the last
-    // retrieval and keeps [6, 10); with 1 it retrieves afresh and loads an x block.
-    const auto next = memory_cells(step(*p, cells, 70, key, {1, 0}), 2);
-    if (every == 100) {
+    // A chunk asking along y retrieves [6, 10).
+    EXPECT_EQ(memory_cells(step(*p, cells, chunk, key, {0, 1}), 2), range(6, 10)) << every;
+    // The next chunk asks along x: with retrieve_every 1000 the last retrieval is 117 tokens
+    // old and is kept; with 1 the chunk retrieves afresh and loads an x block.
+    const auto next = memory_cells(step(*p, cells, chunk, key, {1, 0}), 2);
+    if (every == 1000) {
       EXPECT_EQ(next, range(6, 10));
     } else {
       EXPECT_NE(next, range(6, 10));

@@ -1,6 +1,6 @@
-// `engram run -f FILE -p QUESTION` on a file long enough to be streamed (read, encoded and
-// evaluated piece by piece under a progress bar): the same answer as the whole text given at
-// once, and a progress bar that names what memory holds.
+// `engram run -f FILE [-p QUESTION]` on a file long enough to be streamed (read, encoded and
+// evaluated piece by piece under a progress bar): the same continuation as the whole text given
+// at once, a progress bar that names what memory holds, and the question read after the file.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -31,14 +31,14 @@ std::string words(size_t bytes, unsigned seed) {
   return s;
 }
 
-TEST(RunStream, LongFileGivesTheAnswerOfTheWholeTextAndAProgressBar) {
+TEST(RunStream, LongFileGivesTheContinuationOfTheWholeTextAndAProgressBar) {
   const std::string text = words(70 * 1024, 3);  // over the 64 KiB streaming threshold
   const std::string path = temp_path("book.txt");
   std::ofstream(path, std::ios::binary) << text;
   const std::string common = "run -m " + kModel + " --memory episodic -n 6 --temp 0 --seed 1";
-  const CliResult streamed = run_cli(common + " -f '" + path + "' -p 'what sat on the mat'");
+  const CliResult streamed = run_cli(common + " -f '" + path + "'");
   ASSERT_EQ(streamed.status, 0) << streamed.err;
-  const CliResult whole = run_cli(common + " -p '" + text + "\n\nwhat sat on the mat'");
+  const CliResult whole = run_cli(common + " -p '" + text + "'");
   ASSERT_EQ(whole.status, 0) << whole.err;
   // Neither echoes the long text: stdout holds the answer alone, the same for both.
   EXPECT_FALSE(streamed.out.empty());
@@ -49,6 +49,18 @@ TEST(RunStream, LongFileGivesTheAnswerOfTheWholeTextAndAProgressBar) {
   EXPECT_NE(streamed.err.find("MiB"), std::string::npos) << streamed.err;
   EXPECT_NE(streamed.err.find("events"), std::string::npos) << streamed.err;
   EXPECT_NE(streamed.err.find("100%"), std::string::npos) << streamed.err;
+  // A question after the file is read as its own block and answered; the prompt count says
+  // the file's tokens and the question's were all read.
+  const CliResult asked = run_cli(common + " -f '" + path + "' -p 'what sat on the mat'");
+  ASSERT_EQ(asked.status, 0) << asked.err;
+  EXPECT_FALSE(asked.out.empty());
+  auto prompt_tokens = [](const std::string& err) {
+    const size_t at = err.find("prompt: ");
+    return at == std::string::npos ? -1L : std::stol(err.substr(at + 8));
+  };
+  const long extra = prompt_tokens(asked.err) - prompt_tokens(streamed.err);
+  EXPECT_GT(extra, 0) << asked.err;
+  EXPECT_LE(extra, long(std::string("\n\nwhat sat on the mat").size())) << asked.err;
 }
 
 TEST(RunStream, FullPolicyRefusesAFileLongerThanItsContext) {

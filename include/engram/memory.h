@@ -153,10 +153,10 @@ struct MemoryParams {
   int max_event = -1;         // episodic
   Refine refine = Refine::none;
   double contiguity = 0.3;  // episodic: share of n_mem for neighbours of hits
-  // blocks/episodic: a decode step (one-token block) or a long prefill chunk (more than 64
-  // tokens) reuses the units chosen by the last retrieval at its layer while that retrieval is
-  // fewer than this many tokens old (1: retrieve at every block). Blocks of 2-64 tokens (a
-  // question, a user's turn) always retrieve.
+  // blocks/episodic: a decode step (one-token block) or a prefill chunk (a block of the policy's
+  // max_block() tokens, where the model cuts long inputs) reuses the units chosen by the last
+  // retrieval at its layer while that retrieval is fewer than this many tokens old (1: retrieve
+  // at every block). Blocks of other sizes (a question, a user's turn) always retrieve.
   int retrieve_every = 256;
   bool kv_f16 = false;  // all but full: store K/V as f16
 };

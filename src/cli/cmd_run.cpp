@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <random>
 
+#include "chat/stop_strings.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memory_options.h"
@@ -33,6 +34,7 @@ struct RunOptions {
   bool quiet = false;
   int64_t seed = -1;
   SamplerParams sampling;
+  std::vector<std::string> stop;
   MemoryOptions memory;
 };
 
@@ -40,10 +42,16 @@ struct RunOptions {
 // progress bar, so their length is bounded by the memory policy, not by RAM for the text.
 constexpr uint64_t kStreamBytes = 64 * 1024;
 
-// Prefills the file (then "\n\n" + the question, if any) piece by piece; returns the tokens.
+// The question that follows a file (-f FILE -p QUESTION): its own query block, after the file,
+// so that memory policies retrieve for what it asks (not for a chunk mixing it with the file).
+std::vector<int32_t> question_tokens(const Tokenizer& tok, const RunOptions& o) {
+  if (o.file.empty() || o.prompt.empty()) return {};
+  return tok.encode("\n\n" + o.prompt, false, false);
+}
+
+// Prefills the file piece by piece; returns the tokens.
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
-  FileEncoder enc(tok, o.file, o.prompt.empty() ? std::string() : "\n\n" + o.prompt,
-                  tok.add_bos() && !o.no_bos);
+  FileEncoder enc(tok, o.file, std::string(), tok.add_bos() && !o.no_bos);
   const bool progress = !o.quiet;
   const size_t slice = 2048;
   const auto t0 = std::chrono::steady_clock::now();
@@ -85,11 +93,10 @@ void run(const RunOptions& o) {
   std::error_code size_error;
   const bool stream = !o.file.empty() && std::filesystem::is_regular_file(o.file, size_error) &&
                       std::filesystem::file_size(o.file, size_error) > kStreamBytes;
-  // With both, the file is the stream read first and the prompt (a question) follows it.
-  const std::string text = stream             ? std::string()
-                           : o.file.empty()   ? o.prompt
-                           : o.prompt.empty() ? read_text_file(o.file)
-                                              : read_text_file(o.file) + "\n\n" + o.prompt;
+  // With both, the file is read first and the prompt (a question) follows it as its own block.
+  const std::string text = stream           ? std::string()
+                           : o.file.empty() ? o.prompt
+                                            : read_text_file(o.file);
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
@@ -101,20 +108,23 @@ void run(const RunOptions& o) {
 
   int64_t n_prompt = 0;
   auto t0 = std::chrono::steady_clock::now();
+  const std::vector<int32_t> question = question_tokens(*tok, o);
   if (stream) {
     n_prompt = stream_file(ctx, *tok, sampler, o);
   } else {
     std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
     if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
-    if (static_cast<int64_t>(prompt.size()) > ctx.n_ctx()) {
+    const size_t total = prompt.size() + question.size();
+    if (static_cast<int64_t>(total) > ctx.n_ctx()) {
       throw Error(
           fmt::format("run: the prompt has {} tokens, more than the context of {} "
                       "(use --ctx, or --memory sinks|blocks|episodic)",
-                      prompt.size(), ctx.n_ctx()));
+                      total, ctx.n_ctx()));
     }
     const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
     if (!o.quiet && !long_prompt) {
       std::fputs(text.c_str(), stdout);
+      if (!question.empty()) std::fputs(("\n\n" + o.prompt).c_str(), stdout);
       std::fflush(stdout);
     }
     for (int32_t t : prompt) sampler.accept(t);
@@ -122,20 +132,27 @@ void run(const RunOptions& o) {
     prefill(ctx, prompt, !o.quiet && long_prompt);
     n_prompt = static_cast<int64_t>(prompt.size());
   }
+  if (!question.empty()) {
+    ctx.eval(question);
+    for (int32_t t : question) sampler.accept(t);
+    n_prompt += static_cast<int64_t>(question.size());
+  }
   if (n_prompt == 0) throw Error("run: the prompt is empty after tokenization");
   const double t_prefill = seconds_since(t0);
 
   TokenStreamer streamer(*tok);
+  chat::StopStrings stops(o.stop);
   int n_gen = 0;
   auto t1 = std::chrono::steady_clock::now();
   while (n_gen < o.n_predict) {
     const int32_t next = sampler.sample(ctx.logits());
     if (tok->is_eog(next)) break;
     sampler.accept(next);
-    std::string piece = streamer.push(next);
-    std::fwrite(piece.data(), 1, piece.size(), stdout);
+    const std::string shown = stops.push(streamer.push(next));
+    std::fwrite(shown.data(), 1, shown.size(), stdout);
     std::fflush(stdout);
     ++n_gen;
+    if (stops.stopped()) break;
     if (ctx.n_past() >= ctx.n_ctx()) {
       std::fprintf(stderr, "\n[context full at %lld tokens]\n", (long long)ctx.n_past());
       break;
@@ -143,7 +160,8 @@ void run(const RunOptions& o) {
     const int32_t one[1] = {next};
     ctx.eval(one);
   }
-  std::string rest = streamer.flush();
+  std::string rest = stops.push(streamer.flush());
+  rest += stops.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
   const double t_decode = seconds_since(t1);
@@ -170,6 +188,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--ctx", o->n_ctx, "Context size in tokens (default: the model's trained one)");
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
   add_sampling_options(cmd, o->sampling, o->seed);
+  cmd->add_option("--stop", o->stop, "Stop generating at this text, not shown (repeatable)");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
   add_memory_options(cmd, o->memory);

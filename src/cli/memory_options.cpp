@@ -49,9 +49,9 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
       ->capture_default_str()
       ->group(g);
   cmd->add_option("--retrieve-every", p.retrieve_every,
-                  "blocks/episodic: decode steps and long prefill chunks reuse the last "
-                  "retrieval for this many tokens (1: retrieve at every block; questions of "
-                  "2-64 tokens always retrieve)")
+                  "blocks/episodic: decode steps and prefill chunks reuse the last retrieval "
+                  "for this many tokens (1: retrieve at every block; a question always "
+                  "retrieves)")
       ->capture_default_str()
       ->group(g);
   cmd->add_flag("--kv-f16", p.kv_f16, "Store K/V as f16 (all policies but full)")->group(g);

@@ -8,8 +8,8 @@
 // accumulated; when its unit leaves the window, the repr_topk keys that received the most
 // become its representatives, one set per layer.
 //
-// Retrieval scores a unit by how strongly the block's query heads (a long prefill chunk: the
-// mean of its queries per head; see kScoreQueries) match its best representatives: for each
+// Retrieval scores a unit by how strongly the block's query heads (a prefill chunk: the mean of
+// its queries per head; see is_chunk) match its best representatives: for each
 // query head the best dot product with any representative, then a log-sum-exp over the query
 // heads (score_units). Averaging either side was tried first and lost the needle: one head of
 // one query matching one key is what attention itself acts on, and a mean over queries or over
@@ -26,10 +26,10 @@
 // Cost per query block: scoring streams every representative of the layer once (int8, head_dim
 // + 4 bytes each; kernels/key_scores.h) for all the scoring queries at once, split over the
 // threads; everything else is bounded by n_init + n_local + n_mem. A decode step (a one-token
-// block) or a prefill chunk (more than kScoreQueries tokens) reuses the units the last retrieval
+// block) or a prefill chunk (max_block() tokens) reuses the units the last retrieval
 // at its layer chose while that retrieval is fewer than retrieve_every tokens old, so over a
 // long stream scoring is paid once per retrieve_every tokens instead of at every block; a
-// question (2..kScoreQueries tokens) always retrieves. Retrieval happens in plan() (which must
+// question (a block of any other size) always retrieves. Retrieval happens in plan() (which must
 // not change state), so a fresh choice is only recorded there and becomes the one later blocks
 // reuse when apply() commits the block.
 #include <algorithm>
@@ -47,9 +47,9 @@
 namespace engram {
 namespace {
 
-// A block of up to this many tokens (a question, a user's turn, a decode step) scores memory
-// with each of its queries; a longer one (a prefill chunk carrying a stream forward) with the
-// mean of its queries per head, as InfLLM does, which keeps scoring linear in memory size.
+// A question or a user's turn scores memory with each of its last (up to) this many queries; a
+// prefill chunk (see is_chunk) with the mean of its queries per head, as InfLLM does, which
+// keeps scoring a long stream linear in memory size.
 constexpr int kScoreQueries = 64;
 // Floats of per-(unit, query head) scores held at once while scoring.
 constexpr int64_t kScoreChunk = int64_t{1} << 20;
@@ -138,13 +138,14 @@ class UnitPolicy final : public MemoryPolicy {
     fresh_[layer].at = -1;  // set again below if this plan retrieves
     if (!units_.empty() && layer < static_cast<int>(data.q.size()) && !data.q[layer].empty()) {
       const Retrieval& last = last_[layer];
-      // A question or a user's turn (2..kScoreQueries tokens) always retrieves for itself.
-      const bool may_reuse = block.n_tokens == 1 || block.n_tokens > kScoreQueries;
+      // A question or a user's turn always retrieves for itself.
+      const bool may_reuse = block.n_tokens == 1 || is_chunk(block.n_tokens);
       if (may_reuse && last.at >= 0 && !last.chosen.empty() &&
           first - last.at < cfg_.retrieve_every) {
         chosen_ptr = &last.chosen;
       } else {
-        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens, data.pool);
+        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens, data.pool,
+                         is_chunk(block.n_tokens));
         fresh_[layer].at = first;
         fresh_[layer].chosen = fresh;
       }
@@ -230,6 +231,11 @@ class UnitPolicy final : public MemoryPolicy {
     int64_t begin = 0, end = 0;
   };
 
+  // A prefill chunk carrying a stream forward: the model cuts long inputs into blocks of
+  // max_block() tokens. A block of any other size (2+ tokens) is a question or a user's turn
+  // (or the rest of a long input) and retrieves for itself with its own queries.
+  bool is_chunk(int n_tokens) const { return n_tokens == cfg_.max_block; }
+
   // First unit boundary at or after end - n_local (never before n_init).
   int64_t local_start(int64_t end) const {
     if (end <= cfg_.n_init) return end;
@@ -245,15 +251,16 @@ class UnitPolicy final : public MemoryPolicy {
   // attention mass the block would give the unit's best keys. One strong match decides, as in a
   // nearest-neighbour search, but a unit that several queries find (the needle for "The pass
   // key is") beats one that a single query finds (any "is" before a number).
-  std::vector<float> score_units(int layer, const float* q, int n_q, int keep,
+  std::vector<float> score_units(int layer, const float* q, int n_q, bool mean_query, int keep,
                                  ThreadPool& pool) const {
     const int hd = shape_.head_dim, n_kv = shape_.n_head_kv, group = shape_.n_head / n_kv;
     const int q_dim = shape_.q_dim(), K = cfg_.repr_topk;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     // Scoring queries: the block's own, or their mean.
-    const int m = n_q <= kScoreQueries ? n_q : 1;
+    const int m = mean_query ? 1 : std::min(n_q, kScoreQueries);
+    if (!mean_query) q += size_t(n_q - m) * q_dim;  // the last m
     std::vector<float> mean;
-    if (m < n_q) {
+    if (mean_query && n_q > 1) {
       mean.assign(q_dim, 0.0f);
       for (int i = 0; i < n_q; ++i) {
         for (int j = 0; j < q_dim; ++j) mean[j] += q[size_t(i) * q_dim + j] / float(n_q);
@@ -317,12 +324,14 @@ class UnitPolicy final : public MemoryPolicy {
     return score;
   }
 
-  std::vector<int> retrieve(int layer, const float* q, int n_q, ThreadPool* pool) const {
+  std::vector<int> retrieve(int layer, const float* q, int n_q, ThreadPool* pool,
+                            bool chunk) const {
     const int n_units = static_cast<int>(units_.size());
     const int k = static_cast<int>(std::min<int64_t>(
         n_units, cfg_.episodic ? cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8 : cfg_.topk));
     static ThreadPool inline_pool(1);  // callers without threads (unit tests) score inline
-    const std::vector<float> score = score_units(layer, q, n_q, k, pool ? *pool : inline_pool);
+    const std::vector<float> score =
+        score_units(layer, q, n_q, chunk, k, pool ? *pool : inline_pool);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
     auto by_score = [&](int a, int b) {
