@@ -8,16 +8,12 @@
 
 #include "kernels/key_scores.h"
 #include "kernels/matmul_internal.h"
+#include "random_vectors.h"
 
 namespace engram {
 namespace {
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using testing_util::randn;
 
 TEST(KeyScores, StoredKeysAreWithinHalfAStepOfTheOriginals) {
   std::mt19937 rng(1);

@@ -32,6 +32,19 @@ std::vector<int64_t> cat(std::initializer_list<std::vector<int64_t>> parts) {
   return r;
 }
 
+// The small `blocks` policy most retrieval tests use: 2 initial cells, a window of 8, blocks of
+// 4, one block loaded per query block, `repr_topk` representatives each.
+MemoryParams small_blocks(int repr_topk = 1) {
+  MemoryParams mp;
+  mp.kind = "blocks";
+  mp.n_init = 2;
+  mp.n_local = 8;
+  mp.block_size = 4;
+  mp.topk = 1;
+  mp.repr_topk = repr_topk;
+  return mp;
+}
+
 ModelShape tiny_shape(int head_dim, int n_ctx_train) {
   ModelShape s;
   s.n_layer = 1;
@@ -162,13 +175,7 @@ std::vector<int64_t> memory_cells(const AttentionPlan& plan, int64_t n_init) {
 }
 
 TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
-  MemoryParams mp;
-  mp.kind = "blocks";
-  mp.n_init = 2;
-  mp.n_local = 8;
-  mp.block_size = 4;
-  mp.topk = 1;
-  mp.repr_topk = 1;
+  MemoryParams mp = small_blocks();
   auto p = make_memory_policy(mp, tiny_shape(2, 64));
   std::vector<KvCell> cells;
   // Cells [6, 10) point along y, the rest along x.
@@ -193,13 +200,7 @@ TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
 // that matches the query strongly among three that point away (its mean matches less than
 // block [6, 10)'s), and it is the one loaded. head_dim 32: the int8 (Q8_0) scoring path.
 TEST(MemoryRetrieval, OneStronglyMatchingKeyBeatsAUnitThatMatchesOnAverage) {
-  MemoryParams mp;
-  mp.kind = "blocks";
-  mp.n_init = 2;
-  mp.n_local = 8;
-  mp.block_size = 4;
-  mp.topk = 1;
-  mp.repr_topk = 4;
+  MemoryParams mp = small_blocks(4);
   auto p = make_memory_policy(mp, tiny_shape(32, 64));
   std::vector<KvCell> cells;
   auto key = [](int64_t c) {
@@ -229,13 +230,7 @@ TEST(MemoryRetrieval, OneStronglyMatchingKeyBeatsAUnitThatMatchesOnAverage) {
 // attention), not by its first key.
 TEST(MemoryRetrieval, RepresentativesAreTheKeysThatReceivedTheMostAttention) {
   for (bool attend_8 : {true, false}) {
-    MemoryParams mp;
-    mp.kind = "blocks";
-    mp.n_init = 2;
-    mp.n_local = 8;
-    mp.block_size = 4;
-    mp.topk = 1;
-    mp.repr_topk = 1;
+    MemoryParams mp = small_blocks();
     auto p = make_memory_policy(mp, tiny_shape(2, 64));
     std::vector<KvCell> cells;
     auto key = [](int64_t c) {
@@ -367,13 +362,7 @@ TEST(MemoryRetrieval, DecodeStepsReuseTheLastRetrievalForRetrieveEveryTokens) {
 // old; a block of another size (a question) never does.
 TEST(MemoryRetrieval, PrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
   for (int every : {1, 1000}) {
-    MemoryParams mp;
-    mp.kind = "blocks";
-    mp.n_init = 2;
-    mp.n_local = 8;
-    mp.block_size = 4;
-    mp.topk = 1;
-    mp.repr_topk = 1;
+    MemoryParams mp = small_blocks();
     mp.retrieve_every = every;
     auto p = make_memory_policy(mp, tiny_shape(2, 128));
     const int chunk = p->max_block();  // 128 - 2 - 1 - 8
@@ -400,13 +389,7 @@ TEST(MemoryRetrieval, PrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
 }
 
 TEST(MemoryRetrieval, BlocksAlsoReuseForDecodeStepsButPromptBlocksRetrieve) {
-  MemoryParams mp;
-  mp.kind = "blocks";
-  mp.n_init = 2;
-  mp.n_local = 8;
-  mp.block_size = 4;
-  mp.topk = 1;
-  mp.repr_topk = 1;
+  MemoryParams mp = small_blocks();
   mp.retrieve_every = 8;
   auto p = make_memory_policy(mp, tiny_shape(2, 64));
   std::vector<KvCell> cells;

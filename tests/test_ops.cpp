@@ -13,16 +13,12 @@
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
+#include "random_vectors.h"
 
 namespace engram {
 namespace {
 
-std::vector<float> randn(size_t n, std::mt19937& rng, float sd = 1.0f) {
-  std::normal_distribution<float> nd(0.0f, sd);
-  std::vector<float> v(n);
-  for (auto& f : v) f = nd(rng);
-  return v;
-}
+using testing_util::randn;
 
 TEST(Ops, RmsNorm) {
   std::mt19937 rng(1);
@@ -140,23 +136,36 @@ struct AttnCase {
   int64_t stride_pad;
 };
 
-void check_attention(const AttnCase& c, ThreadPool& pool, std::mt19937& rng) {
-  const int64_t kv_row = int64_t{c.n_head_kv} * c.head_dim + c.stride_pad;
-  auto q = randn(size_t(c.n_q) * c.n_head * c.head_dim, rng);
-  auto k = randn(size_t(c.n_kv) * kv_row, rng);
-  auto v = randn(size_t(c.n_kv) * kv_row, rng);
-  std::vector<float> ref(q.size()), out(q.size());
+// Random q/k/v of a case and the arguments that point at them (`out` sized, not pointed at).
+struct AttnInputs {
+  int64_t kv_row = 0;
+  std::vector<float> q, k, v, out;
   AttentionArgs a;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.k_stride = a.v_stride = kv_row;
-  a.n_q = c.n_q;
-  a.n_kv = c.n_kv;
-  a.n_head = c.n_head;
-  a.n_head_kv = c.n_head_kv;
-  a.head_dim = c.head_dim;
-  a.scale = 1.0f / std::sqrt(float(c.head_dim));
+  AttnInputs(const AttnCase& c, std::mt19937& rng)
+      : kv_row(int64_t{c.n_head_kv} * c.head_dim + c.stride_pad),
+        q(randn(size_t(c.n_q) * c.n_head * c.head_dim, rng)),
+        k(randn(size_t(c.n_kv) * kv_row, rng)),
+        v(randn(size_t(c.n_kv) * kv_row, rng)),
+        out(q.size()) {
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.k_stride = a.v_stride = kv_row;
+    a.n_q = c.n_q;
+    a.n_kv = c.n_kv;
+    a.n_head = c.n_head;
+    a.n_head_kv = c.n_head_kv;
+    a.head_dim = c.head_dim;
+    a.scale = 1.0f / std::sqrt(float(c.head_dim));
+  }
+  AttnInputs(const AttnInputs&) = delete;
+};
+
+void check_attention(const AttnCase& c, ThreadPool& pool, std::mt19937& rng) {
+  AttnInputs in(c, rng);
+  AttentionArgs& a = in.a;
+  std::vector<float>& out = in.out;
+  std::vector<float> ref(out.size());
   a.out = ref.data();
   attention_reference(a);
   std::vector<const VecKernels*> kernels = {&vec_kernels_scalar()};
@@ -228,23 +237,13 @@ TEST(Ops, AttentionReceivedSumsSoftmaxProbabilitiesPerKey) {
       {4, 9, 3, 1, 12, 1},    // head_dim with SIMD tails
   };
   for (const auto& c : cases) {
-    const int64_t kv_row = int64_t{c.n_head_kv} * c.head_dim + c.stride_pad;
-    auto q = randn(size_t(c.n_q) * c.n_head * c.head_dim, rng);
-    auto k = randn(size_t(c.n_kv) * kv_row, rng);
-    auto v = randn(size_t(c.n_kv) * kv_row, rng);
-    std::vector<float> out(q.size()), lse(size_t(c.n_q) * c.n_head);
-    AttentionArgs a;
-    a.q = q.data();
-    a.k = k.data();
-    a.v = v.data();
-    a.k_stride = a.v_stride = kv_row;
-    a.n_q = c.n_q;
-    a.n_kv = c.n_kv;
-    a.n_head = c.n_head;
-    a.n_head_kv = c.n_head_kv;
-    a.head_dim = c.head_dim;
-    a.scale = 1.0f / std::sqrt(float(c.head_dim));
-    a.out = out.data();
+    AttnInputs in(c, rng);
+    const std::vector<float>& q = in.q;
+    const std::vector<float>& k = in.k;
+    const int64_t kv_row = in.kv_row;
+    std::vector<float> lse(size_t(c.n_q) * c.n_head);
+    AttentionArgs& a = in.a;
+    a.out = in.out.data();
     a.lse = lse.data();
     attention(a, pool2);
     std::vector<double> want(c.n_kv, 0.0);
