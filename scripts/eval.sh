@@ -94,8 +94,8 @@ fi
 
 # --- passkey: the needle through each policy (acceptance 1) -----------------------------------
 # The model's own accuracy (`full` within its trained context), then each policy over longer
-# streams of held-out filler; the 1M-token stream (PASSKEY_1M=1, about 5 minutes a trial) takes
-# its filler from the whole corpus, training text included: it measures memory, not
+# streams of held-out filler. The 1M-token stream (PASSKEY_1M=1; 5 trials, 45 minutes or more)
+# takes its filler from the whole corpus, training text included: it measures memory, not
 # generalization.
 if want passkey; then
   echo "== eval passkey"
