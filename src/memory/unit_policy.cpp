@@ -34,7 +34,6 @@
 // reuse when apply() commits the block.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numeric>
 #include <queue>
