@@ -404,6 +404,81 @@ TEST(MemoryRetrieval, BlocksAlsoReuseForDecodeStepsButPromptBlocksRetrieve) {
   EXPECT_NE(memory_cells(step(*p, cells, 2, key, {1, 0}), 2), range(6, 10));
 }
 
+// Shared retrieval on a 2-layer policy whose layers see different keys: at layer 0 block
+// [6, 10) points along y, at layer 1 block [10, 14) does (every other key along x). A question
+// asking along y makes each layer find its own block; the policy then asks for a second reading
+// in which both layers load both blocks, and decode steps after the question keep that choice.
+TEST(MemoryRetrieval, AQuestionIsReadAgainWithEveryLayerLoadingWhatAnyLayerFound) {
+  for (bool shared : {true, false}) {
+    MemoryParams mp = small_blocks();
+    mp.shared_retrieval = shared;
+    ModelShape shape = tiny_shape(2, 64);
+    shape.n_layer = 2;
+    auto p = make_memory_policy(mp, shape);
+    std::vector<KvCell> cells;
+    auto key = [](int layer, int64_t c) {
+      const int64_t lo = layer == 0 ? 6 : 10;
+      return c >= lo && c < lo + 4 ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
+    };
+    // Fills both layers' rows of a block of n new cells that all ask `query`.
+    auto block = [&](int n, const std::vector<float>& query) {
+      const int64_t first = static_cast<int64_t>(cells.size());
+      for (int i = 0; i < n; ++i) cells.push_back({1, first + i});
+      BlockData d;
+      d.n_tokens = n;
+      d.q.assign(2, {});
+      d.k.assign(2, {});
+      for (int l = 0; l < 2; ++l) {
+        for (int i = 0; i < n; ++i) {
+          const auto k = key(l, first + i);
+          d.k[l].insert(d.k[l].end(), k.begin(), k.end());
+          d.q[l].insert(d.q[l].end(), query.begin(), query.end());
+        }
+      }
+      return d;
+    };
+    auto run = [&](int n, const std::vector<float>& query, bool* reread) {
+      const BlockData d = block(n, query);
+      const QueryBlock qb{static_cast<int64_t>(cells.size()) - n, n};
+      std::vector<std::vector<int64_t>> mem(2);
+      AttentionPlan plan;
+      for (int l = 0; l < 2; ++l) {
+        p->plan(l, qb, cells, d, plan);
+        mem[l] = memory_cells(plan, 2);
+      }
+      *reread = p->reread(qb);
+      if (*reread) {
+        for (int l = 0; l < 2; ++l) {
+          p->plan(l, qb, cells, d, plan);
+          mem[l] = memory_cells(plan, 2);
+        }
+        EXPECT_FALSE(p->reread(qb)) << "a block is read at most twice";
+      }
+      Eviction ev;
+      p->apply(qb, cells, d, ev);
+      return mem;
+    };
+    bool again = false;
+    for (int b = 0; b < 13; ++b) run(2, {1, 1}, &again);
+    ASSERT_EQ(p->units(), 4);
+    auto mem = run(2, {0, 1}, &again);
+    EXPECT_EQ(again, shared);
+    if (shared) {
+      EXPECT_EQ(mem[0], range(6, 14));
+      EXPECT_EQ(mem[1], range(6, 14));
+    } else {
+      EXPECT_EQ(mem[0], range(6, 10));
+      EXPECT_EQ(mem[1], range(10, 14));
+    }
+    // A decode step asking along x reuses the question's choice at each layer, and is never
+    // read twice.
+    mem = run(1, {1, 0}, &again);
+    EXPECT_FALSE(again);
+    EXPECT_EQ(mem[0], shared ? range(6, 14) : range(6, 10));
+    EXPECT_EQ(mem[1], shared ? range(6, 14) : range(10, 14));
+  }
+}
+
 TEST(MemorySegmentation, SurpriseAboveMeanPlusGammaStdOpensAnEvent) {
   SurpriseSegmenter seg({.gamma = 1.0, .tau = 4, .min_event = 2, .max_event = 100});
   const std::vector<double> s = {1, 1, 2, 1, 1, 5, 1, 1, 1, 1, 6, 7, 1, 1};

@@ -35,6 +35,11 @@ class Context {
   std::span<const float> logits(int64_t i) const;
 
   int64_t n_past() const { return n_past_; }
+  // Tokens per prefill chunk: eval() cuts its input into blocks of this many (n_batch, or less
+  // if the memory policy accepts less). A caller streaming a long input in pieces should make
+  // each piece a multiple of it: the policy tells a chunk carrying the stream from a question
+  // by its size.
+  int block_limit() const;
   // Most tokens this context can hold: n_ctx for `full`, unbounded for policies that forget or
   // move old tokens to memory.
   int64_t n_ctx() const { return policy_->capacity(); }
@@ -51,6 +56,8 @@ class Context {
  private:
   struct Impl;
   void eval_block(std::span<const int32_t> tokens, bool all_logits);
+  // Embeds the block and runs it through every layer, leaving the last hidden states in Impl.
+  void run_layers(std::span<const int32_t> tokens, const QueryBlock& block);
 
   const Model& model_;
   ThreadPool& pool_;
@@ -59,8 +66,6 @@ class Context {
   std::unique_ptr<Impl> impl_;
   int64_t n_past_ = 0;
   std::vector<float> logits_;  // [n_logits, n_vocab]
-  // Cuts prefill chunks to the policy's largest query block.
-  int block_limit() const;
   int64_t n_logits_ = 0;
 };
 

@@ -124,6 +124,14 @@ class MemoryPolicy {
     (void)data;
     (void)evict;
   }
+  // Called once after every layer planned `block`; true asks the model to run the block through
+  // every layer again, planning each anew (and to keep only that second run). A policy whose
+  // deeper layers found memory that its shallower layers should load too uses it. Must not
+  // change committed state.
+  virtual bool reread(const QueryBlock& block) const {
+    (void)block;
+    return false;
+  }
   // Forgets everything (the model cleared its cells).
   virtual void reset() {}
   // Units formed so far (blocks or events); 0 for policies without memory units.
@@ -158,6 +166,9 @@ struct MemoryParams {
   // retrieval at its layer while that retrieval is fewer than this many tokens old (1: retrieve
   // at every block). Blocks of other sizes (a question, a user's turn) always retrieve.
   int retrieve_every = 256;
+  // blocks/episodic: a question is read twice -- once with each layer retrieving for itself,
+  // then with every layer loading the units all layers chose together (see MemoryPolicy::reread).
+  bool shared_retrieval = true;
   bool kv_f16 = false;  // all but full: store K/V as f16
 };
 

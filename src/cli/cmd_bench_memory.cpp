@@ -116,7 +116,7 @@ void bench_memory(const BenchMemoryOptions& o) {
   size_t cursor = 0;  // next token of `text` to feed
   double prefill_secs = 0;
   int64_t prefilled = 0;
-  const size_t slice = 4096;
+  const size_t slice = stream_slice(ctx, 4096);
   std::vector<int32_t> buf;
   for (int64_t target : o.lengths) {
     const int64_t start = ctx.n_past();

@@ -82,7 +82,7 @@ void ppl(const PplOptions& o) {
   double sum = 0;
   int64_t count = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  const int64_t slice = 2048;
+  const int64_t slice = static_cast<int64_t>(stream_slice(ctx, 2048));
   for (int64_t a = 0; a < n; a += slice) {
     const int64_t b = std::min(n, a + slice);
     ctx.eval(std::span<const int32_t>(tokens.data() + a, size_t(b - a)), /*all_logits=*/true);

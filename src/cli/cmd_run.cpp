@@ -49,35 +49,36 @@ std::vector<int32_t> question_tokens(const Tokenizer& tok, const RunOptions& o) 
   return tok.encode("\n\n" + o.prompt, false, false);
 }
 
-// Prefills the file piece by piece; returns the tokens.
+// Prefills the file piece by piece; returns the tokens. Evaluates whole multiples of the
+// context's chunk and carries the rest into the next piece, so that only the file's last few
+// tokens form a short block (which the memory policy would take for a question).
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
   FileEncoder enc(tok, o.file, std::string(), tok.add_bos() && !o.no_bos);
   const bool progress = !o.quiet;
-  const size_t slice = 2048;
+  const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();
   const double mib = 1.0 / (1 << 20);
   int64_t n = 0;
-  std::vector<int32_t> ids;
-  uint64_t before = 0;  // file bytes consumed before the current piece
-  while (enc.next(ids)) {
-    for (size_t i = 0; i < ids.size(); i += slice) {
-      const std::span<const int32_t> part(ids.data() + i, std::min(slice, ids.size() - i));
-      ctx.eval(part);
-      for (int32_t t : part) sampler.accept(t);
-      n += static_cast<int64_t>(part.size());
-      if (progress) {
-        // Inside a piece, bytes are estimated in proportion to its tokens evaluated so far.
-        const double in_piece = double(i + part.size()) / double(ids.size());
-        const double read = double(before) + double(enc.bytes_done() - before) * in_piece;
-        const double frac = enc.bytes_total() ? read / double(enc.bytes_total()) : 1.0;
-        draw_progress(
-            ctx,
-            fmt::format("{:.1f}/{:.1f} MiB, {} tokens", read * mib, enc.bytes_total() * mib, n),
-            std::min(frac, 1.0), n, seconds_since(t0));
-      }
+  std::vector<int32_t> ids, pending;
+  auto feed = [&](size_t count) {
+    const std::span<const int32_t> part(pending.data(), count);
+    ctx.eval(part);
+    for (int32_t t : part) sampler.accept(t);
+    n += static_cast<int64_t>(count);
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(count));
+    if (progress) {
+      // Bytes read are estimated in proportion to the tokens evaluated of those encoded.
+      const double total = double(enc.bytes_total());
+      const double read = double(enc.bytes_done()) * double(n) / double(n + pending.size());
+      draw_progress(ctx, fmt::format("{:.1f}/{:.1f} MiB, {} tokens", read * mib, total * mib, n),
+                    total > 0 ? std::min(read / total, 1.0) : 1.0, n, seconds_since(t0));
     }
-    before = enc.bytes_done();
+  };
+  while (enc.next(ids)) {
+    pending.insert(pending.end(), ids.begin(), ids.end());
+    while (pending.size() >= slice) feed(slice);
   }
+  if (!pending.empty()) feed(pending.size());
   if (progress) std::fputc('\n', stderr);
   return n;
 }

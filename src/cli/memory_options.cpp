@@ -54,6 +54,11 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
                   "retrieves)")
       ->capture_default_str()
       ->group(g);
+  cmd->add_flag("--shared-retrieval,!--no-shared-retrieval", p.shared_retrieval,
+                "blocks/episodic: read a question twice, every layer loading the units all "
+                "layers chose (--no-shared-retrieval: each layer loads only its own)")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_flag("--kv-f16", p.kv_f16, "Store K/V as f16 (all policies but full)")->group(g);
   cmd->add_option("--contiguity", p.contiguity, "episodic: share of n_mem for neighbours of hits")
       ->capture_default_str()
@@ -93,9 +98,14 @@ void draw_progress(const Context& ctx, const std::string& where, double fraction
   std::fflush(stderr);
 }
 
+size_t stream_slice(const Context& ctx, size_t about) {
+  const size_t chunk = static_cast<size_t>(ctx.block_limit());
+  return std::max<size_t>(1, about / chunk) * chunk;
+}
+
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
   // Slices of a few chunks: small enough for a live bar, large enough to cost nothing.
-  const size_t slice = 2048;
+  const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();
   for (size_t i = 0; i < tokens.size(); i += slice) {
     const size_t n = std::min(slice, tokens.size() - i);

@@ -34,6 +34,11 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o);
 std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
                                           int64_t n_ctx);
 
+// Tokens to evaluate per call when streaming a long input in pieces: the largest multiple of
+// the context's prefill chunk up to `about` (at least one chunk). Pieces of another size would
+// end in a short block, which a memory policy takes for a question and retrieves for.
+size_t stream_slice(const Context& ctx, size_t about);
+
 // Evaluates `tokens` in slices, drawing a progress bar on stderr (tokens/s, memory units formed,
 // memory held) when `progress` is set.
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress);

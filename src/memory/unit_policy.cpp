@@ -63,6 +63,7 @@ struct UnitConfig {
   int n_mem = 0;
   double contiguity = 0;
   int retrieve_every = 1;
+  bool shared = true;
   Refine refine = Refine::none;
   SegmenterParams seg;
   int max_block = 0;
@@ -84,8 +85,8 @@ float dot(const float* a, const float* b, int n) {
 
 // Units a retrieval chose at one layer, and when.
 struct Retrieval {
-  int64_t at = -1;  // first cell of the block that retrieved; -1: none
-  std::vector<int> chosen;
+  int64_t at = -1;          // first cell of the block that retrieved; -1: none
+  std::vector<int> chosen;  // what the block loads, in temporal order
 };
 
 class UnitPolicy final : public MemoryPolicy {
@@ -118,6 +119,7 @@ class UnitPolicy final : public MemoryPolicy {
     repr_.assign(size_t(shape_.n_layer) * shape_.n_head_kv, KeyMatrix(shape_.head_dim));
     last_.assign(shape_.n_layer, {});
     fresh_.assign(shape_.n_layer, {});
+    shared_ = {};
     closed_.clear();
     open_start_ = cfg_.n_init;
     pending_begin_ = cfg_.n_init;
@@ -132,8 +134,8 @@ class UnitPolicy final : public MemoryPolicy {
     const int64_t first = block.first_cell;
     const int64_t n_init = std::min<int64_t>(cfg_.n_init, first);
     const int64_t local = local_start(first);
-    std::vector<int> fresh;
-    const std::vector<int>* chosen_ptr = &fresh;
+    static const std::vector<int> none;
+    const std::vector<int>* chosen_ptr = &none;
     fresh_[layer].at = -1;  // set again below if this plan retrieves
     if (!units_.empty() && layer < static_cast<int>(data.q.size()) && !data.q[layer].empty()) {
       const Retrieval& last = last_[layer];
@@ -142,11 +144,16 @@ class UnitPolicy final : public MemoryPolicy {
       if (may_reuse && last.at >= 0 && !last.chosen.empty() &&
           first - last.at < cfg_.retrieve_every) {
         chosen_ptr = &last.chosen;
+      } else if (shared_.at == first) {
+        // Second reading of a question: every layer loads what all layers chose (see reread).
+        fresh_[layer] = shared_;
+        chosen_ptr = &shared_.chosen;
       } else {
-        fresh = retrieve(layer, data.q[layer].data(), data.n_tokens, data.pool,
-                         is_chunk(block.n_tokens));
-        fresh_[layer].at = first;
-        fresh_[layer].chosen = fresh;
+        Retrieval& r = fresh_[layer];
+        r.chosen = select(
+            rank(layer, data.q[layer].data(), data.n_tokens, data.pool, is_chunk(block.n_tokens)));
+        r.at = first;
+        chosen_ptr = &r.chosen;
       }
     }
     const std::vector<int>& chosen = *chosen_ptr;
@@ -164,8 +171,36 @@ class UnitPolicy final : public MemoryPolicy {
     out.query_pos.assign(out.key_pos.end() - block.n_tokens, out.key_pos.end());
   }
 
+  // A question that every layer retrieved for is read a second time, every layer then loading
+  // the union of what all layers chose. Layers differ in what they can find -- in engram-tiny
+  // the first layer has no heads that match content and never ranks the needle, while the last
+  // one does (docs/EVALUATION.md) -- and a unit one layer needs is then in every layer's memory.
+  // Each layer keeps its own full choice, so a question may attend up to n_layer times the
+  // budget; an interleaving of the layers' rankings within one budget was tried first and
+  // squeezed out units that only the deepest layer ranked highly.
+  bool reread(const QueryBlock& block) const override {
+    const int64_t first = block.first_cell;
+    if (!cfg_.shared || shared_.at == first || is_chunk(block.n_tokens) || block.n_tokens < 2) {
+      return false;
+    }
+    std::vector<int> all;
+    for (const Retrieval& r : fresh_) {
+      if (r.at != first) return false;  // a layer had nothing to retrieve from
+      all.insert(all.end(), r.chosen.begin(), r.chosen.end());
+    }
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    bool same = true;  // every layer already loads all of it: one reading is enough
+    for (const Retrieval& r : fresh_) same = same && r.chosen == all;
+    if (same) return false;
+    shared_.at = first;
+    shared_.chosen = std::move(all);
+    return true;
+  }
+
   void apply(const QueryBlock& block, const std::vector<KvCell>& cells, const BlockData& data,
              Eviction& evict) override {
+    shared_.at = -1;
     (void)evict;  // memory units keep their cells
     const int64_t first = block.first_cell;
     // Retrievals plan() made for this block become the ones later decode steps reuse.
@@ -323,8 +358,9 @@ class UnitPolicy final : public MemoryPolicy {
     return score;
   }
 
-  std::vector<int> retrieve(int layer, const float* q, int n_q, ThreadPool* pool,
-                            bool chunk) const {
+  // The units that can be loaded by a block, best first: topk blocks, or for episodic enough
+  // candidates to fill the similarity buffer with the smallest events (and a few more).
+  std::vector<int> rank(int layer, const float* q, int n_q, ThreadPool* pool, bool chunk) const {
     const int n_units = static_cast<int>(units_.size());
     const int k = static_cast<int>(std::min<int64_t>(
         n_units, cfg_.episodic ? cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8 : cfg_.topk));
@@ -333,26 +369,29 @@ class UnitPolicy final : public MemoryPolicy {
         score_units(layer, q, n_q, chunk, k, pool ? *pool : inline_pool);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
-    auto by_score = [&](int a, int b) {
+    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
       return score[a] > score[b] || (score[a] == score[b] && a < b);
-    };
+    });
+    order.resize(k);
+    return order;
+  }
 
+  // What a block loads from ranked candidates: the first topk blocks; or for episodic the
+  // similarity buffer filled in rank order, then the neighbours of each hit.
+  std::vector<int> select(const std::vector<int>& ranked) const {
     std::vector<int> chosen;
     if (!cfg_.episodic) {
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), by_score);
-      chosen.assign(order.begin(), order.begin() + k);
+      chosen.assign(ranked.begin(), ranked.begin() + std::min<size_t>(ranked.size(), cfg_.topk));
     } else {
-      // Similarity buffer first, then the neighbours of each hit, in rank order.
+      const int n_units = static_cast<int>(units_.size());
       const int64_t sim_budget =
           cfg_.n_mem - static_cast<int64_t>(std::llround(cfg_.contiguity * cfg_.n_mem));
-      std::partial_sort(order.begin(), order.begin() + k, order.end(), by_score);
       std::vector<char> taken(n_units, 0);
       int64_t used = 0;
       auto size = [&](int u) { return units_[u].end - units_[u].begin; };
       std::vector<int> hits;
-      for (int r = 0; r < k; ++r) {
-        const int u = order[r];
-        if (used + size(u) > sim_budget) continue;
+      for (int u : ranked) {
+        if (taken[u] || used + size(u) > sim_budget) continue;
         used += size(u);
         taken[u] = 1;
         hits.push_back(u);
@@ -437,6 +476,7 @@ class UnitPolicy final : public MemoryPolicy {
   // by apply() for its block. plan() stays const for the caller: its result depends only on
   // committed state; this is scratch.
   mutable std::vector<Retrieval> fresh_;
+  mutable Retrieval shared_;  // a question's shared choice while it is read again (see reread)
   std::vector<Unit> closed_;  // closed, still in the local window
   int64_t open_start_ = 0;
   int64_t pending_begin_ = 0;              // keys/scores kept for cells [pending_begin_, end)
@@ -457,6 +497,7 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.n_mem = p.n_mem;
   c.contiguity = p.contiguity;
   c.retrieve_every = p.retrieve_every;
+  c.shared = p.shared_retrieval;
   c.refine = p.refine;
   c.seg = {p.gamma, p.tau, p.min_event, p.max_event};
   c.f16 = p.kv_f16;
