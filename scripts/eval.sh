@@ -119,7 +119,12 @@ if want passkey; then
   done
   if [ "$PASSKEY_1M" = 1 ]; then
     [ "$PLOT_ONLY" = 1 ] || cat "$TRAIN" "$HELDOUT" >build/data/corpus.txt
-    pk episodic_1m --memory episodic --filler build/data/corpus.txt --lengths 1048576 --trials 1
+    # One run per depth (about 6 minutes each), so that an interrupted run keeps what it measured.
+    IFS=, read -ra depths <<<"$PASSKEY_DEPTHS"
+    for d in "${depths[@]}"; do
+      PASSKEY_DEPTHS=$d pk "episodic_1m_d$d" --memory episodic --filler build/data/corpus.txt \
+        --lengths 1048576 --trials 1
+    done
   fi
   $PY tools/py/plot_eval.py passkey "${runs[@]}" --out "$IMG/passkey.png" --md "$OUT/passkey.md"
 fi
