@@ -42,11 +42,12 @@ struct RunOptions {
 // progress bar, so their length is bounded by the memory policy, not by RAM for the text.
 constexpr uint64_t kStreamBytes = 64 * 1024;
 
-// The question that follows a file (-f FILE -p QUESTION): its own query block, after the file,
-// so that memory policies retrieve for what it asks (not for a chunk mixing it with the file).
-std::vector<int32_t> question_tokens(const Tokenizer& tok, const RunOptions& o) {
+// The question that follows a file (-f FILE -p QUESTION), as the text after the file: it is
+// evaluated as its own query block, so that memory policies retrieve for what it asks (not for
+// a chunk mixing it with the file). Empty without both.
+std::string question_text(const RunOptions& o) {
   if (o.file.empty() || o.prompt.empty()) return {};
-  return tok.encode("\n\n" + o.prompt, false, false);
+  return "\n\n" + o.prompt;
 }
 
 // Prefills the file piece by piece; returns the tokens. Evaluates whole multiples of the
@@ -109,7 +110,8 @@ void run(const RunOptions& o) {
 
   int64_t n_prompt = 0;
   auto t0 = std::chrono::steady_clock::now();
-  const std::vector<int32_t> question = question_tokens(*tok, o);
+  const std::string question_str = question_text(o);
+  const std::vector<int32_t> question = tok->encode(question_str, false, false);
   if (stream) {
     n_prompt = stream_file(ctx, *tok, sampler, o);
   } else {
@@ -125,7 +127,7 @@ void run(const RunOptions& o) {
     const bool long_prompt = prompt.size() > 4096;  // shown as a progress bar, not echoed
     if (!o.quiet && !long_prompt) {
       std::fputs(text.c_str(), stdout);
-      if (!question.empty()) std::fputs(("\n\n" + o.prompt).c_str(), stdout);
+      std::fputs(question_str.c_str(), stdout);
       std::fflush(stdout);
     }
     for (int32_t t : prompt) sampler.accept(t);
