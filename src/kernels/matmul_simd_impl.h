@@ -164,6 +164,14 @@ void tile_float(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, in
     for (int i = 0; i < R; ++i) ENGRAM_UNROLL
     for (int j = 0; j < T; ++j) acc[i][j] = vzero();
     for (int64_t k = 0; k < kmain; k += kW) {
+      if constexpr (T == 1) {
+        // Decode streams R rows at once; prefetch each 4 KiB ahead, as the quantized decode
+        // kernel does (the hardware prefetcher alone keeps too few lines in flight).
+        ENGRAM_UNROLL
+        for (int i = 0; i < R; ++i) {
+          _mm_prefetch(reinterpret_cast<const char*>(wr[i] + k) + 4096, _MM_HINT_T0);
+        }
+      }
       VF xv[T];
       ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) xv[j] = vload(xt + j * cols + k);
