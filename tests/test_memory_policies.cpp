@@ -225,6 +225,29 @@ TEST(MemoryRetrieval, OneStronglyMatchingKeyBeatsAUnitThatMatchesOnAverage) {
   EXPECT_EQ(memory_cells(plan_query(*p, cells, x), 2), range(2, 6));
 }
 
+// A question scores units by the attention mass its (query, head) pairs would give them, so a
+// head that matches every unit about equally cannot decide. Head 0 asks along x, where every
+// unit answers strongly and block [6, 10) a little more; head 1 asks along y, where only block
+// [10, 14) answers. A question (2 tokens) loads [10, 14); a prefill chunk, scored by the best
+// match per head (cheaper, one mean query), follows head 0's larger products to [6, 10).
+TEST(MemoryRetrieval, AQuestionLoadsTheUnitItsHeadsSingleOutNotTheOneEveryHeadLikes) {
+  MemoryParams mp = small_blocks();
+  ModelShape shape = tiny_shape(2, 64);
+  shape.n_head = shape.n_head_kv = 2;
+  auto p = make_memory_policy(mp, shape);
+  std::vector<KvCell> cells;
+  auto key = [](int64_t c) {  // [head 0 x, y, head 1 x, y]
+    const float h0 = c >= 6 && c < 10 ? 1.1f : 1.0f;
+    const float h1 = c >= 10 && c < 14 ? 3.0f : 0.0f;
+    return std::vector<float>{h0, 0, 0, h1};
+  };
+  for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 4, key, {0, 1, 1, 0});
+  ASSERT_EQ(p->units(), 4);
+  const std::vector<float> ask = {10, 0, 0, 1};
+  EXPECT_EQ(memory_cells(plan_query(*p, cells, ask), 2), range(10, 14));
+  EXPECT_EQ(memory_cells(plan_query(*p, cells, ask, p->max_block()), 2), range(6, 10));
+}
+
 // A unit's representatives are the keys that received the most attention while in the window:
 // with one representative, block [6, 10) is found by its key at cell 8 (which received the
 // attention), not by its first key.

@@ -8,12 +8,16 @@
 // accumulated; when its unit leaves the window, the repr_topk keys that received the most
 // become its representatives, one set per layer.
 //
-// Retrieval scores a unit by how strongly the block's query heads (a prefill chunk: the mean of
-// its queries per head; see is_chunk) match its best representatives: for each
-// query head the best dot product with any representative, then a log-sum-exp over the query
-// heads (score_units). Averaging either side was tried first and lost the needle: one head of
-// one query matching one key is what attention itself acts on, and a mean over queries or over
-// keys drowns it (docs/EVALUATION.md, "Retrieval").
+// Retrieval scores a unit by how strongly the block's query heads match its representatives
+// (score_units). A prefill chunk (see is_chunk) scores with the mean of its queries per head:
+// for each query head the best dot product with any representative, then a log-sum-exp over the
+// query heads. A question scores with its own last queries, by attention mass: each (query,
+// head) pair spreads a softmax over every representative in memory, and a unit scores the mass
+// its representatives get, summed over the pairs. Each pair then counts at most once, so pairs
+// whose queries match everything (a head with large norms, a frequent token) no longer decide;
+// with the max-and-log-sum-exp score such pairs let filler events outrank the pass key at 32k
+// and 128k. Averaging queries or keys was tried first and lost the needle: one head of one
+// query matching one key is what attention itself acts on (docs/EVALUATION.md, "Retrieval").
 //
 // Positions: initial cells keep theirs (0..n_init-1), every retrieved cell gets position n_init
 // (one fixed distance, about n_local, from the queries, as the reference does), and the local
@@ -280,11 +284,15 @@ class UnitPolicy final : public MemoryPolicy {
     return std::clamp<int64_t>(open_start_, lo, end);
   }
 
-  // Each unit's score: log sum over the scoring query heads (i, h) of exp(scale * the best dot
-  // product of q_ih with any of the unit's representatives), i.e. roughly the log of the
-  // attention mass the block would give the unit's best keys. One strong match decides, as in a
-  // nearest-neighbour search, but a unit that several queries find (the needle for "The pass
-  // key is") beats one that a single query finds (any "is" before a number).
+  // Each unit's score, -inf for units that cannot be among the best `keep` (see below).
+  //   mean_query (a prefill chunk): one query per head, the mean of the block's; the score is
+  //     the log-sum-exp over the query heads h of scale * max over the unit's representatives
+  //     of q_h . k.
+  //   otherwise (a question): the block's last kScoreQueries queries, each of their heads a pair
+  //     p; with l(u, p) = log sum over the unit's representatives of exp(scale * q_p . k) and
+  //     Z(p) = log sum over all units of exp(l(u, p)), the score is log sum_p exp(l(u, p) -
+  //     Z(p)): the log of the softmax mass the pairs would give the unit's representatives if
+  //     every representative in memory were attended. Two passes over the representatives.
   std::vector<float> score_units(int layer, const float* q, int n_q, bool mean_query, int keep,
                                  ThreadPool& pool) const {
     const int hd = shape_.head_dim, n_kv = shape_.n_head_kv, group = shape_.n_head / n_kv;
@@ -310,18 +318,14 @@ class UnitPolicy final : public MemoryPolicy {
       }
     }
     const int64_t n_units = static_cast<int64_t>(units_.size());
-    const int heads = m * shape_.n_head;  // scoring (query, head) pairs
-    // Units per pass: best[unit][pair] stays within kScoreChunk floats.
-    const int64_t chunk = std::max<int64_t>(2, kScoreChunk / heads);
-    std::vector<float> best(size_t(std::min(n_units, chunk)) * heads);
-    // A unit's score is at most its best pair's value + log(heads): once `keep` units score
-    // more than that, it cannot be among the best `keep` and its log-sum-exp is not computed.
-    const float slack = static_cast<float>(std::log(double(heads)));
-    std::priority_queue<float, std::vector<float>, std::greater<float>> top;  // best `keep`
-    std::vector<float> score(n_units, -std::numeric_limits<float>::infinity());
+    const int pairs = m * shape_.n_head;  // scoring (query, head) pairs
+    // Units per pass: per_pair[unit][pair] stays within kScoreChunk floats.
+    const int64_t chunk = std::max<int64_t>(2, kScoreChunk / pairs);
+    std::vector<float> per_pair(size_t(std::min(n_units, chunk)) * pairs);
     constexpr int kG = KeyMatrix::kGroup;
-    for (int64_t c0 = 0; c0 < n_units; c0 += chunk) {
-      const int64_t nc = std::min(chunk, n_units - c0);
+    // per_pair[u - c0][p] for units [c0, c0 + nc): the max over the unit's representatives of
+    // scale * q_p . k (mean_query), or the log-sum-exp of it.
+    auto pair_scores = [&](int64_t c0, int64_t nc) {
       // Each thread scores its own units (the key groups at the ends of its range may be
       // shared with a neighbour's and are then computed by both; nothing is written twice).
       pool.parallel_for(nc, 2, [&](int64_t b, int64_t e) {
@@ -333,22 +337,60 @@ class UnitPolicy final : public MemoryPolicy {
           key_scores(repr_[size_t(layer) * n_kv + v], x[v].data(), m * group, g0, g1, out.data());
           for (int64_t u = u0; u < u1; ++u) {
             const int64_t col = u * K - g0 * kG;
-            float* bu = best.data() + size_t(u - c0) * heads;
+            float* pu = per_pair.data() + size_t(u - c0) * pairs;
             for (int i = 0; i < m; ++i) {
               for (int g = 0; g < group; ++g) {
                 const float* r = out.data() + (size_t(i) * group + g) * width + col;
-                bu[i * shape_.n_head + v * group + g] = *std::max_element(r, r + K) * scale;
+                const float mx = *std::max_element(r, r + K) * scale;
+                float v_ip = mx;
+                if (!mean_query) {
+                  float sum = 0;
+                  for (int k = 0; k < K; ++k) sum += std::exp(r[k] * scale - mx);
+                  v_ip = mx + std::log(sum);
+                }
+                pu[i * shape_.n_head + v * group + g] = v_ip;
               }
             }
           }
         }
       });
+    };
+    // Z(p) for a question: a streaming log-sum-exp over every unit.
+    std::vector<float> z(pairs, 0.0f);
+    if (!mean_query) {
+      std::vector<double> top(pairs, -std::numeric_limits<double>::infinity()), sum(pairs, 0.0);
+      for (int64_t c0 = 0; c0 < n_units; c0 += chunk) {
+        const int64_t nc = std::min(chunk, n_units - c0);
+        pair_scores(c0, nc);
+        for (int64_t u = 0; u < nc; ++u) {
+          for (int p = 0; p < pairs; ++p) {
+            const double v = per_pair[size_t(u) * pairs + p];
+            if (v > top[p]) {
+              sum[p] = sum[p] * std::exp(top[p] - v) + 1.0;
+              top[p] = v;
+            } else {
+              sum[p] += std::exp(v - top[p]);
+            }
+          }
+        }
+      }
+      for (int p = 0; p < pairs; ++p) z[p] = static_cast<float>(top[p] + std::log(sum[p]));
+    }
+    // A unit's score is at most its best pair's value + log(pairs): once `keep` units score
+    // more than that, it cannot be among the best `keep` and its log-sum-exp is not computed.
+    const float slack = static_cast<float>(std::log(double(pairs)));
+    std::priority_queue<float, std::vector<float>, std::greater<float>> top;  // best `keep`
+    std::vector<float> score(n_units, -std::numeric_limits<float>::infinity());
+    for (int64_t c0 = 0; c0 < n_units; c0 += chunk) {
+      const int64_t nc = std::min(chunk, n_units - c0);
+      pair_scores(c0, nc);
       for (int64_t u = 0; u < nc; ++u) {
-        const float* b = best.data() + size_t(u) * heads;
-        const float mx = *std::max_element(b, b + heads);
+        float* pu = per_pair.data() + size_t(u) * pairs;
+        for (int p = 0; p < pairs; ++p) pu[p] -= z[p];
+        const float mx = *std::max_element(pu, pu + pairs);
         if (static_cast<int>(top.size()) == keep && mx + slack < top.top()) continue;
         double sum = 0;
-        for (int j = 0; j < heads; ++j) sum += std::exp(double(b[j]) - mx);
+        for (int p = 0; p < pairs; ++p) sum += std::exp(double(pu[p]) - mx);
         const float sc = mx + static_cast<float>(std::log(sum));
         score[c0 + u] = sc;
         top.push(sc);
