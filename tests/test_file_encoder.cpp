@@ -35,9 +35,8 @@ struct Encoded {
   uint64_t done = 0, total = 0;
 };
 
-Encoded encode_in_pieces(const Tokenizer& tok, const std::string& path, const std::string& suffix,
-                         size_t piece) {
-  FileEncoder enc(tok, path, suffix, tok.add_bos(), piece);
+Encoded encode_in_pieces(const Tokenizer& tok, const std::string& path, size_t piece) {
+  FileEncoder enc(tok, path, tok.add_bos(), piece);
   Encoded e;
   std::vector<int32_t> ids;
   while (enc.next(ids)) {
@@ -52,14 +51,13 @@ Encoded encode_in_pieces(const Tokenizer& tok, const std::string& path, const st
 TEST(FileEncoder, PiecesTogetherEqualTheWholeText) {
   auto model = Model::load(kRoot + "models/engram-tiny.gguf");
   auto tok = Tokenizer::from_gguf(model->file());
-  // Brown text with paragraphs, double spaces and punctuation; a question after it.
+  // Brown text with paragraphs, double spaces and punctuation.
   const std::string text = slurp(kRoot + "data/heldout_sample.txt") + "  tail  end\n";
   ASSERT_GT(text.size(), 50000u);
   const std::string path = write_temp("file_encoder_brown.txt", text);
-  const std::string suffix = "\n\nWhat did the committee say?";
-  const auto whole = tok->encode(text + suffix, tok->add_bos(), false);
+  const auto whole = tok->encode(text, tok->add_bos(), false);
   for (size_t piece : {size_t(7), size_t(64), size_t(1000), size_t(1) << 20}) {
-    const Encoded e = encode_in_pieces(*tok, path, suffix, piece);
+    const Encoded e = encode_in_pieces(*tok, path, piece);
     EXPECT_EQ(e.ids, whole) << "piece " << piece;
     EXPECT_EQ(e.done, text.size()) << piece;
     EXPECT_EQ(e.total, text.size()) << piece;
@@ -70,12 +68,13 @@ TEST(FileEncoder, PiecesTogetherEqualTheWholeText) {
   std::remove(path.c_str());
 }
 
-TEST(FileEncoder, EmptyFileGivesTheSuffixAlone) {
+TEST(FileEncoder, EmptyFileGivesOnePieceWithBosAlone) {
   auto model = Model::load(kRoot + "models/engram-tiny.gguf");
   auto tok = Tokenizer::from_gguf(model->file());
   const std::string path = write_temp("file_encoder_empty.txt", "");
-  const Encoded e = encode_in_pieces(*tok, path, "\n\nQuestion", 16);
-  EXPECT_EQ(e.ids, tok->encode("\n\nQuestion", tok->add_bos(), false));
+  const Encoded e = encode_in_pieces(*tok, path, 16);
+  ASSERT_TRUE(tok->add_bos());
+  EXPECT_EQ(e.ids, std::vector<int32_t>{tok->bos()});
   EXPECT_EQ(e.pieces, 1);
   std::remove(path.c_str());
 }
@@ -86,7 +85,7 @@ TEST(FileEncoder, TextWithoutSpacesIsStillCutAndFullyRead) {
   std::string text;
   for (int i = 0; i < 400; ++i) text += "abc\xC3\xA9";  // no space anywhere; 2-byte characters
   const std::string path = write_temp("file_encoder_nospace.txt", text);
-  const Encoded e = encode_in_pieces(*tok, path, "", 8);  // cut after 16 x 8 bytes
+  const Encoded e = encode_in_pieces(*tok, path, 8);  // cut after 16 x 8 bytes
   EXPECT_GT(e.pieces, 10);
   EXPECT_EQ(e.done, text.size());
   // Cuts fall on character boundaries: no piece decodes to a replacement character.
@@ -98,7 +97,7 @@ TEST(FileEncoder, MissingFileIsRefusedNamingIt) {
   auto model = Model::load(kRoot + "models/engram-tiny.gguf");
   auto tok = Tokenizer::from_gguf(model->file());
   try {
-    FileEncoder enc(*tok, "/nonexistent/book.txt", "", true);
+    FileEncoder enc(*tok, "/nonexistent/book.txt", true);
     ADD_FAILURE() << "opened a missing file";
   } catch (const std::exception& e) {
     EXPECT_NE(std::string(e.what()).find("/nonexistent/book.txt"), std::string::npos);

@@ -54,7 +54,7 @@ std::string question_text(const RunOptions& o) {
 // context's chunk and carries the rest into the next piece, so that only the file's last few
 // tokens form a short block (which the memory policy would take for a question).
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
-  FileEncoder enc(tok, o.file, std::string(), tok.add_bos() && !o.no_bos);
+  FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos);
   const bool progress = !o.quiet;
   const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();

@@ -19,12 +19,11 @@ bool is_space(char c) {
 
 }  // namespace
 
-FileEncoder::FileEncoder(const Tokenizer& tok, const std::string& path, std::string suffix,
-                         bool add_bos, size_t piece_bytes)
+FileEncoder::FileEncoder(const Tokenizer& tok, const std::string& path, bool add_bos,
+                         size_t piece_bytes)
     : tok_(tok),
       path_(path),
       in_(path, std::ios::binary),
-      suffix_(std::move(suffix)),
       add_bos_(add_bos),
       piece_(std::max<size_t>(piece_bytes, 1)) {
   if (!in_) throw Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
@@ -80,7 +79,6 @@ bool FileEncoder::next(std::vector<int32_t>& ids) {
   first_ = false;
   if (eof_) {
     done_bytes_ += pending_.size();
-    pending_ += suffix_;
     ids = tok_.encode(pending_, bos, false);
     pending_.clear();
     pending_.shrink_to_fit();

@@ -12,18 +12,17 @@ namespace engram {
 class Tokenizer;
 
 // Reads `path` in pieces of about `piece_bytes`, each ending at a space between two words, and
-// encodes them one at a time; `suffix` (e.g. a question) is encoded after the last byte of the
-// file, BOS before the first when add_bos. The ids of all pieces are those of encoding the
-// whole text (file + suffix) at once: SentencePiece pieces never span a space, and the space
+// encodes them one at a time, BOS before the first when add_bos. The ids of all pieces are
+// those of encoding the whole file at once: SentencePiece pieces never span a space, and the space
 // at a cut becomes the next piece's space prefix (llama vocabularies) or stays in front of its
 // word (byte-level BPE, whose pre-tokenizers attach a space to the word after it). A run of
 // over 16 pieces' worth of bytes without such a space is cut at a character boundary instead.
 class FileEncoder {
  public:
-  FileEncoder(const Tokenizer& tok, const std::string& path, std::string suffix, bool add_bos,
+  FileEncoder(const Tokenizer& tok, const std::string& path, bool add_bos,
               size_t piece_bytes = size_t(1) << 20);
   // Ids of the next piece (may be empty for a piece of nothing but spaces); false once the
-  // file and the suffix have been returned.
+  // whole file has been returned.
   bool next(std::vector<int32_t>& ids);
   uint64_t bytes_total() const { return total_; }
   uint64_t bytes_done() const { return done_bytes_; }  // file bytes returned so far
@@ -35,7 +34,6 @@ class FileEncoder {
   const Tokenizer& tok_;
   std::string path_;
   std::ifstream in_;
-  std::string suffix_;
   bool add_bos_;
   size_t piece_;
   uint64_t total_ = 0;
