@@ -283,26 +283,35 @@ TEST(MemoryPlan, BlocksEqualFullBeforeAnythingLeavesTheWindow) {
   EXPECT_EQ(plan.key_pos, range(0, 8));
 }
 
-TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {
+// The small `episodic` policy of the retrieval tests: 2 initial cells, a window of 16, events
+// of exactly 4 tokens (with constant surprise), 8 tokens of similarity buffer and 16 of
+// neighbours, 2 representatives each.
+MemoryParams small_episodic() {
   MemoryParams mp;
   mp.kind = "episodic";
   mp.n_init = 2;
   mp.n_local = 16;
   mp.min_event = 4;
-  mp.max_event = 4;  // constant surprise: events are cut every 4 tokens
+  mp.max_event = 4;
   mp.n_mem = 24;
-  mp.contiguity = 2.0 / 3.0;  // 8 tokens of similarity buffer, 16 of neighbours
+  mp.contiguity = 2.0 / 3.0;
   mp.repr_topk = 2;
-  auto p = make_memory_policy(mp, tiny_shape(3, 128));
+  return mp;
+}
+
+// Keys for small_episodic(): event e covers cells [2 + 4e, 6 + 4e). Events 3 and 8 point along
+// x; the others away from it, the later the further, so the ranking below the planted ones is
+// strict.
+std::vector<float> planted_key(int64_t c) {
+  const int64_t e = (c - 2) / 4;
+  if (e == 3 || e == 8) return {1, 0, 0};
+  return {-0.01f * float(e + 1), 0, 1};
+}
+
+TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {
+  auto p = make_memory_policy(small_episodic(), tiny_shape(3, 128));
   std::vector<KvCell> cells;
-  // Event e covers cells [2 + 4e, 6 + 4e). Events 3 and 8 point along x; the others away from
-  // it, the later the further, so the ranking below the planted ones is strict.
-  auto key = [](int64_t c) {
-    const int64_t e = (c - 2) / 4;
-    if (e == 3 || e == 8) return std::vector<float>{1, 0, 0};
-    return std::vector<float>{-0.01f * float(e + 1), 0, 1};
-  };
-  for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, key, {0, 0, 1});
+  for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, planted_key, {0, 0, 1});
   ASSERT_GE(p->units(), 12);
   AttentionPlan plan = plan_query(*p, cells, {1, 0, 0});
   std::vector<int64_t> memory;
@@ -338,23 +347,11 @@ AttentionPlan step(MemoryPolicy& p, std::vector<KvCell>& cells, int n,
 
 TEST(MemoryRetrieval, DecodeStepsReuseTheLastRetrievalForRetrieveEveryTokens) {
   for (int every : {1, 4}) {
-    MemoryParams mp;
-    mp.kind = "episodic";
-    mp.n_init = 2;
-    mp.n_local = 16;
-    mp.min_event = 4;
-    mp.max_event = 4;
-    mp.n_mem = 24;
-    mp.contiguity = 2.0 / 3.0;
-    mp.repr_topk = 2;
+    MemoryParams mp = small_episodic();
     mp.retrieve_every = every;
     auto p = make_memory_policy(mp, tiny_shape(3, 128));
     std::vector<KvCell> cells;
-    auto key = [](int64_t c) {  // as above: events 3 and 8 point along x
-      const int64_t e = (c - 2) / 4;
-      if (e == 3 || e == 8) return std::vector<float>{1, 0, 0};
-      return std::vector<float>{-0.01f * float(e + 1), 0, 1};
-    };
+    const auto key = planted_key;
     for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, key, {0, 0, 1});
     const auto planted = cat({range(10, 22), range(30, 42)});
     // A two-token prompt block asking along x retrieves the planted events.
