@@ -172,6 +172,15 @@ void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& bloc
   const RopeParams& rp = s.rp;
   const bool raw_keys = s.needs.keys_before_rope;
 
+  s.x.resize(size_t(n) * c.n_embd);  // [n, n_embd]
+  s.h.resize(size_t(n) * c.n_embd);
+  s.q.resize(size_t(n) * q_dim);  // [n, q_dim]
+  s.k.resize(size_t(n) * kv_dim);
+  s.v.resize(size_t(n) * kv_dim);
+  s.att.resize(size_t(n) * q_dim);
+  s.gate.resize(size_t(n) * c.n_ff);  // [n, n_ff]
+  s.up.resize(size_t(n) * c.n_ff);
+
   for (int i = 0; i < n; ++i) {
     const auto* row =
         static_cast<const uint8_t*>(W.tok_embd.data) + tokens[i] * W.tok_embd.row_bytes;
@@ -298,8 +307,6 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   const ModelWeights& W = model_.weights();
   Impl& s = *impl_;
   const int n = static_cast<int>(tokens.size());
-  const int q_dim = c.n_head * c.head_dim;
-  const int kv_dim = c.n_head_kv * c.head_dim;
 
   // Append the block's cells; the policy sees them when planning.
   QueryBlock block{static_cast<int64_t>(s.cells.size()), n};
@@ -307,15 +314,6 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   s.kv.resize(static_cast<int64_t>(s.cells.size()));
   s.data.n_tokens = n;
   s.data.pool = &pool_;
-
-  s.x.resize(size_t(n) * c.n_embd);  // [n, n_embd]
-  s.h.resize(size_t(n) * c.n_embd);
-  s.q.resize(size_t(n) * q_dim);  // [n, q_dim]
-  s.k.resize(size_t(n) * kv_dim);
-  s.v.resize(size_t(n) * kv_dim);
-  s.att.resize(size_t(n) * q_dim);
-  s.gate.resize(size_t(n) * c.n_ff);  // [n, n_ff]
-  s.up.resize(size_t(n) * c.n_ff);
 
   // A policy may ask for a second reading of the block (its plans then differ; the first
   // reading's K/V rows are overwritten and only the second one's output is kept).
