@@ -119,11 +119,13 @@ if want passkey; then
   done
   if [ "$PASSKEY_1M" = 1 ]; then
     [ "$PLOT_ONLY" = 1 ] || cat "$TRAIN" "$HELDOUT" >build/data/corpus.txt
-    # One run per depth (about 6 minutes each), so that an interrupted run keeps what it measured.
+    # One run per depth (about 6 minutes each), so that an interrupted run keeps what it
+    # measured; each its own seed, so that each depth hides another key.
     IFS=, read -ra depths <<<"$PASSKEY_DEPTHS"
-    for d in "${depths[@]}"; do
+    for i in "${!depths[@]}"; do
+      d=${depths[$i]}
       PASSKEY_DEPTHS=$d pk "episodic_1m_d$d" --memory episodic --filler build/data/corpus.txt \
-        --lengths 1048576 --trials 1
+        --lengths 1048576 --trials 1 --seed $((i + 1))
     done
   fi
   $PY tools/py/plot_eval.py passkey "${runs[@]}" --out "$IMG/passkey.png" --md "$OUT/passkey.md"
