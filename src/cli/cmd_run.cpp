@@ -60,26 +60,30 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
   const auto t0 = std::chrono::steady_clock::now();
   const double mib = 1.0 / (1 << 20);
   int64_t n = 0;
-  std::vector<int32_t> ids, pending;
+  std::vector<int32_t> ids, pending;  // pending[done, end): encoded, not yet evaluated
+  size_t done = 0;
   auto feed = [&](size_t count) {
-    const std::span<const int32_t> part(pending.data(), count);
+    const std::span<const int32_t> part(pending.data() + done, count);
     ctx.eval(part);
     for (int32_t t : part) sampler.accept(t);
     n += static_cast<int64_t>(count);
-    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(count));
+    done += count;
     if (progress) {
       // Bytes read are estimated in proportion to the tokens evaluated of those encoded.
       const double total = double(enc.bytes_total());
-      const double read = double(enc.bytes_done()) * double(n) / double(n + pending.size());
+      const double left = double(pending.size() - done);
+      const double read = double(enc.bytes_done()) * double(n) / (double(n) + left);
       draw_progress(ctx, fmt::format("{:.1f}/{:.1f} MiB, {} tokens", read * mib, total * mib, n),
                     total > 0 ? std::min(read / total, 1.0) : 1.0, n, seconds_since(t0));
     }
   };
   while (enc.next(ids)) {
+    pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
+    done = 0;
     pending.insert(pending.end(), ids.begin(), ids.end());
-    while (pending.size() >= slice) feed(slice);
+    while (pending.size() - done >= slice) feed(slice);
   }
-  if (!pending.empty()) feed(pending.size());
+  if (done < pending.size()) feed(pending.size() - done);
   if (progress) std::fputc('\n', stderr);
   return n;
 }
