@@ -222,10 +222,11 @@ def plot_passkey(args):
             acc[depths.index(d)][lengths.index(L)] = sum(t["correct"] for t in ts) / len(ts)
         im = ax.imshow(acc, vmin=0, vmax=1, cmap="RdYlGn", aspect="auto", origin="upper")
         for (L, d), ts in cells.items():
-            last = [t["needle_attended"][-1] == 1.0 for t in ts if t.get("needle_attended")]
+            # Hit: every layer attended every needle token while reading the question.
+            hit = [min(t["needle_attended"]) == 1.0 for t in ts if t.get("needle_attended")]
             txt = f"{sum(t['correct'] for t in ts)}/{len(ts)}"
-            if last:
-                txt += f"\nhit {sum(last) / len(last):.2f}"
+            if hit:
+                txt += f"\nhit {sum(hit) / len(hit):.2f}"
             ax.text(lengths.index(L), depths.index(d), txt, ha="center", va="center", fontsize=7)
         ax.set_xticks(range(len(lengths)), [fmt_len(L) for L in lengths])
         ax.set_yticks(range(len(depths)), [f"{d:.0%}" for d in depths])
@@ -233,7 +234,7 @@ def plot_passkey(args):
         ax.set_title(pol, color=COLORS.get(pol, "black"))
     axes[0][0].set_ylabel("needle depth")
     fig.colorbar(im, ax=axes[0].tolist(), label="answer accuracy", shrink=0.8)
-    fig.suptitle(args.title or "passkey: accuracy per cell (hit = last layer loaded the needle)",
+    fig.suptitle(args.title or "passkey: accuracy per cell (hit = every layer loaded the needle)",
                  fontsize=10)
     fig.savefig(args.out, dpi=120, bbox_inches="tight")
     print(f"wrote {args.out}")
