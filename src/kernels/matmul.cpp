@@ -499,16 +499,22 @@ void matmul_many_with_isa(Isa isa, const WeightMatrix* w, float* const* y, int c
   int64_t total_rows = 0;
   for (int m = 0; m < count; ++m) total_rows += w[m].rows;
   if (total_rows == 0) return;
-  const int64_t per_chunk = (total_rows + 4 * pool.size() - 1) / (4 * pool.size());
-  const int64_t chunk = std::max<int64_t>(16, (per_chunk + 15) / 16 * 16);
+  // Guided sizes: each task takes a share of the rows still unassigned, so the tasks shrink
+  // towards the end and the last one to finish holds up the others by little.
   struct Task {
     int m;
     int64_t r0, r1;
   };
   std::vector<Task> tasks;
+  int64_t left = total_rows;
   for (int m = 0; m < count; ++m) {
-    for (int64_t r0 = 0; r0 < w[m].rows; r0 += chunk) {
-      tasks.push_back({m, r0, std::min(w[m].rows, r0 + chunk)});
+    for (int64_t r0 = 0; r0 < w[m].rows;) {
+      const int64_t share = (left + 2 * pool.size() - 1) / (2 * pool.size());
+      const int64_t size = std::max<int64_t>(16, (share + 15) / 16 * 16);
+      const int64_t r1 = std::min(w[m].rows, r0 + size);
+      tasks.push_back({m, r0, r1});
+      left -= r1 - r0;
+      r0 = r1;
     }
   }
   pool.parallel_for_dynamic(static_cast<int64_t>(tasks.size()), 1, [&](int64_t i0, int64_t i1) {
