@@ -53,6 +53,34 @@ TEST(Ops, SiluMul) {
     EXPECT_NEAR(out[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6);
 }
 
+TEST(Ops, SiluMulSimdMatchesScalarAndThreadsDoNotChangeIt) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> wide(-30.0f, 30.0f), unit(-2.0f, 2.0f);
+  const int64_t n = 40000 + 5;  // large enough to be split over the pool, with a SIMD tail
+  std::vector<float> g(n), u(n);
+  for (int64_t i = 0; i < n; ++i) {
+    g[i] = i % 3 == 0 ? unit(rng) : wide(rng);
+    u[i] = unit(rng);
+  }
+  g[0] = 0.0f, g[1] = -0.0f, g[2] = 100.0f, g[3] = -100.0f, g[4] = 88.0f, g[5] = -88.0f;
+  std::vector<float> ref(n), out(n);
+  vec_kernels_scalar().silu_mul(ref.data(), g.data(), u.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    ASSERT_NEAR(ref[i], g[i] / (1 + std::exp(-double(g[i]))) * u[i], 1e-6 * (1 + std::fabs(g[i])));
+  }
+  if (isa_available(Isa::Avx2)) {
+    vec_kernels_avx2().silu_mul(out.data(), g.data(), u.data(), n);
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_NEAR(out[i], ref[i], 1e-6f * (1 + std::fabs(ref[i]))) << "g=" << g[i];
+    }
+  }
+  ThreadPool pool(2);
+  std::vector<float> one(n);
+  silu_mul(one.data(), g.data(), u.data(), n);
+  silu_mul(out.data(), g.data(), u.data(), n, pool);
+  EXPECT_EQ(out, one);
+}
+
 // Direct definition: pair (a, b) rotated by pos * freq_scale * base^(-2i/rope_dim) / factor_i.
 std::vector<float> rope_expected(const std::vector<float>& x, int pos, const RopeParams& p) {
   std::vector<float> y = x;

@@ -36,10 +36,21 @@ void softmax(float* x, int64_t n) {
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float g = gate[i];
-    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  vk.silu_mul(out, gate, up, n);
+}
+
+void silu_mul(float* out, const float* gate, const float* up, int64_t n, ThreadPool& pool) {
+  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  // A decode step's few thousand values cost less than waking the other threads.
+  constexpr int64_t kGrain = 16384;
+  if (n < 2 * kGrain) {
+    vk.silu_mul(out, gate, up, n);
+    return;
   }
+  pool.parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
+    vk.silu_mul(out + b, gate + b, up + b, e - b);
+  });
 }
 
 void rope_cache(float* cs, int32_t pos, const RopeParams& p) {
@@ -88,6 +99,13 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
 
 void axpy_scalar(float* y, float a, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+void silu_mul_scalar(float* out, const float* gate, const float* up, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
 }
 
 float exp_sum_scalar(float* x, int64_t n, float max) {
@@ -139,8 +157,8 @@ inline int64_t visible_keys(const AttentionArgs& a, int i) {
 }  // namespace
 
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {dot_scalar, axpy_scalar, exp_sum_scalar, scores_scalar,
-                               weighted_sum_scalar};
+  static const VecKernels k = {dot_scalar,    axpy_scalar,          exp_sum_scalar,
+                               scores_scalar, weighted_sum_scalar, silu_mul_scalar};
   return k;
 }
 

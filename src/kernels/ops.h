@@ -16,6 +16,8 @@ void softmax(float* x, int64_t n);
 
 // out[i] = silu(gate[i]) * up[i]
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
+// The same, large inputs (a prefill block's) split over the pool.
+void silu_mul(float* out, const float* gate, const float* up, int64_t n, ThreadPool& pool);
 
 // Rotary position embedding of one head vector of size head_dim, in place; only the first
 // rope_dim dims rotate. interleaved=true rotates pairs (x[2i], x[2i+1]) (llama GGUF layout);

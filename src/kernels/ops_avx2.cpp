@@ -61,6 +61,25 @@ __m256 exp_neg(__m256 x) {
   return _mm256_andnot_ps(underflow, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
 }
 
+// silu(g) = g * sigmoid(g), with e = exp(-|g|) <= 1 so exp_neg covers both signs:
+// sigmoid(g) = 1 / (1 + e) for g >= 0 and e / (1 + e) below.
+void silu_mul_simd(float* out, const float* gate, const float* up, int64_t n) {
+  const __m256 one = _mm256_set1_ps(1.0f);
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 g = _mm256_loadu_ps(gate + i);
+    const __m256 e = exp_neg(_mm256_or_ps(g, sign));  // exp(-|g|)
+    const __m256 num = _mm256_blendv_ps(one, e, g);    // sign bit of g picks e
+    const __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, e));
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sig), _mm256_loadu_ps(up + i)));
+  }
+  for (; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
 float exp_sum(float* x, int64_t n, float max) {
   const __m256 vm = _mm256_set1_ps(max);
   __m256 acc = _mm256_setzero_ps();
@@ -157,7 +176,7 @@ void weighted_sum(float* out, const float* p, int nh, int hd, const float* v, in
 }  // namespace
 
 const VecKernels& vec_kernels_avx2() {
-  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum};
+  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum, silu_mul_simd};
   return k;
 }
 

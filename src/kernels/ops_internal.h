@@ -20,6 +20,8 @@ struct VecKernels {
   // out_h = sum_j p[h * n + j] * v_j (overwrites out: [nh, hd]).
   void (*weighted_sum)(float* out, const float* p, int nh, int hd, const float* v, int64_t v_stride,
                        int64_t n);
+  // out[i] = silu(gate[i]) * up[i]
+  void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
 };
 
 const VecKernels& vec_kernels_scalar();

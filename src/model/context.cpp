@@ -296,7 +296,7 @@ void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& bloc
       float* const y[2] = {s.gate.data(), s.up.data()};
       matmul_many(w, y, 2, s.h.data(), n, pool_);
     }
-    silu_mul(s.gate.data(), s.gate.data(), s.up.data(), int64_t(n) * c.n_ff);
+    silu_mul(s.gate.data(), s.gate.data(), s.up.data(), int64_t(n) * c.n_ff, pool_);
     matmul(L.w_down, s.gate.data(), n, s.h.data(), pool_);
     for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
   }
