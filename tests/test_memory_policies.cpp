@@ -42,6 +42,7 @@ MemoryParams small_blocks(int repr_topk = 1) {
   mp.block_size = 4;
   mp.topk = 1;
   mp.repr_topk = repr_topk;
+  mp.chunk_gate = -1e9;  // prefill chunks retrieve like questions (the gate has its own test)
   return mp;
 }
 
@@ -165,11 +166,14 @@ AttentionPlan plan_query(const MemoryPolicy& p, std::vector<KvCell> cells,
   return plan;
 }
 
-// Retrieved memory cells of a plan (keys at the shared memory position n_init).
+// Retrieved memory cells of a plan (past the initial cells, keys at the last initial cell's
+// position, which all retrieved memory shares).
 std::vector<int64_t> memory_cells(const AttentionPlan& plan, int64_t n_init) {
   std::vector<int64_t> m;
   for (size_t j = 0; j < plan.cells.size(); ++j) {
-    if (plan.cells[j] >= n_init && plan.key_pos[j] == n_init) m.push_back(plan.cells[j]);
+    if (plan.cells[j] >= n_init && plan.key_pos[j] == std::max<int64_t>(n_init - 1, 0)) {
+      m.push_back(plan.cells[j]);
+    }
   }
   return m;
 }
@@ -187,10 +191,11 @@ TEST(MemoryPlan, BlocksLoadTheBestBlockAtOnePositionBetweenInitAndWindow) {
   EXPECT_EQ(p->units(), 4);
   AttentionPlan plan = plan_query(*p, cells, {0, 1});
   EXPECT_EQ(plan.cells, cat({{0, 1}, range(6, 10), range(18, 28)}));
-  std::vector<int64_t> pos = {0, 1, 2, 2, 2, 2};
-  for (int64_t i = 0; i < 10; ++i) pos.push_back(3 + i);
+  // Memory shares the last initial cell's position; the window goes on from there.
+  std::vector<int64_t> pos = {0, 1, 1, 1, 1, 1};
+  for (int64_t i = 0; i < 10; ++i) pos.push_back(2 + i);
   EXPECT_EQ(plan.key_pos, pos);
-  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{11, 12}));
+  EXPECT_EQ(plan.query_pos, (std::vector<int64_t>{10, 11}));
   // Another query picks another block.
   plan = plan_query(*p, cells, {1, 0});
   EXPECT_EQ(plan.cells[2], 2);
@@ -296,6 +301,7 @@ MemoryParams small_episodic() {
   mp.n_mem = 24;
   mp.contiguity = 2.0 / 3.0;
   mp.repr_topk = 2;
+  mp.chunk_gate = -1e9;
   return mp;
 }
 
@@ -314,11 +320,8 @@ TEST(MemoryRetrieval, EpisodicReturnsPlantedEventsAndTheirNeighbours) {
   for (int b = 0; b < 20; ++b) feed(*p, cells, 4, 3, planted_key, {0, 0, 1});
   ASSERT_GE(p->units(), 12);
   AttentionPlan plan = plan_query(*p, cells, {1, 0, 0});
-  std::vector<int64_t> memory;
-  for (size_t j = 0; j < plan.cells.size(); ++j) {
-    if (plan.cells[j] >= 2 && plan.key_pos[j] == 2) memory.push_back(plan.cells[j]);
-  }
-  EXPECT_EQ(memory, cat({range(10, 22), range(30, 42)}));  // events 2,3,4 and 7,8,9
+  // Events 2,3,4 and 7,8,9.
+  EXPECT_EQ(memory_cells(plan, 2), cat({range(10, 22), range(30, 42)}));
 }
 
 // Plans layer 0 for a block of `n` new cells that all ask `query`, then applies the block (as
@@ -385,8 +388,8 @@ TEST(MemoryRetrieval, PrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
     MemoryParams mp = small_blocks();
     mp.retrieve_every = every;
     auto p = make_memory_policy(mp, tiny_shape(2, 128));
-    const int chunk = p->max_block();  // 128 - 2 - 1 - 8
-    ASSERT_EQ(chunk, 117);
+    const int chunk = p->max_block();  // 128 - 2 - 8: memory shares an initial position
+    ASSERT_EQ(chunk, 118);
     std::vector<KvCell> cells;
     // Block [6, 10) points along y, everything else along x.
     auto key = [](int64_t c) {
@@ -405,6 +408,39 @@ TEST(MemoryRetrieval, PrefillChunksReuseTheLastRetrievalQuestionsDoNot) {
     }
     // A 10-token question asking along x retrieves afresh whatever retrieve_every is.
     EXPECT_NE(memory_cells(step(*p, cells, 10, key, {1, 0}), 2), range(6, 10)) << every;
+  }
+}
+
+// The chunk gate (MemoryParams::chunk_gate, 3 nats by default): a prefill chunk loads a unit
+// only if the unit matches its mean query that much better than the local window does.
+TEST(MemoryRetrieval, APrefillChunkLoadsOnlyUnitsThatBeatTheWindowQuestionsAreNotGated) {
+  for (bool window_along_y : {false, true}) {
+    MemoryParams mp = small_blocks();
+    mp.chunk_gate = MemoryParams{}.chunk_gate;
+    ASSERT_EQ(mp.chunk_gate, 3.0);
+    auto p = make_memory_policy(mp, tiny_shape(2, 128));
+    const int chunk = p->max_block();
+    std::vector<KvCell> cells;
+    // Block [6, 10) points along y; the cells still in the window (18 on) along y as well, or
+    // along x like everything else.
+    auto key = [&](int64_t c) {
+      const bool y = (c >= 6 && c < 10) || (window_along_y && c >= 18);
+      return y ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
+    };
+    for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1});
+    ASSERT_EQ(p->units(), 4);
+    const auto weak = std::vector<float>{0, 1}, strong = std::vector<float>{0, 10};
+    // Scores are q.k / sqrt(2): the weak query puts the block 0.71 nats above an x window.
+    EXPECT_TRUE(memory_cells(plan_query(*p, cells, weak, chunk), 2).empty()) << window_along_y;
+    // The strong one puts it 7.1 nats above an x window, and level with a y window.
+    const auto got = memory_cells(plan_query(*p, cells, strong, chunk), 2);
+    if (window_along_y) {
+      EXPECT_TRUE(got.empty());
+    } else {
+      EXPECT_EQ(got, range(6, 10));
+    }
+    // A question (any block but a chunk or a decode step) is not gated.
+    EXPECT_EQ(memory_cells(plan_query(*p, cells, weak, 10), 2), range(6, 10)) << window_along_y;
   }
 }
 
@@ -619,13 +655,18 @@ TEST(MemoryParams, DefaultsScaleWithTheTrainedContext) {
   mp.kind = "episodic";
   const MemoryParams r = resolve_memory_params(mp, tiny_shape(8, 512));
   EXPECT_EQ(r.n_local, 384);
-  EXPECT_EQ(r.n_init, 32);
+  EXPECT_EQ(r.n_init, 4);  // as sinks' n_sink, so that the two compare at equal budgets
   EXPECT_EQ(r.n_mem, 128);
   EXPECT_EQ(r.tau, 384);
   EXPECT_EQ(r.max_event, 64);
   mp.kind = "sinks";
   auto p = make_memory_policy(mp, tiny_shape(8, 512));
   EXPECT_EQ(p->max_block(), 512 - 4 - 384);
+  // Retrieved memory takes no position of its own: episodic cuts the same chunks as sinks.
+  mp.kind = "episodic";
+  EXPECT_EQ(make_memory_policy(mp, tiny_shape(8, 512))->max_block(), 512 - 4 - 384);
+  mp.n_init = 0;  // ... except without initial tokens, where memory takes position 0
+  EXPECT_EQ(make_memory_policy(mp, tiny_shape(8, 512))->max_block(), 512 - 1 - 384);
 }
 
 void expect_refused(MemoryParams mp, const std::string& flag, const std::string& value) {
@@ -675,6 +716,10 @@ TEST(MemoryParams, BadParametersAreRefusedNamingFlagAndValue) {
   mp.kind = "episodic";
   mp.contiguity = 1.0;
   expect_refused(mp, "--contiguity", "1");
+  mp = {};
+  mp.kind = "blocks";
+  mp.chunk_gate = std::nan("");
+  expect_refused(mp, "--chunk-gate", "nan");
   mp = {};
   mp.kind = "lru";
   expect_refused(mp, "--memory", "lru");

@@ -149,7 +149,7 @@ struct MemoryParams {
   std::string kind = "full";  // full | window | sinks | blocks | episodic
   int64_t n_ctx = 0;          // full: cells held (0: the trained context)
   int n_sink = 4;             // sinks: initial tokens kept
-  int n_init = -1;            // blocks/episodic: initial tokens kept
+  int n_init = 4;             // blocks/episodic: initial tokens kept (as sinks' n_sink)
   int n_local = -1;           // window/sinks/blocks/episodic: local window
   int block_size = -1;        // blocks: tokens per memory block
   int repr_topk = 8;          // blocks/episodic: representative keys per unit
@@ -166,6 +166,10 @@ struct MemoryParams {
   // retrieval at its layer while that retrieval is fewer than this many tokens old (1: retrieve
   // at every block). Blocks of other sizes (a question, a user's turn) always retrieve.
   int retrieve_every = 256;
+  // blocks/episodic: a prefill chunk loads a unit only if the unit's retrieval score beats the
+  // score the chunk's queries give the local window by this many nats (a large negative value
+  // loads the best units unconditionally, as InfLLM and EM-LLM do). Questions are not gated.
+  double chunk_gate = 3.0;
   // blocks/episodic: a question is read twice -- once with each layer retrieving for itself,
   // then with every layer loading the units all layers chose together (see MemoryPolicy::reread).
   bool shared_retrieval = true;

@@ -26,9 +26,8 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
   cmd->add_option("--n-sink", p.n_sink, "sinks: initial tokens kept")
       ->capture_default_str()
       ->group(g);
-  cmd->add_option("--n-init", p.n_init,
-                  "blocks/episodic: initial tokens kept (default: 1/16 of "
-                  "the trained context)")
+  cmd->add_option("--n-init", p.n_init, "blocks/episodic: initial tokens kept")
+      ->capture_default_str()
       ->group(g);
   cmd->add_option("--block-size", p.block_size, "blocks: tokens per memory block")->group(g);
   cmd->add_option("--topk", p.topk, "blocks: memory blocks loaded per query block")->group(g);
@@ -52,6 +51,12 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
                   "blocks/episodic: decode steps and prefill chunks reuse the last retrieval "
                   "for this many tokens (1: retrieve at every block; a question always "
                   "retrieves)")
+      ->capture_default_str()
+      ->group(g);
+  cmd->add_option("--chunk-gate", p.chunk_gate,
+                  "blocks/episodic: a prefill chunk loads a memory unit only if it scores this "
+                  "many nats above the local window (-1e9: always load the best, as the "
+                  "reference systems do)")
       ->capture_default_str()
       ->group(g);
   cmd->add_flag("--shared-retrieval,!--no-shared-retrieval", p.shared_retrieval,

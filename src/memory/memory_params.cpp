@@ -44,14 +44,12 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
   // A model trained on T tokens keeps its last 3/4 T as the local window (DESIGN.md: 256-384 for
   // 512); the rest of the trained positions hold the initial tokens and the query block.
   default_or_value("n_local", "--n-local", p.n_local);
-  default_or_value("n_init", "--n-init", p.n_init);
   default_or_value("block_size", "--block-size", p.block_size);
   default_or_value("n_mem", "--n-mem", p.n_mem);
   default_or_value("topk", "--topk", p.topk);
   default_or_value("tau", "--tau", p.tau);
   default_or_value("max_event", "--max-event", p.max_event);
   if (p.n_local == -1) p.n_local = T * 3 / 4;
-  if (p.n_init == -1) p.n_init = std::max(1, T / 16);
   if (p.block_size == -1) p.block_size = std::max(1, T / 16);
   if (p.n_mem == -1) p.n_mem = std::max(1, T / 4);
   if (p.topk == -1) p.topk = std::max(1, p.n_mem / std::max(1, p.block_size));
@@ -69,7 +67,8 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
     reserved = p.n_sink;
   } else if (k == "blocks" || k == "episodic") {
     at_least("n_init", "--n-init", p.n_init, 0);
-    reserved = p.n_init + 1;  // + the one position all retrieved memory shares
+    // Retrieved memory shares the last initial token's position (its own when n_init is 0).
+    reserved = std::max(p.n_init, 1);
   }
   if (reserved + p.n_local >= T) {
     refuse("n_local", "--n-local", p.n_local,
@@ -79,6 +78,7 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
   }
   if (k == "blocks" || k == "episodic") {
     at_least("retrieve_every", "--retrieve-every", p.retrieve_every, 1);
+    if (std::isnan(p.chunk_gate)) refuse("chunk_gate", "--chunk-gate", p.chunk_gate, "is NaN");
   }
   if (k == "blocks") {
     at_least("block_size", "--block-size", p.block_size, 1);

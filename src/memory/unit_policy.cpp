@@ -19,10 +19,18 @@
 // and 128k. Averaging queries or keys was tried first and lost the needle: one head of one
 // query matching one key is what attention itself acts on (docs/EVALUATION.md, "Retrieval").
 //
-// Positions: initial cells keep theirs (0..n_init-1), every retrieved cell gets position n_init
-// (one fixed distance, about n_local, from the queries, as the reference does), and the local
-// window continues from n_init + 1 without gaps. Before anything has left the window this is
-// exactly the full policy.
+// Positions: initial cells keep theirs (0..n_init-1), every retrieved cell shares the last
+// initial token's position n_init - 1 (one fixed distance, about n_local, from the queries, as
+// the reference does), and the local window continues from n_init without gaps (with n_init 0,
+// memory takes position 0 and the window starts at 1). Before anything has left the window
+// this is exactly the full policy, and while nothing is retrieved it is exactly sinks with
+// n_sink = n_init: sharing a position rather than reserving one keeps the chunks as long.
+//
+// The chunk gate: a prefill chunk loads a unit only when the unit's score exceeds, by
+// chunk_gate nats, the score the window's own keys would get. On engram-tiny no chunk-time
+// retrieval lowered perplexity (docs/EVALUATION.md): memory at one position is text the
+// model never saw during training, and it takes attention from the window. Questions are not
+// gated: they are what memory is for.
 //
 // Similarities use queries and keys before RoPE: a dot product of rotated vectors depends on
 // the distance between them, which changes as the stream grows.
@@ -71,6 +79,7 @@ struct UnitConfig {
   Refine refine = Refine::none;
   SegmenterParams seg;
   int max_block = 0;
+  double chunk_gate = 0;
   bool f16 = false;
 };
 
@@ -154,8 +163,19 @@ class UnitPolicy final : public MemoryPolicy {
         chosen_ptr = &shared_.chosen;
       } else {
         Retrieval& r = fresh_[layer];
-        r.chosen = select(
-            rank(layer, data.q[layer].data(), data.n_tokens, data.pool, is_chunk(block.n_tokens)));
+        const bool chunk = is_chunk(block.n_tokens);
+        std::vector<float> score;
+        std::vector<int> ranked =
+            rank(layer, data.q[layer].data(), data.n_tokens, data.pool, chunk, &score);
+        if (chunk) {
+          // The gate: a chunk loads only units that match its queries clearly better than
+          // the local window does (see MemoryParams::chunk_gate).
+          const double bar =
+              window_score(layer, data.q[layer].data(), data.n_tokens, local, first) +
+              cfg_.chunk_gate;
+          std::erase_if(ranked, [&](int u) { return score[u] < bar; });
+        }
+        r.chosen = select(ranked);
         r.at = first;
         chosen_ptr = &r.chosen;
       }
@@ -167,10 +187,12 @@ class UnitPolicy final : public MemoryPolicy {
       out.key_pos.push_back(pos);
     };
     for (int64_t c = 0; c < n_init; ++c) add(c, c);
+    // Memory shares the last initial token's position (position 0 when there are none).
+    const int64_t mem_pos = std::max<int64_t>(n_init - 1, 0);
     for (int u : chosen) {
-      for (int64_t c = units_[u].begin; c < units_[u].end; ++c) add(c, n_init);
+      for (int64_t c = units_[u].begin; c < units_[u].end; ++c) add(c, mem_pos);
     }
-    const int64_t base = n_init + (chosen.empty() ? 0 : 1);
+    const int64_t base = n_init + (n_init == 0 && !chosen.empty() ? 1 : 0);
     for (int64_t c = local; c < first + block.n_tokens; ++c) add(c, base + (c - local));
     out.query_pos.assign(out.key_pos.end() - block.n_tokens, out.key_pos.end());
   }
@@ -402,7 +424,34 @@ class UnitPolicy final : public MemoryPolicy {
 
   // The units that can be loaded by a block, best first: topk blocks, or for episodic enough
   // candidates to fill the similarity buffer with the smallest events (and a few more).
-  std::vector<int> rank(int layer, const float* q, int n_q, ThreadPool* pool, bool chunk) const {
+  // The prefill-chunk score (see score_units) the local window's cells [c0, c1) would get as a
+  // unit whose every key is a representative (float keys, not the int8 representatives).
+  float window_score(int layer, const float* q, int n_q, int64_t c0, int64_t c1) const {
+    const int hd = shape_.head_dim, group = shape_.n_head / shape_.n_head_kv;
+    const int q_dim = shape_.q_dim();
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    std::vector<float> mean(q_dim, 0.0f);
+    for (int i = 0; i < n_q; ++i) {
+      for (int j = 0; j < q_dim; ++j) mean[j] += q[size_t(i) * q_dim + j] / float(n_q);
+    }
+    std::vector<float> best(shape_.n_head, -std::numeric_limits<float>::infinity());
+    for (int64_t c = std::max(c0, pending_begin_); c < c1; ++c) {
+      const float* k = key(layer, c);
+      for (int h = 0; h < shape_.n_head; ++h) {
+        const float d = dot(mean.data() + size_t(h) * hd, k + size_t(h / group) * hd, hd) * scale;
+        best[h] = std::max(best[h], d);
+      }
+    }
+    const float top = *std::max_element(best.begin(), best.end());
+    if (!std::isfinite(top)) return top;  // an empty window: any unit passes
+    double sum = 0;
+    for (float b : best) sum += std::exp(double(b - top));
+    return top + static_cast<float>(std::log(sum));
+  }
+
+  // scores (if given) receives every unit's score_units value.
+  std::vector<int> rank(int layer, const float* q, int n_q, ThreadPool* pool, bool chunk,
+                        std::vector<float>* scores = nullptr) const {
     const int n_units = static_cast<int>(units_.size());
     const int k = static_cast<int>(std::min<int64_t>(
         n_units, cfg_.episodic ? cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8 : cfg_.topk));
@@ -415,6 +464,7 @@ class UnitPolicy final : public MemoryPolicy {
       return score[a] > score[b] || (score[a] == score[b] && a < b);
     });
     order.resize(k);
+    if (scores) *scores = score;
     return order;
   }
 
@@ -543,7 +593,8 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.refine = p.refine;
   c.seg = {p.gamma, p.tau, p.min_event, p.max_event};
   c.f16 = p.kv_f16;
-  c.max_block = s.n_ctx_train - p.n_init - 1 - p.n_local;
+  c.chunk_gate = p.chunk_gate;
+  c.max_block = s.n_ctx_train - std::max(p.n_init, 1) - p.n_local;
   return std::make_unique<UnitPolicy>(c, s);
 }
 
