@@ -444,6 +444,30 @@ TEST(MemoryRetrieval, APrefillChunkLoadsOnlyUnitsThatBeatTheWindowQuestionsAreNo
   }
 }
 
+// A chunk whose gate passed nothing has still retrieved: the next chunks reuse that choice of
+// nothing while it is fresh, rather than scoring memory again at every chunk.
+TEST(MemoryRetrieval, AChunkThatLoadedNothingIsReusedLikeAnyRetrieval) {
+  for (int every : {1, 1000}) {
+    MemoryParams mp = small_blocks();
+    mp.chunk_gate = 3.0;
+    mp.retrieve_every = every;
+    auto p = make_memory_policy(mp, tiny_shape(2, 128));
+    const int chunk = p->max_block();
+    std::vector<KvCell> cells;
+    auto key = [](int64_t c) {
+      return c >= 6 && c < 10 ? std::vector<float>{0, 1} : std::vector<float>{1, 0};
+    };
+    for (int b = 0; b < 13; ++b) feed(*p, cells, 2, 2, key, {1, 1});
+    EXPECT_TRUE(memory_cells(step(*p, cells, chunk, key, {0, 1}), 2).empty());  // gated
+    const auto next = memory_cells(step(*p, cells, chunk, key, {0, 10}), 2);
+    if (every == 1000) {
+      EXPECT_TRUE(next.empty());
+    } else {
+      EXPECT_EQ(next, range(6, 10));
+    }
+  }
+}
+
 TEST(MemoryRetrieval, BlocksAlsoReuseForDecodeStepsButPromptBlocksRetrieve) {
   MemoryParams mp = small_blocks();
   mp.retrieve_every = 8;

@@ -154,8 +154,9 @@ class UnitPolicy final : public MemoryPolicy {
       const Retrieval& last = last_[layer];
       // A question or a user's turn always retrieves for itself.
       const bool may_reuse = block.n_tokens == 1 || is_chunk(block.n_tokens);
-      if (may_reuse && last.at >= 0 && !last.chosen.empty() &&
-          first - last.at < cfg_.retrieve_every) {
+      // A choice of nothing (the chunk gate passed no unit) is reused too: scoring is what
+      // retrieve_every saves.
+      if (may_reuse && last.at >= 0 && first - last.at < cfg_.retrieve_every) {
         chosen_ptr = &last.chosen;
       } else if (shared_.at == first) {
         // Second reading of a question: every layer loads what all layers chose (see reread).
