@@ -81,6 +81,30 @@ TEST(Ops, SiluMulSimdMatchesScalarAndThreadsDoNotChangeIt) {
   EXPECT_EQ(out, one);
 }
 
+TEST(Ops, AddExpSimdMatchesScalar) {
+  std::mt19937 rng(12);
+  std::uniform_real_distribution<float> score(-40.0f, 0.0f);
+  for (int64_t n : {1, 7, 8, 9, 100, 131}) {
+    std::vector<float> sc(n), acc0(n), ref(n), out(n);
+    for (int64_t j = 0; j < n; ++j) {
+      sc[j] = score(rng) + 3.0f;
+      acc0[j] = 0.01f * float(j);
+    }
+    sc[0] = 3.0f + 1e-6f;  // a rounding step above `sub`
+    ref = acc0;
+    vec_kernels_scalar().add_exp(ref.data(), sc.data(), n, 3.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      ASSERT_NEAR(ref[j], acc0[j] + std::exp(double(sc[j]) - 3.0), 1e-6) << j;
+    }
+    if (!isa_available(Isa::Avx2)) continue;
+    out = acc0;
+    vec_kernels_avx2().add_exp(out.data(), sc.data(), n, 3.0f);
+    for (int64_t j = 0; j < n; ++j) {
+      ASSERT_NEAR(out[j], ref[j], 1e-6f * (1 + std::fabs(ref[j]))) << "n=" << n << " j=" << j;
+    }
+  }
+}
+
 // Direct definition: pair (a, b) rotated by pos * freq_scale * base^(-2i/rope_dim) / factor_i.
 std::vector<float> rope_expected(const std::vector<float>& x, int pos, const RopeParams& p) {
   std::vector<float> y = x;

@@ -62,7 +62,7 @@ TEST(ShippedModel, HeldOutPerplexityMatchesTheReference) {
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(tok->encode(text, true, false), tokens);
 
-  ThreadPool pool(2);
+  ThreadPool pool(1);  // a long run: one thread, as in test_shipped_memory.cpp
   ContextParams cp;
   cp.n_ctx = n_ctx;
   Context ctx(*model, pool, cp);

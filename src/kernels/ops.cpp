@@ -108,6 +108,10 @@ void silu_mul_scalar(float* out, const float* gate, const float* up, int64_t n) 
   }
 }
 
+void add_exp_scalar(float* acc, const float* s, int64_t n, float sub) {
+  for (int64_t j = 0; j < n; ++j) acc[j] += std::exp(s[j] - sub);
+}
+
 float exp_sum_scalar(float* x, int64_t n, float max) {
   float s = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
@@ -157,8 +161,8 @@ inline int64_t visible_keys(const AttentionArgs& a, int i) {
 }  // namespace
 
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {dot_scalar,    axpy_scalar,          exp_sum_scalar,
-                               scores_scalar, weighted_sum_scalar, silu_mul_scalar};
+  static const VecKernels k = {dot_scalar,          axpy_scalar,     exp_sum_scalar, scores_scalar,
+                               weighted_sum_scalar, silu_mul_scalar, add_exp_scalar};
   return k;
 }
 
@@ -246,7 +250,7 @@ void attention_received(const AttentionArgs& a, const float* lse, float* recv, T
           for (int g = 0; g < group; ++g) {
             const float l = lse[int64_t{i} * a.n_head + h0 + g];
             const float* sg = s.data() + size_t(g) * n;
-            for (int64_t j = 0; j < n; ++j) recv[j0 + j] += std::exp(sg[j] - l);
+            vk.add_exp(recv + j0, sg, n, l);
           }
         }
       }

@@ -80,6 +80,16 @@ void silu_mul_simd(float* out, const float* gate, const float* up, int64_t n) {
   }
 }
 
+void add_exp(float* acc, const float* s, int64_t n, float sub) {
+  const __m256 vs = _mm256_set1_ps(sub);
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + j), vs));
+    _mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), e));
+  }
+  for (; j < n; ++j) acc[j] += std::exp(s[j] - sub);
+}
+
 float exp_sum(float* x, int64_t n, float max) {
   const __m256 vm = _mm256_set1_ps(max);
   __m256 acc = _mm256_setzero_ps();
@@ -176,7 +186,7 @@ void weighted_sum(float* out, const float* p, int nh, int hd, const float* v, in
 }  // namespace
 
 const VecKernels& vec_kernels_avx2() {
-  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum, silu_mul_simd};
+  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum, silu_mul_simd, add_exp};
   return k;
 }
 

@@ -12,7 +12,7 @@ namespace {
 
 class Binder {
  public:
-  Binder(const GgufFile& f, const ModelConfig& c) : f_(f), c_(c) {}
+  explicit Binder(const GgufFile& f) : f_(f) {}
 
   const GgufTensorInfo& find(const std::string& name) const {
     const GgufTensorInfo* t = f_.find_tensor(name);
@@ -68,7 +68,6 @@ class Binder {
 
  private:
   const GgufFile& f_;
-  const ModelConfig& c_;
 };
 
 int positive_int(const GgufFile& f, const std::string& key, uint64_t max) {
@@ -152,7 +151,7 @@ std::unique_ptr<Model> Model::load(const std::string& path) {
   c = read_config(f);
 
   auto w = std::make_unique<ModelWeights>();
-  Binder b(f, c);
+  Binder b(f);
   const GgufTensorInfo& embd = b.find("token_embd.weight");
   if (embd.ne.size() != 2 || embd.ne[0] != c.n_embd || embd.ne[1] <= 0) {
     throw Error(fmt::format("{}: tensor 'token_embd.weight' has shape {}, expected [{}, n_vocab]",
