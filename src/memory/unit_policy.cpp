@@ -423,8 +423,6 @@ class UnitPolicy final : public MemoryPolicy {
     return score;
   }
 
-  // The units that can be loaded by a block, best first: topk blocks, or for episodic enough
-  // candidates to fill the similarity buffer with the smallest events (and a few more).
   // The prefill-chunk score (see score_units) the local window's cells [c0, c1) would get as a
   // unit whose every key is a representative (float keys, not the int8 representatives).
   float window_score(int layer, const float* q, int n_q, int64_t c0, int64_t c1) const {
@@ -450,7 +448,9 @@ class UnitPolicy final : public MemoryPolicy {
     return top + static_cast<float>(std::log(sum));
   }
 
-  // scores (if given) receives every unit's score_units value.
+  // The units that can be loaded by a block, best first: topk blocks, or for episodic enough
+  // candidates to fill the similarity buffer with the smallest events (and a few more). `scores`,
+  // if given, receives every unit's score_units value.
   std::vector<int> rank(int layer, const float* q, int n_q, ThreadPool* pool, bool chunk,
                         std::vector<float>* scores = nullptr) const {
     const int n_units = static_cast<int>(units_.size());
