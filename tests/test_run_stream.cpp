@@ -36,8 +36,7 @@ TEST(RunStream, LongFileGivesTheContinuationOfTheWholeTextAndAProgressBar) {
   const std::string path = temp_path("book.txt");
   std::ofstream(path, std::ios::binary) << text;
   // One thread: the three runs are the longest of the suite, and ctest runs two tests at once.
-  const std::string common =
-      "run -m " + kModel + " --memory episodic -n 6 --temp 0 --seed 1 -t 1";
+  const std::string common = "run -m " + kModel + " --memory episodic -n 6 --temp 0 --seed 1 -t 1";
   const CliResult streamed = run_cli(common + " -f '" + path + "'");
   ASSERT_EQ(streamed.status, 0) << streamed.err;
   const CliResult whole = run_cli(common + " -p '" + text + "'");

@@ -48,9 +48,8 @@ void silu_mul(float* out, const float* gate, const float* up, int64_t n, ThreadP
     vk.silu_mul(out, gate, up, n);
     return;
   }
-  pool.parallel_for(n, kGrain, [&](int64_t b, int64_t e) {
-    vk.silu_mul(out + b, gate + b, up + b, e - b);
-  });
+  pool.parallel_for(n, kGrain,
+                    [&](int64_t b, int64_t e) { vk.silu_mul(out + b, gate + b, up + b, e - b); });
 }
 
 void rope_cache(float* cs, int32_t pos, const RopeParams& p) {

@@ -70,7 +70,7 @@ void silu_mul_simd(float* out, const float* gate, const float* up, int64_t n) {
   for (; i + 8 <= n; i += 8) {
     const __m256 g = _mm256_loadu_ps(gate + i);
     const __m256 e = exp_neg(_mm256_or_ps(g, sign));  // exp(-|g|)
-    const __m256 num = _mm256_blendv_ps(one, e, g);    // sign bit of g picks e
+    const __m256 num = _mm256_blendv_ps(one, e, g);   // sign bit of g picks e
     const __m256 sig = _mm256_div_ps(num, _mm256_add_ps(one, e));
     _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_mul_ps(g, sig), _mm256_loadu_ps(up + i)));
   }
