@@ -16,9 +16,9 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 echo "== tokenizer conformance against transformers.js (node, offline)"
 tools/tokenizer/check_conformance.sh build/engram
 
-# One clang build serves both sanitizer stages: the library is compiled with ASan/UBSan and
-# libFuzzer's coverage hooks, the unit tests link it under ASan/UBSan, the fuzz targets with
-# libFuzzer's main. (Two separate builds took most of CI's time on two cores.)
+# One clang build serves both sanitizer stages: the library is compiled with ASan/UBSan (its
+# parsers also with libFuzzer's coverage hooks), the unit tests link it under ASan/UBSan, the
+# fuzz targets with libFuzzer's main. (Two separate builds took most of CI's time on two cores.)
 echo "== ASan/UBSan build (clang) + tests"
 CXX=clang++ cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_FUZZ=ON \
   -DENGRAM_BENCH=OFF >/dev/null

@@ -35,13 +35,20 @@ void softmax(float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] *= inv;
 }
 
+namespace {
+// The primitives of the best ISA this CPU runs.
+const VecKernels& best_vec_kernels() {
+  return isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+}
+}  // namespace
+
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
-  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  const VecKernels& vk = best_vec_kernels();
   vk.silu_mul(out, gate, up, n);
 }
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t n, ThreadPool& pool) {
-  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  const VecKernels& vk = best_vec_kernels();
   // A decode step's few thousand values cost less than waking the other threads.
   constexpr int64_t kGrain = 16384;
   if (n < 2 * kGrain) {
@@ -221,12 +228,12 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
 }
 
 void attention(const AttentionArgs& a, ThreadPool& pool) {
-  attention_with(isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar(), a, pool);
+  attention_with(best_vec_kernels(), a, pool);
 }
 
 void attention_received(const AttentionArgs& a, const float* lse, float* recv, ThreadPool& pool) {
   check_attention(a);
-  const VecKernels& vk = isa_available(Isa::Avx2) ? vec_kernels_avx2() : vec_kernels_scalar();
+  const VecKernels& vk = best_vec_kernels();
   const int group = a.n_head / a.n_head_kv;
   const int hd = a.head_dim;
   // Keys in chunks, one thread per chunk: every sum has one owner and a fixed order.

@@ -166,8 +166,8 @@ class UnitPolicy final : public MemoryPolicy {
         Retrieval& r = fresh_[layer];
         const bool chunk = is_chunk(block.n_tokens);
         std::vector<float> score;
-        std::vector<int> ranked =
-            rank(layer, data.q[layer].data(), data.n_tokens, data.pool, chunk, &score);
+        std::vector<int> ranked = rank(layer, data.q[layer].data(), data.n_tokens, data.pool, chunk,
+                                       chunk ? &score : nullptr);
         if (chunk) {
           // The gate: a chunk loads only units that match its queries clearly better than
           // the local window does (see MemoryParams::chunk_gate).
@@ -326,10 +326,7 @@ class UnitPolicy final : public MemoryPolicy {
     if (!mean_query) q += size_t(n_q - m) * q_dim;  // the last m
     std::vector<float> mean;
     if (mean_query && n_q > 1) {
-      mean.assign(q_dim, 0.0f);
-      for (int i = 0; i < n_q; ++i) {
-        for (int j = 0; j < q_dim; ++j) mean[j] += q[size_t(i) * q_dim + j] / float(n_q);
-      }
+      mean = mean_query_of(q, n_q);
       q = mean.data();
     }
     // Per kv head, its query heads of every scoring query: x[v] = [m * group][hd].
@@ -423,16 +420,22 @@ class UnitPolicy final : public MemoryPolicy {
     return score;
   }
 
-  // The prefill-chunk score (see score_units) the local window's cells [c0, c1) would get as a
-  // unit whose every key is a representative (float keys, not the int8 representatives).
-  float window_score(int layer, const float* q, int n_q, int64_t c0, int64_t c1) const {
-    const int hd = shape_.head_dim, group = shape_.n_head / shape_.n_head_kv;
+  // The mean of a block's n_q queries (q: [n_q, q_dim]), what a prefill chunk scores with.
+  std::vector<float> mean_query_of(const float* q, int n_q) const {
     const int q_dim = shape_.q_dim();
-    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
     std::vector<float> mean(q_dim, 0.0f);
     for (int i = 0; i < n_q; ++i) {
       for (int j = 0; j < q_dim; ++j) mean[j] += q[size_t(i) * q_dim + j] / float(n_q);
     }
+    return mean;
+  }
+
+  // The prefill-chunk score (see score_units) the local window's cells [c0, c1) would get as a
+  // unit whose every key is a representative (float keys, not the int8 representatives).
+  float window_score(int layer, const float* q, int n_q, int64_t c0, int64_t c1) const {
+    const int hd = shape_.head_dim, group = shape_.n_head / shape_.n_head_kv;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+    const std::vector<float> mean = mean_query_of(q, n_q);
     std::vector<float> best(shape_.n_head, -std::numeric_limits<float>::infinity());
     for (int64_t c = std::max(c0, pending_begin_); c < c1; ++c) {
       const float* k = key(layer, c);
