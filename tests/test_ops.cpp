@@ -81,28 +81,30 @@ TEST(Ops, SiluMulSimdMatchesScalarAndThreadsDoNotChangeIt) {
   EXPECT_EQ(out, one);
 }
 
-TEST(Ops, AddExpSimdMatchesScalar) {
+TEST(Ops, LogSumExpSimdMatchesScalarAndDouble) {
   std::mt19937 rng(12);
-  std::uniform_real_distribution<float> score(-40.0f, 0.0f);
-  for (int64_t n : {1, 7, 8, 9, 100, 131}) {
-    std::vector<float> sc(n), acc0(n), ref(n), out(n);
-    for (int64_t j = 0; j < n; ++j) {
-      sc[j] = score(rng) + 3.0f;
-      acc0[j] = 0.01f * float(j);
-    }
-    sc[0] = 3.0f + 1e-6f;  // a rounding step above `sub`
-    ref = acc0;
-    vec_kernels_scalar().add_exp(ref.data(), sc.data(), n, 3.0f);
-    for (int64_t j = 0; j < n; ++j) {
-      ASSERT_NEAR(ref[j], acc0[j] + std::exp(double(sc[j]) - 3.0), 1e-6) << j;
-    }
+  std::uniform_real_distribution<float> logit(-30.0f, 20.0f);
+  for (int64_t n : {1, 7, 8, 9, 16, 17, 100, 4096}) {
+    std::vector<float> x(n);
+    for (auto& v : x) v = logit(rng);
+    if (n > 3) x[3] = 95.0f;  // far above the rest: exp(x - max) underflows for most values
+    double mx = *std::max_element(x.begin(), x.end()), sum = 0;
+    for (float v : x) sum += std::exp(double(v) - mx);
+    const double want = mx + std::log(sum);
+    const std::vector<float> keep = x;
+    const float ref = vec_kernels_scalar().log_sum_exp(x.data(), n);
+    ASSERT_NEAR(ref, want, 1e-5 * std::max(1.0, std::fabs(want))) << "n=" << n;
+    EXPECT_NEAR(log_sum_exp(x.data(), n), want, 1e-5 * std::max(1.0, std::fabs(want)));
+    EXPECT_EQ(x, keep) << "the input must stay as it was";
     if (!isa_available(Isa::Avx2)) continue;
-    out = acc0;
-    vec_kernels_avx2().add_exp(out.data(), sc.data(), n, 3.0f);
-    for (int64_t j = 0; j < n; ++j) {
-      ASSERT_NEAR(out[j], ref[j], 1e-6f * (1 + std::fabs(ref[j]))) << "n=" << n << " j=" << j;
-    }
+    EXPECT_NEAR(vec_kernels_avx2().log_sum_exp(x.data(), n), ref,
+                1e-5f * std::max(1.0f, std::fabs(ref)))
+        << "n=" << n;
   }
+  // The largest value alone decides when the others are far below it.
+  const float two[] = {0.0f, -200.0f};
+  EXPECT_NEAR(log_sum_exp(two, 2), 0.0f, 1e-7f);
+  EXPECT_THROW(log_sum_exp(two, 0), Error);
 }
 
 // Direct definition: pair (a, b) rotated by pos * freq_scale * base^(-2i/rope_dim) / factor_i.
@@ -276,8 +278,9 @@ TEST(Ops, AttentionFirstQueriesWithoutKeysAreZero) {
   for (int d = 8; d < 24; ++d) EXPECT_NEAR(out[d], 1.0f, 1e-6);
 }
 
-// attention_received against softmax probabilities computed in double, key by key; and the
-// same sums (bit for bit) whatever the thread count.
+// attention()'s probabilities and attention_received's sums of them against softmax
+// probabilities computed in double, key by key; the sums the same (bit for bit) whatever the
+// thread count.
 TEST(Ops, AttentionReceivedSumsSoftmaxProbabilitiesPerKey) {
   std::mt19937 rng(9);
   ThreadPool pool1(1), pool2(2);
@@ -293,11 +296,15 @@ TEST(Ops, AttentionReceivedSumsSoftmaxProbabilitiesPerKey) {
     const std::vector<float>& q = in.q;
     const std::vector<float>& k = in.k;
     const int64_t kv_row = in.kv_row;
-    std::vector<float> lse(size_t(c.n_q) * c.n_head);
     AttentionArgs& a = in.a;
+    std::vector<float> plain(in.out.size());
+    a.out = plain.data();
+    attention(a, pool2);  // without probabilities, to check that asking for them changes nothing
+    std::vector<float> probs(size_t(c.n_q) * c.n_head * c.n_kv, -1.0f);
     a.out = in.out.data();
-    a.lse = lse.data();
+    a.probs = probs.data();
     attention(a, pool2);
+    EXPECT_EQ(in.out, plain);
     std::vector<double> want(c.n_kv, 0.0);
     const int group = c.n_head / c.n_head_kv;
     for (int i = 0; i < c.n_q; ++i) {
@@ -315,12 +322,17 @@ TEST(Ops, AttentionReceivedSumsSoftmaxProbabilitiesPerKey) {
           mx = std::max(mx, s[j]);
         }
         for (double x : s) sum += std::exp(x - mx);
-        for (int64_t j = 0; j < n_vis; ++j) want[j] += std::exp(s[j] - mx) / sum;
+        const float* row = probs.data() + (size_t(i) * c.n_head + h) * c.n_kv;
+        for (int64_t j = 0; j < n_vis; ++j) {
+          want[j] += std::exp(s[j] - mx) / sum;
+          ASSERT_NEAR(row[j], std::exp(s[j] - mx) / sum, 1e-5) << "query " << i << " key " << j;
+        }
+        for (int64_t j = n_vis; j < c.n_kv; ++j) ASSERT_EQ(row[j], 0.0f) << "unseen key " << j;
       }
     }
     std::vector<float> got1(c.n_kv, -1.0f), got2(c.n_kv, -1.0f);
-    attention_received(a, lse.data(), got1.data(), pool1);
-    attention_received(a, lse.data(), got2.data(), pool2);
+    attention_received(a, got1.data(), pool1);
+    attention_received(a, got2.data(), pool2);
     double total = 0;
     for (int64_t j = 0; j < c.n_kv; ++j) {
       ASSERT_NEAR(got1[j], want[j], 1e-4 * std::max(1.0, want[j])) << "key " << j;

@@ -42,6 +42,11 @@ const VecKernels& best_vec_kernels() {
 }
 }  // namespace
 
+float log_sum_exp(const float* x, int64_t n) {
+  if (n <= 0) throw Error("log_sum_exp: n = " + std::to_string(n) + ", need at least one value");
+  return best_vec_kernels().log_sum_exp(x, n);
+}
+
 void silu_mul(float* out, const float* gate, const float* up, int64_t n) {
   const VecKernels& vk = best_vec_kernels();
   vk.silu_mul(out, gate, up, n);
@@ -114,8 +119,11 @@ void silu_mul_scalar(float* out, const float* gate, const float* up, int64_t n) 
   }
 }
 
-void add_exp_scalar(float* acc, const float* s, int64_t n, float sub) {
-  for (int64_t j = 0; j < n; ++j) acc[j] += std::exp(s[j] - sub);
+float log_sum_exp_scalar(const float* x, int64_t n) {
+  const float max = *std::max_element(x, x + n);
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(static_cast<double>(x[i]) - max);
+  return static_cast<float>(max + std::log(sum));
 }
 
 float exp_sum_scalar(float* x, int64_t n, float max) {
@@ -167,8 +175,9 @@ inline int64_t visible_keys(const AttentionArgs& a, int i) {
 }  // namespace
 
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {dot_scalar,          axpy_scalar,     exp_sum_scalar, scores_scalar,
-                               weighted_sum_scalar, silu_mul_scalar, add_exp_scalar};
+  static const VecKernels k = {dot_scalar,        axpy_scalar,         exp_sum_scalar,
+                               scores_scalar,     weighted_sum_scalar, silu_mul_scalar,
+                               log_sum_exp_scalar};
   return k;
 }
 
@@ -191,9 +200,10 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
       const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
       const int kvh = h0 / group;
       const int64_t n_vis = visible_keys(a, i);
-      if (n_vis == 0 && a.lse) {
+      float* probs0 = a.probs ? a.probs + (int64_t{i} * a.n_head + h0) * a.n_kv : nullptr;
+      if (probs0) {  // the keys this query does not see
         for (int h = 0; h < per_task; ++h) {
-          a.lse[int64_t{i} * a.n_head + h0 + h] = std::numeric_limits<float>::infinity();
+          std::fill(probs0 + h * a.n_kv + n_vis, probs0 + (h + 1) * a.n_kv, 0.0f);
         }
       }
       float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
@@ -217,7 +227,10 @@ void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& po
         const float max = *std::max_element(s, s + n_vis);
         const float sum = vk.exp_sum(s, n_vis, max);
         invp[h] = 1.0f / sum;
-        if (a.lse) a.lse[int64_t{i} * a.n_head + h0 + h] = max + std::log(sum);
+        if (probs0) {
+          float* ph = probs0 + h * a.n_kv;
+          for (int64_t j = 0; j < n_vis; ++j) ph[j] = s[j] * invp[h];
+        }
       }
       vk.weighted_sum(out0, scores.data(), per_task, hd, a.v + kv_off, a.v_stride, n_vis);
       for (int h = 0; h < per_task; ++h) {
@@ -231,35 +244,20 @@ void attention(const AttentionArgs& a, ThreadPool& pool) {
   attention_with(best_vec_kernels(), a, pool);
 }
 
-void attention_received(const AttentionArgs& a, const float* lse, float* recv, ThreadPool& pool) {
+void attention_received(const AttentionArgs& a, float* recv, ThreadPool& pool) {
   check_attention(a);
-  const VecKernels& vk = best_vec_kernels();
-  const int group = a.n_head / a.n_head_kv;
-  const int hd = a.head_dim;
+  if (!a.probs) throw Error("attention_received: attention() was run without a probs buffer");
+  const int64_t rows = int64_t{a.n_q} * a.n_head;
   // Keys in chunks, one thread per chunk: every sum has one owner and a fixed order.
-  constexpr int64_t kChunk = 128;
-  const int64_t n_chunks = (a.n_kv + kChunk - 1) / kChunk;
-  std::atomic<int64_t> next{0};
-  pool.run([&](int, int) {
-    std::vector<float> s(size_t(group) * kChunk);
-    for (int64_t ch; (ch = next.fetch_add(1, std::memory_order_relaxed)) < n_chunks;) {
-      const int64_t j0 = ch * kChunk, j1 = std::min(a.n_kv, j0 + kChunk);
-      std::fill(recv + j0, recv + j1, 0.0f);
-      // Query i sees keys [0, n_kv - n_q + i + 1): the first query that sees j0.
-      const int i0 = static_cast<int>(std::max<int64_t>(0, j0 - (a.n_kv - a.n_q)));
-      for (int i = i0; i < a.n_q; ++i) {
-        const int64_t n = std::min(j1, visible_keys(a, i)) - j0;
-        for (int kvh = 0; kvh < a.n_head_kv; ++kvh) {
-          const int h0 = kvh * group;
-          vk.scores(a.q + (int64_t{i} * a.n_head + h0) * hd, group, hd,
-                    a.k + j0 * a.k_stride + int64_t{kvh} * hd, a.k_stride, n, a.scale, s.data());
-          for (int g = 0; g < group; ++g) {
-            const float l = lse[int64_t{i} * a.n_head + h0 + g];
-            const float* sg = s.data() + size_t(g) * n;
-            vk.add_exp(recv + j0, sg, n, l);
-          }
-        }
-      }
+  constexpr int64_t kChunk = 256;
+  pool.parallel_for_dynamic(a.n_kv, kChunk, [&](int64_t j0, int64_t j1) {
+    std::fill(recv + j0, recv + j1, 0.0f);
+    // Query i sees keys [0, n_kv - n_q + i + 1): rows before the first query that sees j0
+    // hold zeros there.
+    const int64_t i0 = std::max<int64_t>(0, j0 - (a.n_kv - a.n_q));
+    for (int64_t r = i0 * a.n_head; r < rows; ++r) {
+      const float* p = a.probs + r * a.n_kv;
+      for (int64_t j = j0; j < j1; ++j) recv[j] += p[j];
     }
   });
 }

@@ -14,6 +14,9 @@ void rmsnorm(float* out, const float* x, const float* w, int64_t n, float eps);
 // In place, numerically stable.
 void softmax(float* x, int64_t n);
 
+// log(sum_i exp(x[i])), computed stably (n >= 1): the log normaliser of softmax(x).
+float log_sum_exp(const float* x, int64_t n);
+
 // out[i] = silu(gate[i]) * up[i]
 void silu_mul(float* out, const float* gate, const float* up, int64_t n);
 // The same, large inputs (a prefill block's) split over the pool.
@@ -56,17 +59,17 @@ struct AttentionArgs {
   int n_head_kv = 0;
   int head_dim = 0;
   float scale = 1.0f;  // usually 1/sqrt(head_dim)
-  // Optional output [n_q, n_head]: log of each softmax's normaliser (over the scaled scores),
-  // for attention_received().
-  float* lse = nullptr;
+  // Optional output [n_q, n_head, n_kv]: each softmax's probabilities, 0 for the keys a query
+  // does not see; attention_received() sums them per key.
+  float* probs = nullptr;
 };
 void attention(const AttentionArgs& a, ThreadPool& pool);
 void attention_reference(const AttentionArgs& a);
 
 // Attention mass each key received: recv[j] = sum over the queries i that see key j and over
-// all heads of softmax probability (i, h, j), from the lse that attention() wrote. Memory
+// all heads of softmax probability (i, h, j), from the a.probs that attention() wrote. Memory
 // policies choose representative keys by it. Each recv[j] is summed by one thread in a fixed
 // order, so the result does not depend on the thread count.
-void attention_received(const AttentionArgs& a, const float* lse, float* recv, ThreadPool& pool);
+void attention_received(const AttentionArgs& a, float* recv, ThreadPool& pool);
 
 }  // namespace engram

@@ -80,16 +80,6 @@ void silu_mul_simd(float* out, const float* gate, const float* up, int64_t n) {
   }
 }
 
-void add_exp(float* acc, const float* s, int64_t n, float sub) {
-  const __m256 vs = _mm256_set1_ps(sub);
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    const __m256 e = exp_neg(_mm256_sub_ps(_mm256_loadu_ps(s + j), vs));
-    _mm256_storeu_ps(acc + j, _mm256_add_ps(_mm256_loadu_ps(acc + j), e));
-  }
-  for (; j < n; ++j) acc[j] += std::exp(s[j] - sub);
-}
-
 float exp_sum(float* x, int64_t n, float max) {
   const __m256 vm = _mm256_set1_ps(max);
   __m256 acc = _mm256_setzero_ps();
@@ -105,6 +95,33 @@ float exp_sum(float* x, int64_t n, float max) {
     s += x[i];
   }
   return s;
+}
+
+float log_sum_exp_simd(const float* x, int64_t n) {
+  int64_t i = 0;
+  float max = x[0];
+  if (n >= 8) {
+    __m256 vmax = _mm256_loadu_ps(x);
+    for (i = 8; i + 8 <= n; i += 8) vmax = _mm256_max_ps(vmax, _mm256_loadu_ps(x + i));
+    const __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(vmax), _mm256_extractf128_ps(vmax, 1));
+    const __m128 m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    max = _mm_cvtss_f32(_mm_max_ss(m2, _mm_shuffle_ps(m2, m2, 1)));
+  }
+  for (; i < n; ++i) max = std::max(max, x[i]);
+  // Two accumulators: the adds do not wait on each other.
+  const __m256 vm = _mm256_set1_ps(max);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 = _mm256_add_ps(acc0, exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+    acc1 = _mm256_add_ps(acc1, exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), vm)));
+  }
+  for (; i + 8 <= n; i += 8) {
+    acc0 = _mm256_add_ps(acc0, exp_neg(_mm256_sub_ps(_mm256_loadu_ps(x + i), vm)));
+  }
+  float sum = hsum(_mm256_add_ps(acc0, acc1));
+  for (; i < n; ++i) sum += std::exp(x[i] - max);
+  return max + std::log(sum);
 }
 
 // The four horizontal sums of a0..a3, as one vector.
@@ -186,7 +203,8 @@ void weighted_sum(float* out, const float* p, int nh, int hd, const float* v, in
 }  // namespace
 
 const VecKernels& vec_kernels_avx2() {
-  static const VecKernels k = {dot, axpy, exp_sum, scores, weighted_sum, silu_mul_simd, add_exp};
+  static const VecKernels k = {dot,          axpy,          exp_sum,         scores,
+                               weighted_sum, silu_mul_simd, log_sum_exp_simd};
   return k;
 }
 

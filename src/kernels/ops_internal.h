@@ -22,8 +22,8 @@ struct VecKernels {
                        int64_t n);
   // out[i] = silu(gate[i]) * up[i]
   void (*silu_mul)(float* out, const float* gate, const float* up, int64_t n);
-  // acc[j] += exp(s[j] - sub), for s[j] <= sub (up to rounding): softmax probabilities.
-  void (*add_exp)(float* acc, const float* s, int64_t n, float sub);
+  // max(x) + log(sum_j exp(x[j] - max(x))) over n >= 1 values: a softmax's log normaliser.
+  float (*log_sum_exp)(const float* x, int64_t n);
 };
 
 const VecKernels& vec_kernels_scalar();

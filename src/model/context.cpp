@@ -36,7 +36,7 @@ struct Context::Impl {
   // Scratch for one query block.
   std::vector<float> x, h, q, k, v, att, gate, up, block_logits, cs;
   std::vector<float> k_gather, v_gather;  // keys/values of a non-contiguous plan
-  std::vector<float> lse;                 // [n, n_head] softmax normalisers, for `received`
+  std::vector<float> probs;               // [n, n_head, n_kv] softmax probabilities, for `received`
 
   // cos/sin of position pos (from the table when it is there).
   const float* angles(int64_t pos) {
@@ -274,14 +274,14 @@ void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& bloc
     a.head_dim = c.head_dim;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     if (s.needs.received) {
-      s.lse.resize(size_t(n) * c.n_head);
-      a.lse = s.lse.data();
+      s.probs.resize(size_t(n) * c.n_head * n_kv);
+      a.probs = s.probs.data();
     }
     attention(a, pool_);
     if (s.needs.received) {
       s.data.planned[l] = p.cells;
       s.data.received[l].resize(n_kv);
-      attention_received(a, s.lse.data(), s.data.received[l].data(), pool_);
+      attention_received(a, s.data.received[l].data(), pool_);
     }
 
     matmul(L.wo, s.att.data(), n, s.h.data(), pool_);
@@ -343,17 +343,16 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
 
   if (s.needs.surprise) {
     // Surprise of token i = -log softmax(logits of token i-1)[token i].
+    // Rows are independent, so the pool splits them; each row's value is the same whatever
+    // the split.
     s.data.surprise.assign(n, 0.0f);
-    for (int i = 0; i < n; ++i) {
-      const float* row = i > 0 ? out + size_t(i - 1) * c.n_vocab
-                               : (s.prev_row.empty() ? nullptr : s.prev_row.data());
-      if (!row) continue;
-      float mx = row[0];
-      for (int j = 1; j < c.n_vocab; ++j) mx = std::max(mx, row[j]);
-      double sum = 0;
-      for (int j = 0; j < c.n_vocab; ++j) sum += std::exp(double(row[j]) - mx);
-      s.data.surprise[i] = static_cast<float>(std::log(sum) - (double(row[tokens[i]]) - mx));
-    }
+    pool_.parallel_for(n, 16, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        const float* row = i > 0 ? out + size_t(i - 1) * c.n_vocab
+                                 : (s.prev_row.empty() ? nullptr : s.prev_row.data());
+        if (row) s.data.surprise[i] = log_sum_exp(row, c.n_vocab) - row[tokens[i]];
+      }
+    });
     s.prev_row.assign(out + size_t(n - 1) * c.n_vocab, out + size_t(n) * c.n_vocab);
   }
   if (!all_logits && every_row) {
