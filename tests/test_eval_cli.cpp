@@ -1,4 +1,4 @@
-// `engram eval ppl`, `engram eval segment` and `engram eval passkey` end to end on the golden model
+// `engram eval ppl`, `segment`, `passkey` and `kv` end to end on the golden model
 // (context 256, one token per byte): the shape and arithmetic of their JSON, agreement of eval ppl
 // with the streaming mode of `engram perplexity`, and their refusals of bad values.
 #include <gtest/gtest.h>
@@ -106,6 +106,56 @@ TEST(EvalCli, PasskeySkipsLengthsWithoutRoomForTheAnswerAndReportsNeedleCoverage
 
   expect_error(run_cli("eval passkey -m " + kModel + " --filler " + filler + " -n 0"),
                "--n-predict must be >= 1, got 0");
+}
+
+TEST(EvalCli, KvAsksEveryNeedleInTurnAndFullAttentionLoadsThemAll) {
+  const std::string json = temp_path("kv.json");
+  const std::string filler = std::string("'") + ENGRAM_SOURCE_DIR + "/data/heldout_sample.txt'";
+  CliResult r = run_cli("eval kv -m " + kModel + " --filler " + filler +
+                        " -t 1 -q --memory full --keys 2 --trials 4 --lengths 240 -n 4 --json '" +
+                        json + "'");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto j = nlohmann::json::parse(slurp(json));
+  EXPECT_EQ(j["task"], "kv");
+  EXPECT_EQ(j["keys"].get<int>(), 2);
+  ASSERT_EQ(j["trials"].size(), 4u);
+  double correct = 0;
+  for (size_t i = 0; i < 4; ++i) {
+    const auto& t = j["trials"][i];
+    EXPECT_EQ(t["asked"].get<int>(), int(i % 2)) << "the needles are asked in turn";
+    const auto needles = t["needles"].get<std::vector<std::vector<int64_t>>>();
+    ASSERT_EQ(needles.size(), 2u);
+    EXPECT_GT(needles[0][0], 0);
+    EXPECT_LT(needles[0][0], needles[0][1]);
+    EXPECT_LE(needles[0][1], needles[1][0]) << "needles in stream order, apart";
+    EXPECT_LE(needles[1][1], 240);
+    const auto asked = needles[t["asked"].get<int>()];
+    EXPECT_DOUBLE_EQ(t["depth"].get<double>(), double(asked[0]) / 240);
+    const auto keys = t["keys"].get<std::vector<std::string>>();
+    ASSERT_EQ(keys.size(), 2u);
+    EXPECT_NE(keys[0], keys[1]);
+    const auto labels = t["labels"].get<std::vector<std::string>>();
+    ASSERT_EQ(labels.size(), 2u);
+    EXPECT_NE(labels[0], labels[1]);
+    // Full attention sees everything: every layer, every needle.
+    EXPECT_EQ(t["hit_rate"].get<double>(), 1.0);
+    EXPECT_EQ(t["needles_loaded"].get<int>(), 2);
+    EXPECT_FALSE(t["correct"].get<bool>() && t["other_key"].get<bool>());
+    correct += t["correct"].get<bool>();
+  }
+  ASSERT_EQ(j["cells"].size(), 1u);
+  EXPECT_DOUBLE_EQ(j["cells"][0]["accuracy"].get<double>(), correct / 4);
+  EXPECT_DOUBLE_EQ(j["cells"][0]["hit_rate"].get<double>(), 1.0);
+
+  expect_error(run_cli("eval kv -m " + kModel + " --filler " + filler + " --keys 1"),
+               "--keys must be in 2..12, got 1");
+  expect_error(run_cli("eval kv -m " + kModel + " --filler " + filler + " --keys 13"),
+               "--keys must be in 2..12, got 13");
+  expect_error(run_cli("eval kv -m " + kModel + " --filler " + filler + " --trials 0"),
+               "--trials must be >= 1, got 0");
+  expect_error(run_cli("eval kv -m " + kModel + " --filler " + filler +
+                       " --memory full --lengths 100 --keys 4"),
+               "shorter than the task's");
 }
 
 TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {

@@ -44,6 +44,7 @@ class Context {
   // move old tokens to memory.
   int64_t n_ctx() const { return policy_->capacity(); }
   const MemoryPolicy& policy() const { return *policy_; }
+  const Model& model() const { return model_; }
   // Cells held, keys attended by the last block, units formed, and bytes of K/V + policy state.
   MemoryStats memory_stats() const;
   uint64_t memory_bytes() const;

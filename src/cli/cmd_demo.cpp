@@ -6,8 +6,6 @@
 #include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <random>
@@ -15,6 +13,7 @@
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memory_options.h"
+#include "cli/needle_reading.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/model.h"
@@ -101,38 +100,16 @@ void demo(const DemoOptions& o) {
     std::fflush(stdout);
     Outcome r;
     r.policy = policy;
-    const auto t0 = std::chrono::steady_clock::now();
-    // The question arrives as its own block, as a user's turn would: memory is retrieved for
-    // what the question asks, not for the average of a chunk of filler.
-    const std::span<const int32_t> all(prompt.tokens);
-    prefill(ctx, all.first(prompt.question_begin), true);
-    ctx.eval(all.subspan(prompt.question_begin));
-    r.prefill_tps = prompt.tokens.size() / std::max(seconds_since(t0), 1e-9);
+    const TokenRange needle[1] = {{prompt.needle_begin, prompt.needle_end}};
+    const NeedleReading read =
+        read_needle_prompt(ctx, *tok, prompt.tokens, prompt.question_begin, needle, 8, true);
     const int n_layer = model->config().n_layer;
-    for (int l = 0; l < n_layer; ++l) {
-      std::span<const int64_t> att = ctx.attended_positions(l);
-      std::vector<int64_t> sorted(att.begin(), att.end());
-      std::sort(sorted.begin(), sorted.end());
-      bool all = true;
-      for (int64_t p = prompt.needle_begin; p < prompt.needle_end && all; ++p) {
-        all = std::binary_search(sorted.begin(), sorted.end(), p);
-      }
-      r.needle_layers += all;
-    }
-    r.units = ctx.memory_stats().units;
-    r.bytes = ctx.memory_bytes();
-    std::vector<int32_t> out;
-    const auto t1 = std::chrono::steady_clock::now();
-    for (int i = 0; i < 8 && ctx.n_past() < ctx.n_ctx(); ++i) {
-      std::span<const float> lg = ctx.logits();
-      const auto next = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
-      if (tok->is_eog(next)) break;
-      out.push_back(next);
-      const int32_t one[1] = {next};
-      ctx.eval(one);
-    }
-    r.decode_tps = out.size() / std::max(seconds_since(t1), 1e-9);
-    r.answer = tok->decode(out);
+    r.prefill_tps = read.prefill_tps;
+    r.decode_tps = read.decode_tps;
+    r.needle_layers = read.layers_with_needle[0];
+    r.units = read.units;
+    r.bytes = read.memory_bytes;
+    r.answer = read.answer;
     const size_t nl = r.answer.find('\n');
     if (nl != std::string::npos) r.answer.resize(nl);
     r.correct = passkey_answer_matches(r.answer, prompt.key);

@@ -9,8 +9,6 @@
 #include <fmt/ranges.h>
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +16,7 @@
 
 #include "cli/common.h"
 #include "cli/memory_options.h"
+#include "cli/needle_reading.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/model.h"
@@ -104,50 +103,22 @@ void passkey(const PasskeyOptions& o) {
           throw Error(fmt::format("eval passkey: --lengths {}: {}", L, e.what()));
         }
         r.key = p.key;
-        const std::vector<int32_t>& seq = p.tokens;
-        const int64_t needle_begin = p.needle_begin, needle_end = p.needle_end;
-        r.needle_begin = needle_begin;
-        r.needle_end = needle_end;
-
-        ctx.clear();
-        const auto t0 = std::chrono::steady_clock::now();
+        r.needle_begin = p.needle_begin;
+        r.needle_end = p.needle_end;
+        NeedleReading read;
         try {
-          // The question is its own block (a user's turn): memory is retrieved for what it
-          // asks, not for the average of a chunk of filler.
-          const std::span<const int32_t> all(seq);
-          prefill(ctx, all.first(p.question_begin), !o.quiet && L > 32768);
-          ctx.eval(all.subspan(p.question_begin));
+          const TokenRange needle[1] = {{p.needle_begin, p.needle_end}};
+          read = read_needle_prompt(ctx, *tok, p.tokens, p.question_begin, needle, o.n_predict,
+                                    !o.quiet && L > 32768);
         } catch (const Error& e) {
           throw Error(fmt::format("eval passkey at length {}: {}", L, e.what()));
         }
-        r.tok_per_s = seq.size() / std::max(seconds_since(t0), 1e-9);
-        int hits = 0;
-        for (int l = 0; l < n_layer; ++l) {
-          std::span<const int64_t> att = ctx.attended_positions(l);
-          std::vector<int64_t> sorted(att.begin(), att.end());
-          std::sort(sorted.begin(), sorted.end());
-          int64_t seen = 0;
-          for (int64_t p = needle_begin; p < needle_end; ++p) {
-            seen += std::binary_search(sorted.begin(), sorted.end(), p);
-          }
-          hits += seen == needle_end - needle_begin;
-          r.coverage.push_back(double(seen) /
-                               double(std::max<int64_t>(1, needle_end - needle_begin)));
-        }
-        r.hit_rate = double(hits) / n_layer;
-        r.units = ctx.memory_stats().units;
-        r.memory_bytes = ctx.memory_bytes();
-        std::vector<int32_t> out;
-        for (int i = 0; i < o.n_predict; ++i) {
-          std::span<const float> lg = ctx.logits();
-          const int32_t next =
-              static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
-          if (tok->is_eog(next)) break;
-          out.push_back(next);
-          const int32_t one[1] = {next};
-          ctx.eval(one);
-        }
-        r.answer = tok->decode(out);
+        r.tok_per_s = read.prefill_tps;
+        r.coverage = read.coverage[0];
+        r.hit_rate = double(read.layers_with_needle[0]) / n_layer;
+        r.units = read.units;
+        r.memory_bytes = read.memory_bytes;
+        r.answer = read.answer;
         r.correct = passkey_answer_matches(r.answer, r.key);
         if (!o.quiet) {
           std::fprintf(stderr,
@@ -220,7 +191,7 @@ void passkey(const PasskeyOptions& o) {
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey, ppl, segment");
+  CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey, kv, ppl, segment");
   eval->require_subcommand(1);
   auto o = std::make_shared<PasskeyOptions>();
   o->model = default_model_path();
@@ -246,6 +217,7 @@ void add_eval_command(CLI::App& app) {
   cmd->callback([o] { passkey(*o); });
   add_eval_ppl_command(eval);
   add_eval_segment_command(eval);
+  add_eval_kv_command(eval);
 }
 
 }  // namespace engram::cli

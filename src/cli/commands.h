@@ -23,5 +23,6 @@ void add_demo_command(CLI::App& app);
 // Sub-commands of `engram eval` registered by add_eval_command.
 void add_eval_ppl_command(CLI::App* eval);
 void add_eval_segment_command(CLI::App* eval);
+void add_eval_kv_command(CLI::App* eval);
 
 }  // namespace engram::cli

@@ -18,15 +18,10 @@ const char* const kPasskeyQuestion = "What is the pass key? The pass key is";
 
 PasskeyTask::PasskeyTask(const Tokenizer& tok, const std::string& filler_text)
     : tok_(tok),
-      filler_(tok.encode(filler_text, false, false)),
+      filler_(tok, filler_text, "passkey"),
       intro_(tok.encode(kPasskeyIntro, false, false)),
       question_(tok.encode(kPasskeyQuestion, false, false)),
-      bos_(tok.add_bos() ? tok.bos() : -1) {
-  if (filler_.size() < 64) {
-    throw Error(fmt::format("passkey: the filler text is too short ({} tokens, want >= 64)",
-                            filler_.size()));
-  }
-}
+      bos_(tok.add_bos() ? tok.bos() : -1) {}
 
 PasskeyPrompt PasskeyTask::make(int64_t length, double depth, std::mt19937_64& rng) const {
   if (!(depth >= 0 && depth <= 1)) {
@@ -43,19 +38,16 @@ PasskeyPrompt PasskeyTask::make(int64_t length, double depth, std::mt19937_64& r
                             fixed));
   }
   const int64_t at = static_cast<int64_t>(std::llround(depth * n_fill));
-  size_t off = std::uniform_int_distribution<size_t>(0, filler_.size() - 1)(rng);
+  size_t off = filler_.random_offset(rng);
   std::vector<int32_t>& seq = p.tokens;
   seq.reserve(length);
   if (bos_ >= 0) seq.push_back(bos_);
   seq.insert(seq.end(), intro_.begin(), intro_.end());
-  auto fill = [&](int64_t n) {
-    for (int64_t i = 0; i < n; ++i) seq.push_back(filler_[off++ % filler_.size()]);
-  };
-  fill(at);
+  filler_.append(seq, at, off);
   p.needle_begin = static_cast<int64_t>(seq.size());
   seq.insert(seq.end(), needle.begin(), needle.end());
   p.needle_end = static_cast<int64_t>(seq.size());
-  fill(n_fill - at);
+  filler_.append(seq, n_fill - at, off);
   p.question_begin = static_cast<int64_t>(seq.size());
   seq.insert(seq.end(), question_.begin(), question_.end());
   return p;

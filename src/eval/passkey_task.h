@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "eval/filler.h"
+
 namespace engram {
 
 class Tokenizer;
@@ -35,7 +37,8 @@ class PasskeyTask {
 
  private:
   const Tokenizer& tok_;
-  std::vector<int32_t> filler_, intro_, question_;
+  Filler filler_;
+  std::vector<int32_t> intro_, question_;
   int32_t bos_ = -1;
 };
 

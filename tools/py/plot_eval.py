@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Turns the JSON written by `engram eval ppl|segment --json` into PNGs and markdown tables.
+"""Turns the JSON written by `engram eval ppl|segment|passkey|kv --json` into PNGs and markdown tables.
 
   plot_eval.py ppl     --out docs/img/ppl_heldout.png [--logx] [--title T] [--md T.md] A.json B.json ...
   plot_eval.py segment --out docs/img/segment.png [--md T.md] SEGMENT.json
   plot_eval.py passkey --out docs/img/passkey.png [--md T.md] A.json B.json ...
+  plot_eval.py kv      --out docs/img/kv.png [--md T.md] A.json B.json ...
 
 ppl:     one curve per JSON file (perplexity of each bucket of tokens over position, one line
          per memory policy), the overall figure in the legend; --md writes a table of the
@@ -14,6 +15,9 @@ segment: bar charts of recall of the document boundaries within +-k, modularity,
 passkey: one heatmap per memory policy (JSON files of the same policy are merged): answer
          accuracy per length x depth, the needle hit rate of the last layer written in each
          cell; --md writes accuracy, hit rate per layer and trials per length.
+kv:      per memory policy and length, the share of right answers, of answers that are
+         another needle's key, and the hit rate (every layer loaded the asked needle) as bars;
+         --md writes the same per policy and length.
 
 Tooling only (scripts/eval.sh calls it); needs /usr/bin/python3 with matplotlib (Debian
 python3-matplotlib). The build and the tests never need it.
@@ -257,9 +261,55 @@ def plot_passkey(args):
         print(f"wrote {args.md}")
 
 
+def plot_kv(args):
+    """policy x length: accuracy, another needle's key, hit rate"""
+    rows = {}  # (policy, length) -> trials
+    keys = set()
+    for path in args.files:
+        run = load(path)
+        if run.get("task") != "kv":
+            sys.exit(f"{path}: not the JSON of engram eval kv")
+        keys.add(run["keys"])
+        for t in run["trials"]:
+            rows.setdefault((run["memory"], t["length"]), []).append(t)
+    order = list(COLORS)
+    cells = sorted(rows, key=lambda k: (order.index(k[0]) if k[0] in order else 99, k[1]))
+    fig, ax = plt.subplots(figsize=(max(6, 0.9 * len(cells) + 2), 3.8))
+    width = 0.27
+    series = [("accuracy", lambda ts: sum(t["correct"] for t in ts) / len(ts), 1.0),
+              ("another needle's key", lambda ts: sum(t["other_key"] for t in ts) / len(ts), 0.45),
+              ("hit rate", lambda ts: sum(t["hit_rate"] for t in ts) / len(ts), 0.2)]
+    for i, (label, f, alpha) in enumerate(series):
+        xs = [j + (i - 1) * width for j in range(len(cells))]
+        ys = [f(rows[c]) for c in cells]
+        ax.bar(xs, ys, width, color=[COLORS.get(c[0], "#777777") for c in cells], alpha=alpha,
+               edgecolor="black", linewidth=0.5, label=label)
+    ax.set_xticks(range(len(cells)), [f"{c[0]}\n{fmt_len(c[1])}\n(n={len(rows[c])})" for c in cells],
+                  fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share of prompts")
+    ax.legend(fontsize=8, loc="upper right")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_title(args.title or f"kv: {'/'.join(map(str, sorted(keys)))} labelled keys per prompt, one asked",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    print(f"wrote {args.out}")
+    if args.md:
+        lines = ["| policy | length | keys | prompts | accuracy | another needle's key | hit rate (all layers) |",
+                 "|---|---|---|---|---|---|---|"]
+        for c in cells:
+            ts = rows[c]
+            lines.append(f"| `{c[0]}` | {fmt_len(c[1])} | {len(ts[0]['keys'])} | {len(ts)} | "
+                         + " | ".join(f"{f(ts):.2f}" for _, f, _ in series) + " |")
+        with open(args.md, "w", encoding="utf-8") as f:
+            f.write("\n".join(lines) + "\n")
+        print(f"wrote {args.md}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("kind", choices=["ppl", "segment", "passkey"])
+    ap.add_argument("kind", choices=["ppl", "segment", "passkey", "kv"])
     ap.add_argument("files", nargs="+", help="JSON written by engram eval ... --json")
     ap.add_argument("--out", required=True, help="PNG to write")
     ap.add_argument("--md", help="also write the table as markdown here")
@@ -267,7 +317,7 @@ def main():
     ap.add_argument("--logx", action="store_true", help="ppl: logarithmic position axis")
     ap.add_argument("--ref", default="sinks", help="ppl: policy the others are divided by, bucket by bucket")
     args = ap.parse_args()
-    {"ppl": plot_ppl, "segment": plot_segment, "passkey": plot_passkey}[args.kind](args)
+    {"ppl": plot_ppl, "segment": plot_segment, "passkey": plot_passkey, "kv": plot_kv}[args.kind](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,238 @@
+// `engram eval kv`: multi-key retrieval. Several labelled five-digit keys are hidden at random
+// depths of Brown filler and one is asked; a key from another needle counts as wrong (and is
+// reported apart: the policy brought back a look-alike). Beside accuracy, the retrieval hit
+// rate: the share of layers whose question block attended to every token of the asked needle.
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "cli/commands.h"
+#include "cli/common.h"
+#include "cli/memory_options.h"
+#include "cli/needle_reading.h"
+#include "engram/context.h"
+#include "engram/error.h"
+#include "engram/model.h"
+#include "engram/thread_pool.h"
+#include "engram/tokenizer.h"
+#include "eval/multikey_task.h"
+#include "eval/passkey_task.h"
+
+namespace engram::cli {
+namespace {
+
+struct KvOptions {
+  std::string model;
+  std::string filler;
+  std::vector<int64_t> lengths = {512, 2048, 8192};
+  int keys = 8;
+  int trials = 8;
+  int threads = 0;
+  int64_t seed = 1;
+  int n_predict = 7;
+  std::string json_out;
+  std::string csv_out;
+  bool quiet = false;
+  MemoryOptions memory;
+};
+
+struct KvTrial {
+  int64_t length = 0;
+  MultiKeyPrompt prompt;  // tokens dropped after the run
+  std::string answer;
+  bool correct = false;
+  bool other_key = false;  // answered the key of another needle
+  double depth = 0;        // where the asked needle starts, as a share of the prompt
+  double hit_rate = 0;
+  std::vector<double> coverage;  // [layer] of the asked needle
+  int loaded = 0;                // needles (of all) the last layer attended whole
+  int64_t units = 0;
+  uint64_t memory_bytes = 0;
+  double tok_per_s = 0;
+};
+
+void kv(const KvOptions& o) {
+  const int n_labels = static_cast<int>(multikey_labels().size());
+  if (o.keys < 2 || o.keys > n_labels) {
+    throw Error(fmt::format("eval kv: --keys must be in 2..{}, got {}", n_labels, o.keys));
+  }
+  if (o.trials < 1) throw Error(fmt::format("eval kv: --trials must be >= 1, got {}", o.trials));
+  if (o.n_predict < 1) {
+    throw Error(fmt::format("eval kv: --n-predict must be >= 1, got {}", o.n_predict));
+  }
+  auto model = Model::load(o.model);
+  auto tok = Tokenizer::from_gguf(model->file());
+  const MultiKeyTask task = [&] {
+    try {
+      return MultiKeyTask(*tok, read_text_file(o.filler));
+    } catch (const Error& e) {
+      throw Error(fmt::format("eval kv: --filler '{}': {}", o.filler, e.what()));
+    }
+  }();
+
+  ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
+  Context ctx(*model, pool, {}, make_policy(o.memory, *model, 0));
+  const int n_layer = model->config().n_layer;
+  const std::string name = ctx.policy().name();
+  std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
+  std::vector<KvTrial> trials;
+
+  for (int64_t L : o.lengths) {
+    if (L + o.n_predict > ctx.n_ctx()) {
+      std::fprintf(stderr,
+                   "[%s] length %lld skipped: with the %d answer tokens (-n) it needs %lld cells, "
+                   "more than the %lld it holds\n",
+                   name.c_str(), (long long)L, o.n_predict, (long long)(L + o.n_predict),
+                   (long long)ctx.n_ctx());
+      continue;
+    }
+    for (int t = 0; t < o.trials; ++t) {
+      KvTrial r;
+      r.length = L;
+      try {
+        r.prompt = task.make(L, o.keys, t % o.keys, rng);  // every position is asked in turn
+      } catch (const Error& e) {
+        throw Error(fmt::format("eval kv: --lengths {}: {}", L, e.what()));
+      }
+      const MultiKeyPrompt& p = r.prompt;
+      NeedleReading read;
+      try {
+        read = read_needle_prompt(ctx, *tok, p.tokens, p.question_begin, p.needles, o.n_predict,
+                                  !o.quiet && L > 32768);
+      } catch (const Error& e) {
+        throw Error(fmt::format("eval kv at length {}: {}", L, e.what()));
+      }
+      r.answer = read.answer;
+      r.correct = passkey_answer_matches(r.answer, p.keys[p.asked]);
+      for (int i = 0; i < o.keys; ++i) {
+        r.other_key |= i != p.asked && passkey_answer_matches(r.answer, p.keys[i]);
+      }
+      r.depth = double(p.needles[p.asked].first) / double(L);
+      r.hit_rate = double(read.layers_with_needle[p.asked]) / n_layer;
+      r.coverage = read.coverage[p.asked];
+      // Needles the last layer loaded whole: memory that loads every look-alike makes the
+      // hit rate easy and leaves the choice to the model.
+      for (const std::vector<double>& c : read.coverage) r.loaded += c.back() == 1.0;
+      r.units = read.units;
+      r.memory_bytes = read.memory_bytes;
+      r.tok_per_s = read.prefill_tps;
+      if (!o.quiet) {
+        std::fprintf(
+            stderr,
+            "[%s] length %lld: %d keys, asked #%d '%s' (depth %.2f) key %s answer '%s' "
+            "%s | hit %.2f (per layer: %s), needles loaded %d | units %lld | %s | %.0f tok/s\n",
+            name.c_str(), (long long)L, o.keys, p.asked, p.labels[p.asked].c_str(), r.depth,
+            p.keys[p.asked].c_str(), r.answer.c_str(),
+            r.correct ? "ok" : (r.other_key ? "WRONG (another key)" : "WRONG"), r.hit_rate,
+            fmt::format("{:.2f}", fmt::join(r.coverage, " ")).c_str(), r.loaded, (long long)r.units,
+            format_bytes(r.memory_bytes).c_str(), r.tok_per_s);
+      }
+      r.prompt.tokens.clear();
+      trials.push_back(std::move(r));
+    }
+  }
+
+  std::printf("memory %s, %d keys per prompt, %d prompt(s) per length\n", name.c_str(), o.keys,
+              o.trials);
+  std::printf("%10s %9s %10s %9s %15s\n", "length", "accuracy", "other_key", "hit_rate",
+              "needles_loaded");
+  nlohmann::json cells = nlohmann::json::array();
+  for (size_t i = 0; i < trials.size(); i += o.trials) {
+    double acc = 0, other = 0, hit = 0, loaded = 0;
+    for (int t = 0; t < o.trials; ++t) {
+      acc += trials[i + t].correct;
+      other += trials[i + t].other_key;
+      hit += trials[i + t].hit_rate;
+      loaded += trials[i + t].loaded;
+    }
+    acc /= o.trials;
+    other /= o.trials;
+    hit /= o.trials;
+    loaded /= o.trials;
+    std::printf("%10lld %9.3f %10.3f %9.3f %12.2f/%d\n", (long long)trials[i].length, acc, other,
+                hit, loaded, o.keys);
+    cells.push_back({{"length", trials[i].length},
+                     {"accuracy", acc},
+                     {"other_key", other},
+                     {"hit_rate", hit},
+                     {"needles_loaded", loaded}});
+  }
+  if (!o.json_out.empty()) {
+    nlohmann::json j;
+    j["task"] = "kv";
+    j["model"] = o.model;
+    j["memory"] = name;
+    j["keys"] = o.keys;
+    j["cells"] = cells;
+    j["trials"] = nlohmann::json::array();
+    for (const KvTrial& r : trials) {
+      const MultiKeyPrompt& p = r.prompt;
+      nlohmann::json needles = nlohmann::json::array();
+      for (const auto& [b, e] : p.needles) needles.push_back({b, e});
+      j["trials"].push_back({{"length", r.length},
+                             {"labels", p.labels},
+                             {"keys", p.keys},
+                             {"needles", needles},
+                             {"asked", p.asked},
+                             {"depth", r.depth},
+                             {"answer", r.answer},
+                             {"correct", r.correct},
+                             {"other_key", r.other_key},
+                             {"hit_rate", r.hit_rate},
+                             {"needle_attended", r.coverage},
+                             {"needles_loaded", r.loaded},
+                             {"units", r.units},
+                             {"memory_bytes", r.memory_bytes},
+                             {"tok_per_s", r.tok_per_s}});
+    }
+    std::ofstream f(o.json_out);
+    if (!f) throw Error(fmt::format("eval kv: cannot write --json '{}'", o.json_out));
+    f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+  }
+  if (!o.csv_out.empty()) {
+    std::ofstream f(o.csv_out);
+    if (!f) throw Error(fmt::format("eval kv: cannot write --csv '{}'", o.csv_out));
+    f << "memory,length,keys,asked,depth,key,correct,other_key,hit_rate,needles_loaded,units,"
+         "memory_bytes,tok_per_s\n";
+    for (const KvTrial& r : trials) {
+      const MultiKeyPrompt& p = r.prompt;
+      f << fmt::format("{},{},{},{},{:.4f},{},{},{},{},{},{},{},{:.1f}\n", name, r.length, o.keys,
+                       p.asked, r.depth, p.keys[p.asked], int(r.correct), int(r.other_key),
+                       r.hit_rate, r.loaded, r.units, r.memory_bytes, r.tok_per_s);
+    }
+  }
+}
+
+}  // namespace
+
+void add_eval_kv_command(CLI::App* eval) {
+  auto o = std::make_shared<KvOptions>();
+  o->model = default_model_path();
+  o->filler = std::string(ENGRAM_SOURCE_DIR) + "/data/heldout_sample.txt";
+  CLI::App* cmd = eval->add_subcommand(
+      "kv", "Multi-key retrieval: labelled keys hidden in filler text, one of them asked");
+  cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
+  cmd->add_option("--filler", o->filler, "Filler text (repeated as needed)")->capture_default_str();
+  cmd->add_option("--lengths", o->lengths, "Prompt lengths in tokens")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--keys", o->keys, "Key-value pairs hidden per prompt")->capture_default_str();
+  cmd->add_option("--trials", o->trials, "Prompts per length (each asks the next needle in turn)")
+      ->capture_default_str();
+  cmd->add_option("--seed", o->seed, "Seed of labels, keys, depths and filler offsets")
+      ->capture_default_str();
+  cmd->add_option("-n,--n-predict", o->n_predict, "Answer tokens")->capture_default_str();
+  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
+  cmd->add_option("--json", o->json_out, "Write every trial and the summary as JSON");
+  cmd->add_option("--csv", o->csv_out, "Write every trial as CSV");
+  cmd->add_flag("-q,--quiet", o->quiet, "Only the summary");
+  add_memory_options(cmd, o->memory);
+  cmd->callback([o] { kv(*o); });
+}
+
+}  // namespace engram::cli

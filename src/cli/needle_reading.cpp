@@ -1,0 +1,60 @@
+#include "cli/needle_reading.h"
+
+#include <algorithm>
+#include <chrono>
+
+#include "cli/common.h"
+#include "cli/memory_options.h"
+#include "engram/context.h"
+#include "engram/model.h"
+#include "engram/tokenizer.h"
+
+namespace engram::cli {
+
+NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
+                                 std::span<const int32_t> tokens, int64_t question_begin,
+                                 std::span<const TokenRange> needles, int n_predict,
+                                 bool progress) {
+  NeedleReading r;
+  ctx.clear();
+  const auto t0 = std::chrono::steady_clock::now();
+  prefill(ctx, tokens.first(static_cast<size_t>(question_begin)), progress);
+  ctx.eval(tokens.subspan(static_cast<size_t>(question_begin)));
+  r.prefill_tps = tokens.size() / std::max(seconds_since(t0), 1e-9);
+
+  const int n_layer = ctx.model().config().n_layer;
+  r.coverage.assign(needles.size(), std::vector<double>(n_layer, 0.0));
+  r.layers_with_needle.assign(needles.size(), 0);
+  for (int l = 0; l < n_layer; ++l) {
+    std::span<const int64_t> att = ctx.attended_positions(l);
+    std::vector<int64_t> sorted(att.begin(), att.end());
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t k = 0; k < needles.size(); ++k) {
+      const auto [begin, end] = needles[k];
+      int64_t seen = 0;
+      for (int64_t p = begin; p < end; ++p) {
+        seen += std::binary_search(sorted.begin(), sorted.end(), p);
+      }
+      r.layers_with_needle[k] += seen == end - begin;
+      r.coverage[k][l] = double(seen) / double(std::max<int64_t>(1, end - begin));
+    }
+  }
+  r.units = ctx.memory_stats().units;
+  r.memory_bytes = ctx.memory_bytes();
+
+  std::vector<int32_t> out;
+  const auto t1 = std::chrono::steady_clock::now();
+  for (int i = 0; i < n_predict && ctx.n_past() < ctx.n_ctx(); ++i) {
+    std::span<const float> lg = ctx.logits();
+    const auto next = static_cast<int32_t>(std::max_element(lg.begin(), lg.end()) - lg.begin());
+    if (tok.is_eog(next)) break;
+    out.push_back(next);
+    const int32_t one[1] = {next};
+    ctx.eval(one);
+  }
+  r.decode_tps = out.size() / std::max(seconds_since(t1), 1e-9);
+  r.answer = tok.decode(out);
+  return r;
+}
+
+}  // namespace engram::cli

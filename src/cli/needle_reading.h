@@ -1,0 +1,40 @@
+// One reading of a needle prompt (passkey, multi-key): the stream is prefilled, the question
+// is read as its own block (a user's turn: memory retrieves for what it asks), and the answer
+// is decoded greedily. Shared by `eval passkey`, `eval kv` and `demo`.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace engram {
+class Context;
+class Tokenizer;
+}  // namespace engram
+
+namespace engram::cli {
+
+struct NeedleReading {
+  std::string answer;
+  // [needle][layer]: share of the needle's tokens among those the layer attended while reading
+  // the question (the retrieval hit of a memory policy).
+  std::vector<std::vector<double>> coverage;
+  std::vector<int> layers_with_needle;  // [needle]: layers that attended every token of it
+  int64_t units = 0;                    // memory units (events or blocks) formed
+  uint64_t memory_bytes = 0;
+  double prefill_tps = 0;  // prompt tokens per second, question included
+  double decode_tps = 0;
+};
+
+using TokenRange = std::pair<int64_t, int64_t>;  // [begin, end) in the prompt
+
+// Clears ctx, reads tokens (tokens[question_begin, end) as the question's block) and decodes at
+// most n_predict tokens, stopping at end-of-generation or when the context is full. `needles`
+// are the token ranges whose coverage is measured. `progress` draws the prefill progress bar.
+NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
+                                 std::span<const int32_t> tokens, int64_t question_begin,
+                                 std::span<const TokenRange> needles, int n_predict, bool progress);
+
+}  // namespace engram::cli
