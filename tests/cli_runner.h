@@ -30,6 +30,23 @@ inline std::string temp_path(const std::string& name) {
       .string();
 }
 
+// A path from temp_path() whose file (or directory) is removed when the object goes out of
+// scope, also when a failed ASSERT leaves the test early.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& name) : path_(temp_path(name)) {}
+  ~TempFile() {
+    std::error_code ec;
+    std::filesystem::remove_all(path_, ec);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // args go through the shell: callers quote what needs quoting. stdin_text, when given, is
 // written to a file and redirected to the command's standard input.
 inline CliResult run_cli(const std::string& args, const std::string* stdin_text = nullptr) {

@@ -11,16 +11,21 @@ namespace {
 
 using engram::testing_cli::CliResult;
 using engram::testing_cli::run_cli;
-using engram::testing_cli::temp_path;
+using engram::testing_cli::TempFile;
 
 const std::string kModel =
     std::string("'") + ENGRAM_SOURCE_DIR + "/tests/fixtures/golden/llama_f32.gguf'";
 
-std::string text_file() {
-  const std::string path = temp_path("bench_memory.txt");
-  std::ofstream f(path);
-  for (int i = 0; i < 200; ++i) f << "the quick brown fox " << i << " jumps over the lazy dog. ";
-  return path;
+// Written on first use; removed with the test run.
+const std::string& text_file() {
+  static const TempFile file("bench_memory.txt");
+  static const bool written = [] {
+    std::ofstream f(file.path());
+    for (int i = 0; i < 200; ++i) f << "the quick brown fox " << i << " jumps over the lazy dog. ";
+    return true;
+  }();
+  (void)written;
+  return file.path();
 }
 
 TEST(BenchMemoryCli, ReportsEveryLengthWithEventsMemoryAndPeakRss) {

@@ -12,51 +12,28 @@
 #include <fstream>
 #include <sstream>
 
+#include "cli_runner.h"
+
 namespace {
 
 const std::string kModel = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/llama_f32.gguf";
 
-struct CliResult {
-  int status = -1;
-  std::string out, err;
-};
+using engram::testing_cli::CliResult;
+using engram::testing_cli::slurp;
+using engram::testing_cli::TempFile;
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// Runs the CLI with `input` on stdin; stdout and stderr are captured through files.
 CliResult run_cli(const std::string& args, const std::string& input) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("engram_chat_test_" + std::to_string(::getpid()));
-  std::filesystem::create_directories(dir);
-  const auto in = dir / "in.txt", out = dir / "out.txt", err = dir / "err.txt";
-  std::ofstream(in, std::ios::binary) << input;
-  const std::string cmd = std::string(ENGRAM_CLI_PATH) + " " + args + " < " + in.string() + " > " +
-                          out.string() + " 2> " + err.string();
-  CliResult r;
-  const int rc = std::system(cmd.c_str());
-  r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  r.out = slurp(out);
-  r.err = slurp(err);
-  return r;
-}
-
-std::filesystem::path temp_file(const std::string& name) {
-  return std::filesystem::temp_directory_path() / (name + "_" + std::to_string(::getpid()));
+  return engram::testing_cli::run_cli(args, &input);
 }
 
 TEST(ChatRepl, PipedTurnsAreKeptAndSavedAsJson) {
-  const auto save = temp_file("chat_save.json");
-  std::filesystem::remove(save);
-  const CliResult r = run_cli(
-      "chat -m " + kModel +
-          " --chat-template chatml --system 'Be kind.' -n 6 "
-          "--temp 0 --seed 1 -t 1",
-      "hello there\n\nsecond \"quoted\" message\n/save " + save.string() + "\n/quit\nnever read\n");
+  const TempFile save_file("chat_save.json");
+  const std::string& save = save_file.path();
+  const CliResult r =
+      run_cli("chat -m " + kModel +
+                  " --chat-template chatml --system 'Be kind.' -n 6 "
+                  "--temp 0 --seed 1 -t 1",
+              "hello there\n\nsecond \"quoted\" message\n/save " + save + "\n/quit\nnever read\n");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(slurp(save));
   EXPECT_EQ(j["chat_template"], "chatml");
@@ -71,17 +48,16 @@ TEST(ChatRepl, PipedTurnsAreKeptAndSavedAsJson) {
   EXPECT_EQ(m[4]["role"], "assistant");
   // The two replies went to stdout, one line each (stdin is not a terminal: no prompts).
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2) << r.out;
-  std::filesystem::remove(save);
 }
 
 TEST(ChatRepl, ResetClearsTheConversation) {
-  const auto save = temp_file("chat_reset.json");
+  const TempFile save_file("chat_reset.json");
+  const std::string& save = save_file.path();
   const CliResult r = run_cli("chat -m " + kModel + " --chat-template llama3 -n 3 --temp 0 -t 1 -v",
-                              "one\ntwo\n/reset\n/save " + save.string() + "\n");
+                              "one\ntwo\n/reset\n/save " + save + "\n");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(slurp(save))["messages"].size(), 0u);
   EXPECT_NE(r.err.find("[conversation cleared]"), std::string::npos) << r.err;
-  std::filesystem::remove(save);
 }
 
 TEST(ChatRepl, LaterTurnsEvaluateOnlyTheNewSuffix) {
@@ -112,16 +88,16 @@ TEST(ChatRepl, StopStringEndsAReply) {
     if (c == '\'' || c == '"') continue;
     stops += std::string(" --stop='") + c + "'";
   }
-  const auto save = temp_file("chat_stop.json");
+  const TempFile save_file("chat_stop.json");
+  const std::string& save = save_file.path();
   const CliResult r =
       run_cli("chat -m " + kModel + " --chat-template chatml -n 8 --temp 0 -t 1" + stops,
-              "hi\n/save " + save.string() + "\n");
+              "hi\n/save " + save + "\n");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto j = nlohmann::json::parse(slurp(save));
   ASSERT_EQ(j["messages"].size(), 2u);
   const std::string reply = j["messages"][1]["content"];
   for (char c : reply) EXPECT_FALSE(c >= 32 && c < 127 && c != '\'' && c != '"') << reply;
-  std::filesystem::remove(save);
 }
 
 }  // namespace

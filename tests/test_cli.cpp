@@ -11,7 +11,7 @@ namespace {
 
 using engram::testing_cli::CliResult;
 using engram::testing_cli::run_cli;
-using engram::testing_cli::temp_path;
+using engram::testing_cli::TempFile;
 
 const std::string kModel =
     std::string("'") + ENGRAM_SOURCE_DIR + "/tests/fixtures/golden/llama_f32.gguf'";
@@ -54,7 +54,8 @@ TEST(Cli, RunGeneratesReproduciblyWithASeed) {
 // --stop ends the output right before the first occurrence of the stop text (not shown).
 TEST(Cli, RunStopsAtAStopStringWithoutShowingIt) {
   const std::string model = std::string("'") + ENGRAM_SOURCE_DIR + "/models/engram-tiny.gguf'";
-  const std::string args = "run -q -m " + model + " -p 'She walked into the room and' -n 40 --temp 0";
+  const std::string args =
+      "run -q -m " + model + " -p 'She walked into the room and' -n 40 --temp 0";
   const CliResult free = run_cli(args);
   ASSERT_EQ(free.status, 0) << free.err;
   // The first word of 3+ letters after the 10th byte is the stop string.
@@ -75,7 +76,8 @@ TEST(Cli, RunStopsAtAStopStringWithoutShowingIt) {
 }
 
 TEST(Cli, PerplexityIsFiniteAndRefusesTooShortText) {
-  const std::string text_path = temp_path("ppl.txt");
+  const TempFile text_file("ppl.txt");
+  const std::string& text_path = text_file.path();
   {
     std::ofstream f(text_path);
     for (int i = 0; i < 60; ++i) f << "the quick brown fox jumps over the lazy dog " << i << ". ";
@@ -88,7 +90,6 @@ TEST(Cli, PerplexityIsFiniteAndRefusesTooShortText) {
   EXPECT_EQ(j["n_scored"].get<int>(), j["n_chunks"].get<int>() * (64 - 1 - 32));
   expect_error(run_cli("perplexity -m " + kModel + " --ctx 100000 -f '" + text_path + "'"),
                "need at least");
-  std::remove(text_path.c_str());
 }
 
 TEST(Cli, BenchRefusesBadValues) {

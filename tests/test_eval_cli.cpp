@@ -15,7 +15,7 @@ namespace {
 using engram::testing_cli::CliResult;
 using engram::testing_cli::run_cli;
 using engram::testing_cli::slurp;
-using engram::testing_cli::temp_path;
+using engram::testing_cli::TempFile;
 
 const std::string kModel =
     std::string("'") + ENGRAM_SOURCE_DIR + "/tests/fixtures/golden/llama_f32.gguf'";
@@ -26,12 +26,14 @@ void expect_error(const CliResult& r, const std::string& needle) {
 }
 
 TEST(EvalCli, PplCurveAddsUpToTheOverallFigureAndMatchesPerplexityStreaming) {
-  const std::string text = temp_path("ppl_text.txt");
+  const TempFile text_file("ppl_text.txt");
+  const std::string& text = text_file.path();
   {
     std::ofstream f(text);
     for (int i = 0; i < 30; ++i) f << "the river bank was steep and the water ran fast. ";
   }
-  const std::string json = temp_path("ppl.json");
+  const TempFile json_file("ppl.json");
+  const std::string& json = json_file.path();
   CliResult r = run_cli("eval ppl -m " + kModel + " -t 1 -q --memory sinks --bucket 500 -f '" +
                         text + "' --json '" + json + "'");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -73,15 +75,14 @@ TEST(EvalCli, PplCurveAddsUpToTheOverallFigureAndMatchesPerplexityStreaming) {
   expect_error(run_cli("eval ppl -m " + kModel + " --bucket 0 -f '" + text + "'"),
                "--bucket must be >= 1, got 0");
   expect_error(run_cli("eval ppl -m " + kModel + " --memory nope -f '" + text + "'"), "nope");
-  std::remove(text.c_str());
-  std::remove(json.c_str());
 }
 
 // `full` holds the trained context (256 here): a length that leaves no room for the answer is
 // skipped with the reason, the others are run; every trial reports the needle's cells and the
 // share of them each layer attended (all of them, under `full`).
 TEST(EvalCli, PasskeySkipsLengthsWithoutRoomForTheAnswerAndReportsNeedleCoverage) {
-  const std::string json = temp_path("passkey.json");
+  const TempFile json_file("passkey.json");
+  const std::string& json = json_file.path();
   const std::string filler = std::string("'") + ENGRAM_SOURCE_DIR + "/data/heldout_sample.txt'";
   CliResult r =
       run_cli("eval passkey -m " + kModel + " --filler " + filler +
@@ -109,7 +110,8 @@ TEST(EvalCli, PasskeySkipsLengthsWithoutRoomForTheAnswerAndReportsNeedleCoverage
 }
 
 TEST(EvalCli, KvAsksEveryNeedleInTurnAndFullAttentionLoadsThemAll) {
-  const std::string json = temp_path("kv.json");
+  const TempFile json_file("kv.json");
+  const std::string& json = json_file.path();
   const std::string filler = std::string("'") + ENGRAM_SOURCE_DIR + "/data/heldout_sample.txt'";
   CliResult r = run_cli("eval kv -m " + kModel + " --filler " + filler +
                         " -t 1 -q --memory full --keys 2 --trials 4 --lengths 240 -n 4 --json '" +
@@ -160,7 +162,8 @@ TEST(EvalCli, KvAsksEveryNeedleInTurnAndFullAttentionLoadsThemAll) {
 
 TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
   // Four documents of different letters, blank lines between them (and a trailing one).
-  const std::string docs = temp_path("segment_docs.txt");
+  const TempFile docs_file("segment_docs.txt");
+  const std::string& docs = docs_file.path();
   {
     std::ofstream f(docs);
     const char* words[] = {"aab abba baab ", "xyz zyx yzz ", "mom nom mnm ", "qrs srq rqq "};
@@ -169,8 +172,9 @@ TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
       f << "\n\n";
     }
   }
-  const std::string json = temp_path("segment.json");
-  const std::string csv = temp_path("segment.csv");
+  const TempFile json_file("segment.json"), csv_file("segment.csv");
+  const std::string& json = json_file.path();
+  const std::string& csv = csv_file.path();
   CliResult r = run_cli(
       "eval segment -m " + kModel + " -t 1 -q --trials 3 --window 64 --gammas 2 " +
       "--tolerances 0,4,100000 -k 4 -f '" + docs + "' --json '" + json + "' --csv '" + csv + "'");
@@ -208,13 +212,10 @@ TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
                "--tolerance must be >= 0, got -1");
   expect_error(run_cli("eval segment -m " + kModel + " --gammas=-1 -f '" + docs + "'"),
                "--gammas value -1 must be >= 0");
-  const std::string one = temp_path("segment_one.txt");
+  const TempFile one_file("segment_one.txt");
+  const std::string& one = one_file.path();
   std::ofstream(one) << "just one document\n";
   expect_error(run_cli("eval segment -m " + kModel + " -f '" + one + "'"), "holds 1 document");
-  std::remove(docs.c_str());
-  std::remove(one.c_str());
-  std::remove(json.c_str());
-  std::remove(csv.c_str());
 }
 
 }  // namespace

@@ -12,7 +12,7 @@ namespace {
 
 using engram::testing_cli::CliResult;
 using engram::testing_cli::run_cli;
-using engram::testing_cli::temp_path;
+using engram::testing_cli::TempFile;
 
 const std::string kModel =
     std::string("'") + ENGRAM_SOURCE_DIR + "/tests/fixtures/golden/llama_f32.gguf'";
@@ -33,7 +33,8 @@ std::string words(size_t bytes, unsigned seed) {
 
 TEST(RunStream, LongFileGivesTheContinuationOfTheWholeTextAndAProgressBar) {
   const std::string text = words(70 * 1024, 3);  // over the 64 KiB streaming threshold
-  const std::string path = temp_path("book.txt");
+  const TempFile file("book.txt");
+  const std::string& path = file.path();
   std::ofstream(path, std::ios::binary) << text;
   // One thread: the three runs are the longest of the suite, and ctest runs two tests at once.
   const std::string common = "run -m " + kModel + " --memory episodic -n 6 --temp 0 --seed 1 -t 1";
@@ -65,7 +66,8 @@ TEST(RunStream, LongFileGivesTheContinuationOfTheWholeTextAndAProgressBar) {
 }
 
 TEST(RunStream, FullPolicyRefusesAFileLongerThanItsContext) {
-  const std::string path = temp_path("long.txt");
+  const TempFile file("long.txt");
+  const std::string& path = file.path();
   std::ofstream(path, std::ios::binary) << words(70 * 1024, 4);
   const CliResult r = run_cli("run -q -m " + kModel + " -n 2 -f '" + path + "'");
   EXPECT_NE(r.status, 0);
