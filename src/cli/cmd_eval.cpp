@@ -81,16 +81,7 @@ void passkey(const PasskeyOptions& o) {
   std::vector<Trial> trials;
 
   for (int64_t L : o.lengths) {
-    if (L + o.n_predict > ctx.n_ctx()) {
-      // `full` cannot hold the prompt and the answer: say so rather than fail the whole grid
-      // (or count an answer cut short as wrong).
-      std::fprintf(stderr,
-                   "[%s] length %lld skipped: with the %d answer tokens (-n) it needs %lld cells, "
-                   "more than the %lld it holds\n",
-                   ctx.policy().name().c_str(), (long long)L, o.n_predict,
-                   (long long)(L + o.n_predict), (long long)ctx.n_ctx());
-      continue;
-    }
+    if (length_without_room(ctx, L, o.n_predict)) continue;
     for (double depth : o.depths) {
       for (int t = 0; t < o.trials; ++t) {
         Trial r;

@@ -83,14 +83,7 @@ void kv(const KvOptions& o) {
   std::vector<KvTrial> trials;
 
   for (int64_t L : o.lengths) {
-    if (L + o.n_predict > ctx.n_ctx()) {
-      std::fprintf(stderr,
-                   "[%s] length %lld skipped: with the %d answer tokens (-n) it needs %lld cells, "
-                   "more than the %lld it holds\n",
-                   name.c_str(), (long long)L, o.n_predict, (long long)(L + o.n_predict),
-                   (long long)ctx.n_ctx());
-      continue;
-    }
+    if (length_without_room(ctx, L, o.n_predict)) continue;
     for (int t = 0; t < o.trials; ++t) {
       KvTrial r;
       r.length = L;

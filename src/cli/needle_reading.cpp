@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 
 #include "cli/common.h"
 #include "cli/memory_options.h"
@@ -55,6 +56,16 @@ NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
   r.decode_tps = out.size() / std::max(seconds_since(t1), 1e-9);
   r.answer = tok.decode(out);
   return r;
+}
+
+bool length_without_room(const Context& ctx, int64_t length, int n_predict) {
+  if (length + n_predict <= ctx.n_ctx()) return false;
+  std::fprintf(stderr,
+               "[%s] length %lld skipped: with the %d answer tokens (-n) it needs %lld cells, more "
+               "than the %lld it holds\n",
+               ctx.policy().name().c_str(), (long long)length, n_predict,
+               (long long)(length + n_predict), (long long)ctx.n_ctx());
+  return true;
 }
 
 }  // namespace engram::cli

@@ -37,4 +37,9 @@ NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
                                  std::span<const int32_t> tokens, int64_t question_begin,
                                  std::span<const TokenRange> needles, int n_predict, bool progress);
 
+// True, after saying so on stderr, when the context cannot hold a prompt of `length` tokens and
+// the n_predict answer tokens (`full` beyond its size): the caller skips that length rather than
+// fail the whole grid or count an answer cut short as wrong.
+bool length_without_room(const Context& ctx, int64_t length, int n_predict);
+
 }  // namespace engram::cli
