@@ -296,12 +296,15 @@ def plot_kv(args):
     fig.savefig(args.out, dpi=120)
     print(f"wrote {args.out}")
     if args.md:
-        lines = ["| policy | length | keys | prompts | accuracy | another needle's key | hit rate (all layers) |",
-                 "|---|---|---|---|---|---|---|"]
+        lines = ["| policy | length | keys | prompts | accuracy | another needle's key | hit rate (all layers) "
+                 "| needles the last layer loaded |",
+                 "|---|---|---|---|---|---|---|---|"]
         for c in cells:
             ts = rows[c]
+            loaded = sum(t["needles_loaded"] for t in ts) / len(ts)
             lines.append(f"| `{c[0]}` | {fmt_len(c[1])} | {len(ts[0]['keys'])} | {len(ts)} | "
-                         + " | ".join(f"{f(ts):.2f}" for _, f, _ in series) + " |")
+                         + " | ".join(f"{f(ts):.2f}" for _, f, _ in series)
+                         + f" | {loaded:.2f} of {len(ts[0]['keys'])} |")
         with open(args.md, "w", encoding="utf-8") as f:
             f.write("\n".join(lines) + "\n")
         print(f"wrote {args.md}")
