@@ -10,6 +10,7 @@ packages=(
   libfmt-dev libcli11-dev nlohmann-json3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev   # libFuzzer + sanitizers
+  clang-format               # the style check that opens scripts/test.sh
   python3                    # tools/train/prepare_data.py (Brown corpus -> text; standard library only)
 )
 command -v node >/dev/null 2>&1 || packages+=(nodejs)

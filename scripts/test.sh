@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Sets up, builds and runs every test: the unit/integration tests (release build), the same
-# tests under AddressSanitizer + UndefinedBehaviorSanitizer, and the fuzz targets over their
-# seed corpora. Exits non-zero on the first failure.
+# Sets up, builds and runs every test: the style check (clang-format), the unit/integration
+# tests (release build), the same tests under AddressSanitizer + UndefinedBehaviorSanitizer,
+# and the fuzz targets over their seed corpora. Exits non-zero on the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
 
 ./scripts/setup.sh
+
+echo "== clang-format (.clang-format) over every C++ source"
+find src include tests fuzz bench -maxdepth 2 \( -name '*.cpp' -o -name '*.h' \) -print0 |
+  xargs -0 clang-format --dry-run -Werror
 
 echo "== release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BENCH=ON >/dev/null
