@@ -1,8 +1,10 @@
 // Memory policies driving the real forward pass (golden models: random weights, trained
 // context 256): they agree with `full` while nothing has left the window, and keep running far
-// past the trained context with bounded memory.
+// past the trained context with bounded memory; a policy gets the surprise and received
+// attention it asks for.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -30,6 +32,87 @@ std::unique_ptr<MemoryPolicy> policy(const std::string& kind, const Model& m,
   p.kind = kind;
   p.refine = refine;
   return make_memory_policy(p, model_shape(m.config()));
+}
+
+// Attends to every cell at its own position, as `full` does, and keeps what the model hands a
+// policy that asks for surprise and received attention.
+class RecordingPolicy : public MemoryPolicy {
+ public:
+  std::string name() const override { return "recording"; }
+  PolicyNeeds needs() const override {
+    PolicyNeeds n;
+    n.surprise = true;
+    n.received = true;
+    return n;
+  }
+  void plan(int, const QueryBlock& block, const std::vector<KvCell>& cells, const BlockData&,
+            AttentionPlan& out) const override {
+    out.clear();
+    for (int64_t c = 0; c < int64_t(cells.size()); ++c) {
+      out.cells.push_back(c);
+      out.key_pos.push_back(cells[c].pos);
+    }
+    for (int64_t c = block.first_cell; c < block.first_cell + block.n_tokens; ++c) {
+      out.query_pos.push_back(cells[c].pos);
+    }
+  }
+  void apply(const QueryBlock& block, const std::vector<KvCell>&, const BlockData& data,
+             Eviction&) override {
+    surprise.insert(surprise.end(), data.surprise.begin(), data.surprise.end());
+    received_sums.push_back({});
+    for (const auto& r : data.received) {
+      double sum = 0;
+      for (float x : r) {
+        EXPECT_GE(x, 0.0f);
+        sum += x;
+      }
+      received_sums.back().push_back(sum);
+    }
+    block_sizes.push_back(block.n_tokens);
+  }
+  std::vector<float> surprise;
+  std::vector<std::vector<double>> received_sums;  // [block][layer]
+  std::vector<int> block_sizes;
+};
+
+// The surprise a policy receives is -log softmax of the previous token's logits at the token,
+// across block boundaries; the attention each key received sums, per layer, to one unit per
+// query and head.
+TEST(PolicyData, PolicyGetsEachTokensSurpriseAndTheAttentionItsKeysReceived) {
+  auto model = Model::load(kDir + "llama_f32.gguf");
+  ThreadPool pool(2);
+  const int n_vocab = model->config().n_vocab;
+  const int n_head = model->config().n_head;
+  const auto tokens = random_tokens(150, n_vocab, 3);
+  Context full(*model, pool);
+  full.eval(tokens, true);
+
+  auto owned = std::make_unique<RecordingPolicy>();
+  RecordingPolicy* rec = owned.get();
+  Context ctx(*model, pool, {}, std::move(owned));
+  const std::span<const int32_t> all(tokens);
+  for (size_t at = 0; at < tokens.size();) {  // blocks of 1, 7, 64, ... tokens
+    const size_t n = std::min(tokens.size() - at, at == 0 ? size_t(1) : at < 30 ? size_t(7) : 64);
+    ctx.eval(all.subspan(at, n));
+    at += n;
+  }
+  ASSERT_EQ(rec->surprise.size(), tokens.size());
+  EXPECT_EQ(rec->surprise[0], 0.0f);  // nothing predicts the first token
+  for (size_t t = 1; t < tokens.size(); ++t) {
+    const std::span<const float> lg = full.logits(int64_t(t) - 1);
+    double mx = lg[0], sum = 0;
+    for (float x : lg) mx = std::max(mx, double(x));
+    for (float x : lg) sum += std::exp(double(x) - mx);
+    const double want = std::log(sum) + mx - lg[tokens[t]];
+    ASSERT_NEAR(rec->surprise[t], want, 1e-3 * std::max(1.0, want)) << "token " << t;
+  }
+  ASSERT_EQ(rec->received_sums.size(), rec->block_sizes.size());
+  for (size_t b = 0; b < rec->block_sizes.size(); ++b) {
+    for (double s : rec->received_sums[b]) {
+      EXPECT_NEAR(s, double(rec->block_sizes[b]) * n_head, 1e-3 * rec->block_sizes[b] * n_head)
+          << "block " << b;
+    }
+  }
 }
 
 class MemoryStream : public ::testing::TestWithParam<std::string> {};
