@@ -1,5 +1,6 @@
 // Micro-benchmarks of the matmul kernels on the shapes of a ~125M llama model (768 wide,
-// FFN 2048, 4 KV heads of 64) with 2 threads.
+// FFN 2048, 4 KV heads of 64) with 2 threads, of attention, and of what episodic memory adds
+// to a prefill chunk of engram-tiny (received attention, the surprise's log-sum-exp).
 //
 //   engram_bench --benchmark_filter=Decode   weight bytes streamed per second (bytes_per_second)
 //   engram_bench --benchmark_filter=Prefill  FLOP/s counter (2 * rows * cols * n_tok)
@@ -8,6 +9,7 @@
 // DRAM, not the 105 MiB L3, as they do when a whole model is decoded.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -16,6 +18,7 @@
 #include "kernels/matmul.h"
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
+#include "kernels/ops_internal.h"
 #include "kernels/quant.h"
 
 namespace {
@@ -219,5 +222,64 @@ BENCHMARK(BM_Attention)
     ->Args({512, 512, 1})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
+
+// What an episodic prefill chunk of engram-tiny pays beside attention itself (8 heads, 4 KV
+// heads, head_dim 32, a 124-token chunk against 640 planned keys): attention with its
+// probabilities written out, then their sums per key. Args: threads.
+void BM_AttentionReceived(benchmark::State& state) {
+  const int n_q = 124, n_head = 8, n_head_kv = 4, hd = 32;
+  const int64_t n_kv = 640;
+  std::mt19937 rng(3);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> q(size_t(n_q) * n_head * hd), k(n_kv * n_head_kv * hd),
+      v(n_kv * n_head_kv * hd), out(q.size()), probs(size_t(n_q) * n_head * n_kv), recv(n_kv);
+  for (auto* vec : {&q, &k, &v})
+    for (auto& f : *vec) f = nd(rng);
+  engram::AttentionArgs a;
+  a.q = q.data();
+  a.k = k.data();
+  a.v = v.data();
+  a.k_stride = a.v_stride = n_head_kv * hd;
+  a.out = out.data();
+  a.n_q = n_q;
+  a.n_kv = n_kv;
+  a.n_head = n_head;
+  a.n_head_kv = n_head_kv;
+  a.head_dim = hd;
+  a.scale = 1.0f / std::sqrt(float(hd));
+  const bool with_received = state.range(1) != 0;
+  if (with_received) a.probs = probs.data();
+  engram::ThreadPool pool(static_cast<int>(state.range(0)));
+  for (auto _ : state) {
+    engram::attention(a, pool);
+    if (with_received) engram::attention_received(a, recv.data(), pool);
+    benchmark::DoNotOptimize(recv.data());
+  }
+}
+BENCHMARK(BM_AttentionReceived)
+    ->Name("AttentionReceived")
+    ->ArgNames({"threads", "received"})
+    ->Args({2, 0})
+    ->Args({2, 1})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+
+// The per-token surprise's log-softmax normaliser over engram-tiny's 4,096 logits.
+// Args: isa (0 scalar reference, 1 AVX2).
+void BM_LogSumExp(benchmark::State& state) {
+  if (state.range(0) == 1 && !engram::isa_available(engram::Isa::Avx2)) {
+    state.SkipWithError("no AVX2");
+    return;
+  }
+  const engram::VecKernels& vk =
+      state.range(0) == 1 ? engram::vec_kernels_avx2() : engram::vec_kernels_scalar();
+  std::mt19937 rng(4);
+  std::normal_distribution<float> nd(0.0f, 3.0f);
+  std::vector<float> x(4096);
+  for (auto& f : x) f = nd(rng);
+  for (auto _ : state) benchmark::DoNotOptimize(vk.log_sum_exp(x.data(), int64_t(x.size())));
+  state.SetItemsProcessed(state.iterations() * int64_t(x.size()));
+}
+BENCHMARK(BM_LogSumExp)->Name("LogSumExp")->ArgNames({"isa"})->Arg(0)->Arg(1);
 
 }  // namespace
