@@ -176,34 +176,45 @@ BENCHMARK(BM_Matmul)
     ->Apply(PrefillArgs<1>)
     ->Unit(benchmark::kMillisecond);
 
+// Random queries, keys and values of one layer and the AttentionArgs over them.
+struct AttnInputs {
+  std::vector<float> q, k, v, out;
+  engram::AttentionArgs a;
+  AttnInputs(int n_q, int64_t n_kv, int n_head, int n_head_kv, int hd, unsigned seed) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    q.resize(size_t(n_q) * n_head * hd);
+    k.resize(n_kv * n_head_kv * hd);
+    v.resize(k.size());
+    out.resize(q.size());
+    for (auto* vec : {&q, &k, &v})
+      for (auto& f : *vec) f = nd(rng);
+    a.q = q.data();
+    a.k = k.data();
+    a.v = v.data();
+    a.k_stride = a.v_stride = n_head_kv * hd;
+    a.out = out.data();
+    a.n_q = n_q;
+    a.n_kv = n_kv;
+    a.n_head = n_head;
+    a.n_head_kv = n_head_kv;
+    a.head_dim = hd;
+    a.scale = 1.0f / std::sqrt(float(hd));
+  }
+};
+
 // Attention of the 125M model's layer shape (12 heads, 4 KV heads, head_dim 64).
 // Args: n_q, n_kv, threads.
 void BM_Attention(benchmark::State& state) {
   const int n_q = static_cast<int>(state.range(0));
   const int64_t n_kv = state.range(1);
-  const int n_head = 12, n_head_kv = 4, hd = 64;
-  std::mt19937 rng(2);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> q(size_t(n_q) * n_head * hd), k(n_kv * n_head_kv * hd),
-      v(n_kv * n_head_kv * hd), out(q.size());
-  for (auto* vec : {&q, &k, &v})
-    for (auto& f : *vec) f = nd(rng);
-  engram::AttentionArgs a;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.k_stride = a.v_stride = n_head_kv * hd;
-  a.out = out.data();
-  a.n_q = n_q;
-  a.n_kv = n_kv;
-  a.n_head = n_head;
-  a.n_head_kv = n_head_kv;
-  a.head_dim = hd;
-  a.scale = 0.125f;
+  const int n_head = 12, hd = 64;
+  AttnInputs in(n_q, n_kv, n_head, 4, hd, 2);
+  const engram::AttentionArgs& a = in.a;
   engram::ThreadPool pool(static_cast<int>(state.range(2)));
   for (auto _ : state) {
     engram::attention(a, pool);
-    benchmark::DoNotOptimize(out.data());
+    benchmark::DoNotOptimize(in.out.data());
   }
   // Visible keys summed over queries, times heads, times 2 * hd for QK and for PV.
   double pairs = 0;
@@ -227,26 +238,11 @@ BENCHMARK(BM_Attention)
 // heads, head_dim 32, a 124-token chunk against 640 planned keys): attention with its
 // probabilities written out, then their sums per key. Args: threads.
 void BM_AttentionReceived(benchmark::State& state) {
-  const int n_q = 124, n_head = 8, n_head_kv = 4, hd = 32;
+  const int n_q = 124, n_head = 8;
   const int64_t n_kv = 640;
-  std::mt19937 rng(3);
-  std::normal_distribution<float> nd(0.0f, 1.0f);
-  std::vector<float> q(size_t(n_q) * n_head * hd), k(n_kv * n_head_kv * hd),
-      v(n_kv * n_head_kv * hd), out(q.size()), probs(size_t(n_q) * n_head * n_kv), recv(n_kv);
-  for (auto* vec : {&q, &k, &v})
-    for (auto& f : *vec) f = nd(rng);
-  engram::AttentionArgs a;
-  a.q = q.data();
-  a.k = k.data();
-  a.v = v.data();
-  a.k_stride = a.v_stride = n_head_kv * hd;
-  a.out = out.data();
-  a.n_q = n_q;
-  a.n_kv = n_kv;
-  a.n_head = n_head;
-  a.n_head_kv = n_head_kv;
-  a.head_dim = hd;
-  a.scale = 1.0f / std::sqrt(float(hd));
+  AttnInputs in(n_q, n_kv, n_head, 4, 32, 3);
+  engram::AttentionArgs& a = in.a;
+  std::vector<float> probs(size_t(n_q) * n_head * n_kv), recv(n_kv);
   const bool with_received = state.range(1) != 0;
   if (with_received) a.probs = probs.data();
   engram::ThreadPool pool(static_cast<int>(state.range(0)));

@@ -64,19 +64,18 @@ void passkey(const PasskeyOptions& o) {
     if (!(d >= 0 && d <= 1))
       throw Error(fmt::format("eval passkey: --depths value {} not in [0, 1]", d));
   }
-  auto model = Model::load(o.model);
-  auto tok = Tokenizer::from_gguf(model->file());
+  NeedleSession session(o.model, o.memory, o.threads);
+  const Tokenizer& tok = *session.tok;
+  Context& ctx = *session.ctx;
   const PasskeyTask task = [&] {
     try {
-      return PasskeyTask(*tok, read_text_file(o.filler));
+      return PasskeyTask(tok, read_text_file(o.filler));
     } catch (const Error& e) {
       throw Error(fmt::format("eval passkey: --filler '{}': {}", o.filler, e.what()));
     }
   }();
 
-  ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
-  Context ctx(*model, pool, {}, make_policy(o.memory, *model, 0));
-  const int n_layer = model->config().n_layer;
+  const int n_layer = session.model->config().n_layer;
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
   std::vector<Trial> trials;
 
@@ -99,7 +98,7 @@ void passkey(const PasskeyOptions& o) {
         NeedleReading read;
         try {
           const TokenRange needle[1] = {{p.needle_begin, p.needle_end}};
-          read = read_needle_prompt(ctx, *tok, p.tokens, p.question_begin, needle, o.n_predict,
+          read = read_needle_prompt(ctx, tok, p.tokens, p.question_begin, needle, o.n_predict,
                                     !o.quiet && L > 32768);
         } catch (const Error& e) {
           throw Error(fmt::format("eval passkey at length {}: {}", L, e.what()));

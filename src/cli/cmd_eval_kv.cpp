@@ -65,19 +65,18 @@ void kv(const KvOptions& o) {
   if (o.n_predict < 1) {
     throw Error(fmt::format("eval kv: --n-predict must be >= 1, got {}", o.n_predict));
   }
-  auto model = Model::load(o.model);
-  auto tok = Tokenizer::from_gguf(model->file());
+  NeedleSession session(o.model, o.memory, o.threads);
+  const Tokenizer& tok = *session.tok;
+  Context& ctx = *session.ctx;
   const MultiKeyTask task = [&] {
     try {
-      return MultiKeyTask(*tok, read_text_file(o.filler));
+      return MultiKeyTask(tok, read_text_file(o.filler));
     } catch (const Error& e) {
       throw Error(fmt::format("eval kv: --filler '{}': {}", o.filler, e.what()));
     }
   }();
 
-  ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
-  Context ctx(*model, pool, {}, make_policy(o.memory, *model, 0));
-  const int n_layer = model->config().n_layer;
+  const int n_layer = session.model->config().n_layer;
   const std::string name = ctx.policy().name();
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
   std::vector<KvTrial> trials;
@@ -95,7 +94,7 @@ void kv(const KvOptions& o) {
       const MultiKeyPrompt& p = r.prompt;
       NeedleReading read;
       try {
-        read = read_needle_prompt(ctx, *tok, p.tokens, p.question_begin, p.needles, o.n_predict,
+        read = read_needle_prompt(ctx, tok, p.tokens, p.question_begin, p.needles, o.n_predict,
                                   !o.quiet && L > 32768);
       } catch (const Error& e) {
         throw Error(fmt::format("eval kv at length {}: {}", L, e.what()));

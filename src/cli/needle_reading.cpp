@@ -12,6 +12,16 @@
 
 namespace engram::cli {
 
+NeedleSession::NeedleSession(const std::string& model_path, const MemoryOptions& memory,
+                             int threads)
+    : model(Model::load(model_path)),
+      tok(Tokenizer::from_gguf(model->file())),
+      pool(threads > 0 ? threads : default_thread_count()),
+      ctx(std::make_unique<Context>(*model, pool, ContextParams{},
+                                    make_policy(memory, *model, 0))) {}
+
+NeedleSession::~NeedleSession() = default;
+
 NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
                                  std::span<const int32_t> tokens, int64_t question_begin,
                                  std::span<const TokenRange> needles, int n_predict,

@@ -4,17 +4,34 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "engram/thread_pool.h"
+
 namespace engram {
 class Context;
+class Model;
 class Tokenizer;
 }  // namespace engram
 
 namespace engram::cli {
+
+struct MemoryOptions;
+
+// What a needle evaluation opens with: the model, its tokenizer, the threads and a context
+// under the --memory policy.
+struct NeedleSession {
+  NeedleSession(const std::string& model_path, const MemoryOptions& memory, int threads);
+  ~NeedleSession();
+  std::unique_ptr<Model> model;
+  std::unique_ptr<Tokenizer> tok;
+  ThreadPool pool;
+  std::unique_ptr<Context> ctx;
+};
 
 struct NeedleReading {
   std::string answer;
