@@ -27,19 +27,12 @@
 namespace engram::cli {
 namespace {
 
-struct PasskeyOptions {
-  std::string model;
-  std::string filler;
-  std::vector<int64_t> lengths = {512, 2048, 8192};
+struct PasskeyOptions : NeedleOptions {
   std::vector<double> depths = {0.0, 0.25, 0.5, 0.75, 1.0};
-  int trials = 1;
-  int threads = 0;
-  int64_t seed = 1;
-  int n_predict = 8;
-  std::string json_out;
-  std::string csv_out;
-  bool quiet = false;
-  MemoryOptions memory;
+  PasskeyOptions() {
+    lengths = {512, 2048, 8192};
+    n_predict = 8;
+  }
 };
 
 struct Trial {
@@ -184,26 +177,12 @@ void add_eval_command(CLI::App& app) {
   CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey, kv, ppl, segment");
   eval->require_subcommand(1);
   auto o = std::make_shared<PasskeyOptions>();
-  o->model = default_model_path();
-  o->filler = std::string(ENGRAM_SOURCE_DIR) + "/data/heldout_sample.txt";
   CLI::App* cmd =
       eval->add_subcommand("passkey", "Pass key hidden in filler text, over lengths and depths");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
-  cmd->add_option("--filler", o->filler, "Filler text (repeated as needed)")->capture_default_str();
-  cmd->add_option("--lengths", o->lengths, "Prompt lengths in tokens")
-      ->delimiter(',')
-      ->capture_default_str();
+  add_needle_options(cmd, *o, "Keys per length x depth", "Seed of keys and filler offsets");
   cmd->add_option("--depths", o->depths, "Needle depths in [0, 1]")
       ->delimiter(',')
       ->capture_default_str();
-  cmd->add_option("--trials", o->trials, "Keys per length x depth")->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of keys and filler offsets")->capture_default_str();
-  cmd->add_option("-n,--n-predict", o->n_predict, "Answer tokens")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
-  cmd->add_option("--json", o->json_out, "Write every trial and the summary as JSON");
-  cmd->add_option("--csv", o->csv_out, "Write every trial as CSV");
-  cmd->add_flag("-q,--quiet", o->quiet, "Only the summary");
-  add_memory_options(cmd, o->memory);
   cmd->callback([o] { passkey(*o); });
   add_eval_ppl_command(eval);
   add_eval_segment_command(eval);

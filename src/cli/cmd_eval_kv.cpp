@@ -26,19 +26,13 @@
 namespace engram::cli {
 namespace {
 
-struct KvOptions {
-  std::string model;
-  std::string filler;
-  std::vector<int64_t> lengths = {512, 2048, 8192};
+struct KvOptions : NeedleOptions {
   int keys = 8;
-  int trials = 8;
-  int threads = 0;
-  int64_t seed = 1;
-  int n_predict = 7;
-  std::string json_out;
-  std::string csv_out;
-  bool quiet = false;
-  MemoryOptions memory;
+  KvOptions() {
+    lengths = {512, 2048, 8192};
+    trials = 8;
+    n_predict = 7;
+  }
 };
 
 struct KvTrial {
@@ -204,26 +198,11 @@ void kv(const KvOptions& o) {
 
 void add_eval_kv_command(CLI::App* eval) {
   auto o = std::make_shared<KvOptions>();
-  o->model = default_model_path();
-  o->filler = std::string(ENGRAM_SOURCE_DIR) + "/data/heldout_sample.txt";
   CLI::App* cmd = eval->add_subcommand(
       "kv", "Multi-key retrieval: labelled keys hidden in filler text, one of them asked");
-  cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
-  cmd->add_option("--filler", o->filler, "Filler text (repeated as needed)")->capture_default_str();
-  cmd->add_option("--lengths", o->lengths, "Prompt lengths in tokens")
-      ->delimiter(',')
-      ->capture_default_str();
+  add_needle_options(cmd, *o, "Prompts per length (each asks the next needle in turn)",
+                     "Seed of labels, keys, depths and filler offsets");
   cmd->add_option("--keys", o->keys, "Key-value pairs hidden per prompt")->capture_default_str();
-  cmd->add_option("--trials", o->trials, "Prompts per length (each asks the next needle in turn)")
-      ->capture_default_str();
-  cmd->add_option("--seed", o->seed, "Seed of labels, keys, depths and filler offsets")
-      ->capture_default_str();
-  cmd->add_option("-n,--n-predict", o->n_predict, "Answer tokens")->capture_default_str();
-  cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
-  cmd->add_option("--json", o->json_out, "Write every trial and the summary as JSON");
-  cmd->add_option("--csv", o->csv_out, "Write every trial as CSV");
-  cmd->add_flag("-q,--quiet", o->quiet, "Only the summary");
-  add_memory_options(cmd, o->memory);
   cmd->callback([o] { kv(*o); });
 }
 

@@ -1,5 +1,7 @@
 #include "cli/needle_reading.h"
 
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -11,6 +13,25 @@
 #include "engram/tokenizer.h"
 
 namespace engram::cli {
+
+void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
+                        const char* seed_help) {
+  o.model = default_model_path();
+  o.filler = std::string(ENGRAM_SOURCE_DIR) + "/data/heldout_sample.txt";
+  cmd->add_option("-m,--model", o.model, "GGUF model file")->capture_default_str();
+  cmd->add_option("--filler", o.filler, "Filler text (repeated as needed)")->capture_default_str();
+  cmd->add_option("--lengths", o.lengths, "Prompt lengths in tokens")
+      ->delimiter(',')
+      ->capture_default_str();
+  cmd->add_option("--trials", o.trials, trials_help)->capture_default_str();
+  cmd->add_option("--seed", o.seed, seed_help)->capture_default_str();
+  cmd->add_option("-n,--n-predict", o.n_predict, "Answer tokens")->capture_default_str();
+  cmd->add_option("-t,--threads", o.threads, "Threads (default: all cores, at most 8)");
+  cmd->add_option("--json", o.json_out, "Write every trial and the summary as JSON");
+  cmd->add_option("--csv", o.csv_out, "Write every trial as CSV");
+  cmd->add_flag("-q,--quiet", o.quiet, "Only the summary");
+  add_memory_options(cmd, o.memory);
+}
 
 NeedleSession::NeedleSession(const std::string& model_path, const MemoryOptions& memory,
                              int threads)

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "cli/memory_options.h"
 #include "engram/thread_pool.h"
 
 namespace engram {
@@ -18,9 +19,32 @@ class Model;
 class Tokenizer;
 }  // namespace engram
 
+namespace CLI {
+class App;
+}
+
 namespace engram::cli {
 
-struct MemoryOptions;
+// The options every needle evaluation takes (each command sets its own defaults).
+struct NeedleOptions {
+  std::string model;
+  std::string filler;
+  std::vector<int64_t> lengths;
+  int trials = 1;
+  int threads = 0;
+  int64_t seed = 1;
+  int n_predict = 8;
+  std::string json_out;
+  std::string csv_out;
+  bool quiet = false;
+  MemoryOptions memory;
+};
+
+// Registers -m, --filler, --lengths, --trials (described by trials_help), --seed (seed_help),
+// -n, -t, --json, --csv, -q and the memory flags on cmd; the model and filler default to the
+// shipped model and the held-out sample.
+void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
+                        const char* seed_help);
 
 // What a needle evaluation opens with: the model, its tokenizer, the threads and a context
 // under the --memory policy.
