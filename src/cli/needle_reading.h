@@ -1,6 +1,7 @@
-// One reading of a needle prompt (passkey, multi-key): the stream is prefilled, the question
-// is read as its own block (a user's turn: memory retrieves for what it asks), and the answer
-// is decoded greedily. Shared by `eval passkey`, `eval kv` and `demo`.
+// What the needle evaluations (passkey, multi-key) share: their flags, the opened model and
+// context, and one reading of a prompt -- the stream is prefilled, the question is read as its
+// own block (a user's turn: memory retrieves for what it asks), and the answer is decoded
+// greedily. Used by `eval passkey`, `eval kv` and (the reading) `demo`.
 #pragma once
 
 #include <cstdint>
