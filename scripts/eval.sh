@@ -50,6 +50,18 @@ fi
 ENGRAM="$BUILD/engram"
 echo "model: $MODEL ($(sha256sum "$MODEL" | cut -c1-16)), $THREADS threads"
 
+# One `engram eval TASK` run whose JSON the section plots: it writes $OUT/TASK_NAME.json and
+# .csv and adds the JSON to `runs`; with PLOT_ONLY=1 it only adds the file already there.
+eval_run() {  # task, name, then flags of engram eval TASK
+  local task=$1 name=$2
+  shift 2
+  if [ "$PLOT_ONLY" != 1 ]; then
+    "$ENGRAM" eval "$task" -m "$MODEL" -t "$THREADS" \
+      --json "$OUT/${task}_$name.json" --csv "$OUT/${task}_$name.csv" "$@"
+  fi
+  runs+=("$OUT/${task}_$name.json")
+}
+
 # --- kv: multi-key retrieval -----------------------------------------------------------------
 # Eight labelled keys per prompt, one asked: the model's own accuracy within its trained
 # context, then each policy over longer streams of held-out filler. Accuracy is bounded by the
@@ -58,15 +70,7 @@ echo "model: $MODEL ($(sha256sum "$MODEL" | cut -c1-16)), $THREADS threads"
 if want kv; then
   echo "== eval kv"
   runs=()
-  kvrun() {  # name, then flags of engram eval kv
-    local name=$1
-    shift
-    if [ "$PLOT_ONLY" != 1 ]; then
-      "$ENGRAM" eval kv -m "$MODEL" -t "$THREADS" -q --keys 8 --filler "$HELDOUT" \
-        --json "$OUT/kv_$name.json" --csv "$OUT/kv_$name.csv" "$@"
-    fi
-    runs+=("$OUT/kv_$name.json")
-  }
+  kvrun() { eval_run kv "$1" -q --keys 8 --filler "$HELDOUT" "${@:2}"; }  # name, flags
   kvrun full --memory full --lengths 504 --trials 32
   for m in episodic blocks; do
     kvrun "$m" --memory "$m" --lengths 8192,32768 --trials 16
@@ -92,11 +96,7 @@ if want ppl; then
   echo "== eval ppl (held-out)"
   runs=()
   for m in full window sinks blocks episodic; do
-    if [ "$PLOT_ONLY" != 1 ]; then
-      "$ENGRAM" eval ppl -m "$MODEL" -t "$THREADS" -f "$HELDOUT" --memory "$m" \
-        --bucket "$PPL_BUCKET" --json "$OUT/ppl_heldout_$m.json" --csv "$OUT/ppl_heldout_$m.csv"
-    fi
-    runs+=("$OUT/ppl_heldout_$m.json")
+    eval_run ppl "heldout_$m" -f "$HELDOUT" --memory "$m" --bucket "$PPL_BUCKET"
   done
   $PY tools/py/plot_eval.py ppl "${runs[@]}" --out "$IMG/ppl_heldout.png" \
     --md "$OUT/ppl_heldout.md" --title "streaming perplexity on held-out Brown text"
@@ -107,12 +107,8 @@ if want ppl-long; then
   echo "== eval ppl (whole corpus, $PPL_LONG_TOKENS tokens)"
   runs=()
   for m in sinks window episodic; do
-    if [ "$PLOT_ONLY" != 1 ]; then
-      "$ENGRAM" eval ppl -m "$MODEL" -t "$THREADS" -f "$TRAIN" -f "$HELDOUT" --memory "$m" \
-        --max-tokens "$PPL_LONG_TOKENS" --bucket "$PPL_BUCKET" \
-        --json "$OUT/ppl_long_$m.json" --csv "$OUT/ppl_long_$m.csv"
-    fi
-    runs+=("$OUT/ppl_long_$m.json")
+    eval_run ppl "long_$m" -f "$TRAIN" -f "$HELDOUT" --memory "$m" \
+      --max-tokens "$PPL_LONG_TOKENS" --bucket "$PPL_BUCKET"
   done
   $PY tools/py/plot_eval.py ppl "${runs[@]}" --out "$IMG/ppl_long.png" --logx \
     --md "$OUT/ppl_long.md" --title "streaming perplexity over the whole Brown corpus (one stream)"
@@ -126,15 +122,7 @@ fi
 if want passkey; then
   echo "== eval passkey"
   runs=()
-  pk() {  # name, then flags of engram eval passkey
-    local name=$1
-    shift
-    if [ "$PLOT_ONLY" != 1 ]; then
-      "$ENGRAM" eval passkey -m "$MODEL" -t "$THREADS" -q -n 7 --depths "$PASSKEY_DEPTHS" \
-        --json "$OUT/passkey_$name.json" --csv "$OUT/passkey_$name.csv" "$@"
-    fi
-    runs+=("$OUT/passkey_$name.json")
-  }
+  pk() { eval_run passkey "$1" -q -n 7 --depths "$PASSKEY_DEPTHS" "${@:2}"; }  # name, flags
   pk full --memory full --filler "$HELDOUT" --lengths 504 --trials 8
   for m in episodic blocks; do
     pk "${m}_8k_32k" --memory "$m" --filler "$HELDOUT" --lengths 8192,32768 --trials 4
