@@ -72,13 +72,7 @@ void demo(const DemoOptions& o) {
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
-  const PasskeyTask task = [&] {
-    try {
-      return PasskeyTask(*tok, read_text_file(o.filler));
-    } catch (const Error& e) {
-      throw Error(fmt::format("demo: --filler '{}': {}", o.filler, e.what()));
-    }
-  }();
+  const auto task = make_needle_task<PasskeyTask>("demo", *tok, o.filler);
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
   const PasskeyPrompt prompt = task.make(o.length, o.depth, rng);
 

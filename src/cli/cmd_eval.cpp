@@ -49,10 +49,7 @@ struct Trial {
 };
 
 void passkey(const PasskeyOptions& o) {
-  if (o.trials < 1)
-    throw Error(fmt::format("eval passkey: --trials must be >= 1, got {}", o.trials));
-  if (o.n_predict < 1)
-    throw Error(fmt::format("eval passkey: --n-predict must be >= 1, got {}", o.n_predict));
+  o.check("eval passkey");
   for (double d : o.depths) {
     if (!(d >= 0 && d <= 1))
       throw Error(fmt::format("eval passkey: --depths value {} not in [0, 1]", d));
@@ -60,13 +57,7 @@ void passkey(const PasskeyOptions& o) {
   NeedleSession session(o.model, o.memory, o.threads);
   const Tokenizer& tok = *session.tok;
   Context& ctx = *session.ctx;
-  const PasskeyTask task = [&] {
-    try {
-      return PasskeyTask(tok, read_text_file(o.filler));
-    } catch (const Error& e) {
-      throw Error(fmt::format("eval passkey: --filler '{}': {}", o.filler, e.what()));
-    }
-  }();
+  const auto task = make_needle_task<PasskeyTask>("eval passkey", tok, o.filler);
 
   const int n_layer = session.model->config().n_layer;
   std::mt19937_64 rng(static_cast<uint64_t>(o.seed));

@@ -55,20 +55,11 @@ void kv(const KvOptions& o) {
   if (o.keys < 2 || o.keys > n_labels) {
     throw Error(fmt::format("eval kv: --keys must be in 2..{}, got {}", n_labels, o.keys));
   }
-  if (o.trials < 1) throw Error(fmt::format("eval kv: --trials must be >= 1, got {}", o.trials));
-  if (o.n_predict < 1) {
-    throw Error(fmt::format("eval kv: --n-predict must be >= 1, got {}", o.n_predict));
-  }
+  o.check("eval kv");
   NeedleSession session(o.model, o.memory, o.threads);
   const Tokenizer& tok = *session.tok;
   Context& ctx = *session.ctx;
-  const MultiKeyTask task = [&] {
-    try {
-      return MultiKeyTask(tok, read_text_file(o.filler));
-    } catch (const Error& e) {
-      throw Error(fmt::format("eval kv: --filler '{}': {}", o.filler, e.what()));
-    }
-  }();
+  const auto task = make_needle_task<MultiKeyTask>("eval kv", tok, o.filler);
 
   const int n_layer = session.model->config().n_layer;
   const std::string name = ctx.policy().name();

@@ -14,6 +14,13 @@
 
 namespace engram::cli {
 
+void NeedleOptions::check(const char* cmd) const {
+  if (trials < 1) throw Error(fmt::format("{}: --trials must be >= 1, got {}", cmd, trials));
+  if (n_predict < 1) {
+    throw Error(fmt::format("{}: --n-predict must be >= 1, got {}", cmd, n_predict));
+  }
+}
+
 void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
                         const char* seed_help) {
   o.model = default_model_path();

@@ -11,7 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include <fmt/format.h>
+
+#include "cli/common.h"
 #include "cli/memory_options.h"
+#include "engram/error.h"
 #include "engram/thread_pool.h"
 
 namespace engram {
@@ -39,6 +43,8 @@ struct NeedleOptions {
   std::string csv_out;
   bool quiet = false;
   MemoryOptions memory;
+  // Refuses --trials or --n-predict below 1; `cmd` ("eval passkey") starts the message.
+  void check(const char* cmd) const;
 };
 
 // Registers -m, --filler, --lengths, --trials (described by trials_help), --seed (seed_help),
@@ -46,6 +52,17 @@ struct NeedleOptions {
 // shipped model and the held-out sample.
 void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
                         const char* seed_help);
+
+// A needle task (PasskeyTask, MultiKeyTask) built on the text of the --filler file; an error
+// reading or using it names `cmd` and the file.
+template <class Task>
+Task make_needle_task(const char* cmd, const Tokenizer& tok, const std::string& filler_path) {
+  try {
+    return Task(tok, read_text_file(filler_path));
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: --filler '{}': {}", cmd, filler_path, e.what()));
+  }
+}
 
 // What a needle evaluation opens with: the model, its tokenizer, the threads and a context
 // under the --memory policy.
