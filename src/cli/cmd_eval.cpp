@@ -147,13 +147,11 @@ void passkey(const PasskeyOptions& o) {
                              {"memory_bytes", r.memory_bytes},
                              {"tok_per_s", r.tok_per_s}});
     }
-    std::ofstream f(o.json_out);
-    if (!f) throw Error(fmt::format("eval passkey: cannot write --json '{}'", o.json_out));
+    std::ofstream f = open_output(o.json_out, "eval passkey", "--json");
     f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   if (!o.csv_out.empty()) {
-    std::ofstream f(o.csv_out);
-    if (!f) throw Error(fmt::format("eval passkey: cannot write --csv '{}'", o.csv_out));
+    std::ofstream f = open_output(o.csv_out, "eval passkey", "--csv");
     f << "memory,length,depth,key,correct,hit_rate,units,memory_bytes,tok_per_s\n";
     for (const Trial& r : trials) {
       f << fmt::format("{},{},{},{},{},{},{},{},{:.1f}\n", ctx.policy().name(), r.length, r.depth,

@@ -167,13 +167,11 @@ void kv(const KvOptions& o) {
                              {"memory_bytes", r.memory_bytes},
                              {"tok_per_s", r.tok_per_s}});
     }
-    std::ofstream f(o.json_out);
-    if (!f) throw Error(fmt::format("eval kv: cannot write --json '{}'", o.json_out));
+    std::ofstream f = open_output(o.json_out, "eval kv", "--json");
     f << j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
   }
   if (!o.csv_out.empty()) {
-    std::ofstream f(o.csv_out);
-    if (!f) throw Error(fmt::format("eval kv: cannot write --csv '{}'", o.csv_out));
+    std::ofstream f = open_output(o.csv_out, "eval kv", "--csv");
     f << "memory,length,keys,asked,depth,key,correct,other_key,hit_rate,needles_loaded,units,"
          "memory_bytes,tok_per_s\n";
     for (const KvTrial& r : trials) {

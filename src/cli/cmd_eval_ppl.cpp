@@ -151,13 +151,11 @@ void ppl(const PplOptions& o) {
                             {"memory_bytes", c.memory_bytes},
                             {"tok_per_s", c.tok_per_s}});
     }
-    std::ofstream f(o.json_out);
-    if (!f) throw Error(fmt::format("eval ppl: cannot write --json '{}'", o.json_out));
+    std::ofstream f = open_output(o.json_out, "eval ppl", "--json");
     f << j.dump(2) << "\n";
   }
   if (!o.csv_out.empty()) {
-    std::ofstream f(o.csv_out);
-    if (!f) throw Error(fmt::format("eval ppl: cannot write --csv '{}'", o.csv_out));
+    std::ofstream f = open_output(o.csv_out, "eval ppl", "--csv");
     f << "memory,end,n,ppl,cells_held,units,memory_bytes,tok_per_s\n";
     for (const Bucket& c : curve) {
       f << fmt::format("{},{},{},{:.6f},{},{},{},{:.1f}\n", name, c.end, c.n, std::exp(c.nll / c.n),

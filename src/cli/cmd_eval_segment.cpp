@@ -375,13 +375,11 @@ void segment(const SegmentOptions& o) {
                            {"intra_inter", r.intra_inter},
                            {"windows", r.windows}});
     }
-    std::ofstream f(o.json_out);
-    if (!f) throw Error(fmt::format("eval segment: cannot write --json '{}'", o.json_out));
+    std::ofstream f = open_output(o.json_out, "eval segment", "--json");
     f << j.dump(2) << "\n";
   }
   if (!o.csv_out.empty()) {
-    std::ofstream f(o.csv_out);
-    if (!f) throw Error(fmt::format("eval segment: cannot write --csv '{}'", o.csv_out));
+    std::ofstream f = open_output(o.csv_out, "eval segment", "--csv");
     f << "segmentation,events,k,recall,modularity,conductance,intra_inter,windows\n";
     for (const Row& r : rows) {
       for (size_t i = 0; i < ks.size(); ++i) {

@@ -35,6 +35,12 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+std::ofstream open_output(const std::string& path, const char* cmd, const char* flag) {
+  std::ofstream f(path);
+  if (!f) throw Error(fmt::format("{}: cannot write {} '{}'", cmd, flag, path));
+  return f;
+}
+
 void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed) {
   cmd->add_option("--seed", seed, "Sampling seed (default: random)");
   cmd->add_option("--temp", sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();

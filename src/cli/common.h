@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <span>
 #include <string>
 
@@ -20,6 +21,10 @@ std::string default_model_path();
 
 // Whole file as bytes; engram::Error naming the path on failure.
 std::string read_text_file(const std::string& path);
+
+// A file opened for writing an output flag's results (--json, --csv); engram::Error naming
+// the command, the flag and the path when it cannot be created.
+std::ofstream open_output(const std::string& path, const char* cmd, const char* flag);
 
 // --seed, --temp, --top-k, --top-p, --min-p and the penalty flags, shared by run and chat.
 // seed < 0 (the default) means a random seed.
