@@ -31,10 +31,23 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-san --output-on-failure -j"$jobs"
 
 echo "== fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
+# Saved sessions of the golden test model, one per policy, made by this build (so they follow
+# the format): the session fuzzer's seeds beside its committed ones.
+sessions=$(mktemp -d)
+trap 'rm -rf "$sessions"' EXIT
+words="the cat sat on a mat and went home then the cat sat on the mat again"
+for policy in episodic blocks sinks full; do
+  text="$words $words $words"  # full: inside the model's 256 tokens; the others: past them
+  [ "$policy" = full ] || text="$text $text"
+  build/engram run -q -m tests/fixtures/golden/llama_f32.gguf --memory "$policy" -t 1 \
+    -p "$text" -n 3 --temp 0 --save-session "$sessions/$policy.session" >/dev/null
+done
 for target in build-san/*_fuzz; do
   name=$(basename "$target" _fuzz)
   corpus=fuzz/corpus/$name
   [ -d "$corpus" ] || { echo "fuzz: no seed corpus $corpus for $target"; exit 1; }
-  "$target" -runs=0 "$corpus"
+  extra=()
+  [ "$name" = session ] && extra=("$sessions")
+  "$target" -runs=0 "$corpus" "${extra[@]}"
 done
 echo "all test stages passed"

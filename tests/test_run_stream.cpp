@@ -3,6 +3,7 @@
 // at once, a progress bar that names what memory holds, and the question read after the file.
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <random>
 
@@ -63,6 +64,34 @@ TEST(RunStream, LongFileGivesTheContinuationOfTheWholeTextAndAProgressBar) {
   const long extra = prompt_tokens(asked.err) - prompt_tokens(streamed.err);
   EXPECT_GT(extra, 0) << asked.err;
   EXPECT_LE(extra, long(std::string("\n\nwhat sat on the mat").size())) << asked.err;
+}
+
+// --kv-dir moves the memory units' K/V to a file: the same answer, the progress bar says how
+// much is on disk, and the directory is left empty (the file was unlinked when made).
+TEST(RunStream, MemoryUnitsOnDiskGiveTheSameAnswer) {
+  const TempFile file("book.txt");
+  std::ofstream(file.path(), std::ios::binary) << words(70 * 1024, 5);
+  const TempFile dir("kvdir");
+  std::filesystem::create_directories(dir.path());
+  const std::string common = "run -m " + kModel + " --memory episodic -n 6 --temp 0 -t 1 -f '" +
+                             file.path() + "' -p 'what sat on the mat'";
+  const CliResult ram = run_cli(common);
+  ASSERT_EQ(ram.status, 0) << ram.err;
+  const CliResult disk = run_cli(common + " --kv-dir '" + dir.path() + "' --kv-cache 1");
+  ASSERT_EQ(disk.status, 0) << disk.err;
+  EXPECT_EQ(disk.out, ram.out);
+  EXPECT_NE(disk.err.find("on disk"), std::string::npos) << disk.err;
+  EXPECT_EQ(ram.err.find("on disk"), std::string::npos) << ram.err;
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
+  // Refusals name the flag.
+  const CliResult sinks = run_cli(
+      "run -m " + kModel + " --memory sinks -n 1 -p 'the cat' --kv-dir '" + dir.path() + "'");
+  EXPECT_NE(sinks.status, 0);
+  EXPECT_NE(sinks.err.find("--kv-dir"), std::string::npos) << sinks.err;
+  const CliResult missing =
+      run_cli("run -m " + kModel + " --memory episodic -n 1 -p 'the cat' --kv-dir /nonexistent/kv");
+  EXPECT_NE(missing.status, 0);
+  EXPECT_NE(missing.err.find("/nonexistent/kv"), std::string::npos) << missing.err;
 }
 
 TEST(RunStream, FullPolicyRefusesAFileLongerThanItsContext) {

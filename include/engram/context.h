@@ -12,6 +12,8 @@ namespace engram {
 
 class Model;
 class ThreadPool;
+class RecordWriter;
+class RecordReader;
 
 struct ContextParams {
   int64_t n_ctx = 0;  // 0: the model's trained context
@@ -51,8 +53,16 @@ class Context {
   // Stream positions of the cells the last block attended to at `layer` (what the memory policy
   // loaded: evaluation checks whether a needle was among them).
   std::span<const int64_t> attended_positions(int layer) const;
+  // The tokens of the cells held, in stream order (all of them for policies that keep memory
+  // units; the sinks and the window for sliding policies).
+  std::vector<int32_t> tokens() const;
   // Forgets every cached token.
   void clear();
+
+  // The stream's state as records, and back into a fresh context made with the same model and
+  // policy parameters (engram/session.h is the API).
+  void save_state(RecordWriter& out) const;
+  void load_state(RecordReader& in);
 
  private:
   struct Impl;

@@ -20,6 +20,8 @@ namespace engram {
 
 class ThreadPool;
 struct ModelConfig;
+class RecordWriter;
+class RecordReader;
 
 // Metadata of one cached token, kept apart from its K/V tensors.
 struct KvCell {
@@ -56,6 +58,10 @@ struct PolicyNeeds {
   bool kv_f16 = false;  // store K/V as f16 (half the RAM; gathering converts)
   // The attention mass each planned key received from the block's queries, per layer.
   bool received = false;
+  // Move the K/V of settled cells (see MemoryPolicy::settled_cells) out of RAM into a file in
+  // this directory (empty: keep everything in RAM), with a cache of about kv_cache_bytes.
+  std::string kv_dir;
+  uint64_t kv_cache_bytes = 0;
 };
 
 // Shapes a policy needs to read BlockData; taken from the model.
@@ -100,6 +106,7 @@ struct MemoryStats {
   int64_t cells_attended = 0;  // keys the last block attended to at layer 0 (incl. its own)
   int64_t units = 0;           // memory units formed (blocks or events)
   int64_t tokens_seen = 0;     // tokens the stream has had in all
+  uint64_t bytes_on_disk = 0;  // K/V moved to the memory file (PolicyNeeds::kv_dir)
 };
 
 class MemoryPolicy {
@@ -134,6 +141,17 @@ class MemoryPolicy {
   }
   // Forgets everything (the model cleared its cells).
   virtual void reset() {}
+  // Saved sessions (engram/session.h): a policy whose state is more than its cells writes it
+  // as records, and reads it back into a policy made with the same parameters, checking every
+  // value against the `cells` already restored. Policies without such state write nothing.
+  virtual void save_state(RecordWriter& out) const { (void)out; }
+  virtual void load_state(RecordReader& in, const std::vector<KvCell>& cells) {
+    (void)in;
+    (void)cells;
+  }
+  // Cells [0, n) will never be written or evicted again and are read only when a plan lists
+  // them (memory units): the model may keep their K/V out of RAM. 0 for policies that evict.
+  virtual int64_t settled_cells() const { return 0; }
   // Units formed so far (blocks or events); 0 for policies without memory units.
   virtual int64_t units() const { return 0; }
   // Bytes the policy itself holds (representatives, pending keys), beside the K/V store.
@@ -174,6 +192,10 @@ struct MemoryParams {
   // then with every layer loading the units all layers chose together (see MemoryPolicy::reread).
   bool shared_retrieval = true;
   bool kv_f16 = false;  // all but full: store K/V as f16
+  // blocks/episodic: keep the K/V of memory units in an (unlinked) file in this directory
+  // instead of RAM, read back through a cache of kv_cache_mib MiB. Empty: all in RAM.
+  std::string kv_dir;
+  int kv_cache_mib = 256;
 };
 
 // Fills the -1 fields from n_ctx_train and checks every field; throws engram::Error naming the

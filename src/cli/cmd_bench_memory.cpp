@@ -100,9 +100,9 @@ void bench_memory(const BenchMemoryOptions& o) {
                   ctx.policy().name(), threads, matmul_isa()));
   say(fmt::format("stream: {} tokens of text{}", text.size(),
                   repeats > 1 ? fmt::format(", repeated to reach {} tokens", longest) : ""));
-  say(fmt::format("{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>10}", "tokens",
+  say(fmt::format("{:>9} {:>11} {:>11} {:>11} {:>11} {:>11} {:>8} {:>10} {:>10} {:>10}", "tokens",
                   "prefill t/s", "(cpu t/s)", "stream t/s", "decode ms/t", "(cpu ms/t)", "units",
-                  "held", "peak RSS"));
+                  "held", "on disk", "peak RSS"));
 
   nlohmann::json out;
   out["model"] = o.model;
@@ -162,9 +162,10 @@ void bench_memory(const BenchMemoryOptions& o) {
     const double seg_cpu_tps = seg_tokens / std::max(cpu_secs, 1e-9);
     const double stream_tps = prefilled / std::max(prefill_secs, 1e-9);
     const uint64_t rss = peak_rss();
-    say(fmt::format("{:>9} {:>11.0f} {:>11.0f} {:>11.0f} {:>11.3f} {:>11.3f} {:>8} {:>10} {:>10}",
-                    target, seg_tps, seg_cpu_tps, stream_tps, decode_ms, decode_cpu_ms, m.units,
-                    format_bytes(ctx.memory_bytes()), format_bytes(rss)));
+    say(fmt::format(
+        "{:>9} {:>11.0f} {:>11.0f} {:>11.0f} {:>11.3f} {:>11.3f} {:>8} {:>10} {:>10} {:>10}",
+        target, seg_tps, seg_cpu_tps, stream_tps, decode_ms, decode_cpu_ms, m.units,
+        format_bytes(ctx.memory_bytes()), format_bytes(m.bytes_on_disk), format_bytes(rss)));
     nlohmann::json row;
     row["tokens"] = target;
     row["prefill_tok_per_s"] = seg_tps;
@@ -176,6 +177,7 @@ void bench_memory(const BenchMemoryOptions& o) {
     row["units"] = m.units;
     row["cells_held"] = m.cells_held;
     row["memory_bytes"] = ctx.memory_bytes();
+    row["bytes_on_disk"] = m.bytes_on_disk;
     row["peak_rss_bytes"] = rss;
     out["rows"].push_back(row);
   }

@@ -65,6 +65,7 @@ class RecordingPolicy final : public MemoryPolicy {
   }
   int64_t capacity() const override { return inner_->capacity(); }
   int max_block() const override { return inner_->max_block(); }
+  int64_t settled_cells() const override { return inner_->settled_cells(); }
   void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
             const BlockData& data, AttentionPlan& out) const override {
     inner_->plan(layer, block, cells, data, out);

@@ -15,6 +15,7 @@
 #include "engram/error.h"
 #include "engram/model.h"
 #include "engram/sampler.h"
+#include "engram/session.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 #include "tokenizer/file_encoder.h"
@@ -36,6 +37,8 @@ struct RunOptions {
   SamplerParams sampling;
   std::vector<std::string> stop;
   MemoryOptions memory;
+  std::string save_session;  // write the stream's state here at the end
+  std::string load_session;  // continue the stream saved here
 };
 
 // Files larger than this are streamed: read, encoded and evaluated piece by piece under a
@@ -46,7 +49,7 @@ constexpr uint64_t kStreamBytes = 64 * 1024;
 // evaluated as its own query block, so that memory policies retrieve for what it asks (not for
 // a chunk mixing it with the file). Empty without both.
 std::string question_text(const RunOptions& o) {
-  if (o.file.empty() || o.prompt.empty()) return {};
+  if (o.prompt.empty() || (o.file.empty() && o.load_session.empty())) return {};
   return "\n\n" + o.prompt;
 }
 
@@ -54,7 +57,8 @@ std::string question_text(const RunOptions& o) {
 // context's chunk and carries the rest into the next piece, so that only the file's last few
 // tokens form a short block (which the memory policy would take for a question).
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
-  FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos);
+  // A resumed session's stream already began (with its BOS).
+  FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos && ctx.n_past() == 0);
   const bool progress = !o.quiet;
   const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();
@@ -88,8 +92,17 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
   return n;
 }
 
-void run(const RunOptions& o) {
-  if (o.prompt.empty() && o.file.empty()) throw Error("run: give -p TEXT, -f FILE or both");
+void run(const RunOptions& o, const CLI::App& cmd) {
+  if (o.prompt.empty() && o.file.empty() && o.load_session.empty()) {
+    throw Error("run: give -p TEXT, -f FILE or both (or --load-session FILE)");
+  }
+  if (!o.load_session.empty()) {
+    refuse_memory_flags(cmd, "--load-session continues with the policy the session was saved with");
+    if (cmd.count("--ctx") > 0) {
+      throw Error(
+          "--ctx cannot be used here: --load-session continues with the saved context size");
+    }
+  }
   if (o.n_predict < 0) throw Error(fmt::format("run: -n must be >= 0, got {}", o.n_predict));
   if (o.threads < 0) throw Error(fmt::format("run: -t must be >= 1, got {}", o.threads));
   SamplerParams sp = o.sampling;
@@ -99,9 +112,10 @@ void run(const RunOptions& o) {
   std::error_code size_error;
   const bool stream = !o.file.empty() && std::filesystem::is_regular_file(o.file, size_error) &&
                       std::filesystem::file_size(o.file, size_error) > kStreamBytes;
-  // With both, the file is read first and the prompt (a question) follows it as its own block.
+  // With both, the file is read first and the prompt (a question) follows it as its own block;
+  // so does a prompt after a resumed session.
   const std::string text = stream           ? std::string()
-                           : o.file.empty() ? o.prompt
+                           : o.file.empty() ? (o.load_session.empty() ? o.prompt : std::string())
                                             : read_text_file(o.file);
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
@@ -109,8 +123,32 @@ void run(const RunOptions& o) {
   ContextParams cp;
   cp.n_ctx = o.n_ctx;
   cp.n_batch = o.n_batch;
-  Context ctx(*model, pool, cp, make_policy(o.memory, *model, o.n_ctx));
+  MemoryParams memory = memory_params(o.memory, o.n_ctx);
+  std::unique_ptr<Context> owned;
   Sampler sampler(sp);
+  if (o.load_session.empty()) {
+    owned = std::make_unique<Context>(*model, pool, cp,
+                                      make_memory_policy(memory, model_shape(model->config())));
+  } else {
+    const auto t = std::chrono::steady_clock::now();
+    LoadedSession loaded = load_session(o.load_session, *model, pool, cp, o.memory.params.kv_dir,
+                                        o.memory.params.kv_cache_mib);
+    memory = loaded.memory;
+    owned = std::move(loaded.ctx);
+    // Repetition penalties look back over the last tokens the stream holds.
+    const std::vector<int32_t> held = owned->tokens();
+    for (size_t i = held.size() > 1024 ? held.size() - 1024 : 0; i < held.size(); ++i) {
+      sampler.accept(held[i]);
+    }
+    if (!o.quiet) {
+      std::fprintf(
+          stderr, "session: %lld tokens, %s memory, %lld units, %s (+ %s on disk), %.1f s\n",
+          (long long)owned->n_past(), owned->policy().name().c_str(),
+          (long long)owned->memory_stats().units, format_bytes(owned->memory_bytes()).c_str(),
+          format_bytes(owned->memory_stats().bytes_on_disk).c_str(), seconds_since(t));
+    }
+  }
+  Context& ctx = *owned;
 
   int64_t n_prompt = 0;
   auto t0 = std::chrono::steady_clock::now();
@@ -118,10 +156,11 @@ void run(const RunOptions& o) {
   const std::vector<int32_t> question = tok->encode(question_str, false, false);
   if (stream) {
     n_prompt = stream_file(ctx, *tok, sampler, o);
-  } else {
-    std::vector<int32_t> prompt = tok->encode(text, tok->add_bos() && !o.no_bos, false);
+  } else if (!text.empty()) {
+    std::vector<int32_t> prompt =
+        tok->encode(text, tok->add_bos() && !o.no_bos && ctx.n_past() == 0, false);
     if (prompt.empty()) throw Error("run: the prompt is empty after tokenization");
-    const size_t total = prompt.size() + question.size();
+    const size_t total = prompt.size() + question.size() + size_t(ctx.n_past());
     if (static_cast<int64_t>(total) > ctx.n_ctx()) {
       throw Error(
           fmt::format("run: the prompt has {} tokens, more than the context of {} "
@@ -144,17 +183,20 @@ void run(const RunOptions& o) {
     for (int32_t t : question) sampler.accept(t);
     n_prompt += static_cast<int64_t>(question.size());
   }
-  if (n_prompt == 0) throw Error("run: the prompt is empty after tokenization");
+  if (n_prompt == 0 && ctx.n_past() == 0)
+    throw Error("run: the prompt is empty after tokenization");
   const double t_prefill = seconds_since(t0);
 
   TokenStreamer streamer(*tok);
   chat::StopStrings stops(o.stop);
   int n_gen = 0;
+  int32_t unread = -1;  // the last token shown, not yet evaluated
   auto t1 = std::chrono::steady_clock::now();
   while (n_gen < o.n_predict) {
     const int32_t next = sampler.sample(ctx.logits());
     if (tok->is_eog(next)) break;
     sampler.accept(next);
+    unread = next;
     const std::string shown = stops.push(streamer.push(next));
     std::fwrite(shown.data(), 1, shown.size(), stdout);
     std::fflush(stdout);
@@ -166,12 +208,29 @@ void run(const RunOptions& o) {
     }
     const int32_t one[1] = {next};
     ctx.eval(one);
+    unread = -1;
   }
   std::string rest = stops.push(streamer.flush());
   rest += stops.flush();
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
   const double t_decode = seconds_since(t1);
+  if (!o.save_session.empty()) {
+    const auto t = std::chrono::steady_clock::now();
+    // The session holds everything shown, the last generated token too.
+    if (unread >= 0 && ctx.n_past() < ctx.n_ctx()) {
+      const int32_t one[1] = {unread};
+      ctx.eval(one);
+    }
+    save_session(ctx, memory, o.save_session);
+    if (!o.quiet) {
+      std::error_code ec;
+      std::fprintf(stderr, "saved session '%s': %lld tokens, %s, %.1f s\n", o.save_session.c_str(),
+                   (long long)ctx.n_past(),
+                   format_bytes(std::filesystem::file_size(o.save_session, ec)).c_str(),
+                   seconds_since(t));
+    }
+  }
   if (!o.quiet) {
     std::fprintf(
         stderr,
@@ -198,8 +257,13 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--stop", o->stop, "Stop generating at this text, not shown (repeatable)");
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
+  cmd->add_option("--save-session", o->save_session,
+                  "Save the stream (tokens, K/V, memory) to this file at the end");
+  cmd->add_option("--load-session", o->load_session,
+                  "Continue a saved stream: -f reads more text into it, -p asks a question "
+                  "(memory flags come from the session, except --kv-dir/--kv-cache)");
   add_memory_options(cmd, o->memory);
-  cmd->callback([o] { run(*o); });
+  cmd->callback([o, cmd] { run(*o, *cmd); });
 }
 
 }  // namespace engram::cli

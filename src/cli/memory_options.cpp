@@ -65,13 +65,20 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
       ->capture_default_str()
       ->group(g);
   cmd->add_flag("--kv-f16", p.kv_f16, "Store K/V as f16 (all policies but full)")->group(g);
+  cmd->add_option("--kv-dir", p.kv_dir,
+                  "blocks/episodic: move memory units' K/V out of RAM into a temporary file in "
+                  "this directory (removed at once; freed when engram exits)")
+      ->group(g);
+  cmd->add_option("--kv-cache", p.kv_cache_mib,
+                  "blocks/episodic with --kv-dir: MiB of the memory file kept in RAM")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_option("--contiguity", p.contiguity, "episodic: share of n_mem for neighbours of hits")
       ->capture_default_str()
       ->group(g);
 }
 
-std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
-                                          int64_t n_ctx) {
+MemoryParams memory_params(const MemoryOptions& o, int64_t n_ctx) {
   MemoryParams p = o.params;
   if (o.refine == "none") {
     p.refine = Refine::none;
@@ -83,7 +90,21 @@ std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& m
     throw Error(fmt::format("--refine '{}' is not one of none, modularity, conductance", o.refine));
   }
   p.n_ctx = n_ctx;
-  return make_memory_policy(p, model_shape(model.config()));
+  return p;
+}
+
+std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
+                                          int64_t n_ctx) {
+  return make_memory_policy(memory_params(o, n_ctx), model_shape(model.config()));
+}
+
+void refuse_memory_flags(const CLI::App& cmd, const std::string& why) {
+  for (const CLI::Option* opt : cmd.get_options()) {
+    if (opt->get_group() != "Memory" || opt->count() == 0) continue;
+    const std::string name = opt->get_name();
+    if (name == "--kv-dir" || name == "--kv-cache") continue;
+    throw Error(fmt::format("{} cannot be used here: {}", name, why));
+  }
 }
 
 std::string format_bytes(uint64_t b) {
@@ -96,10 +117,12 @@ void draw_progress(const Context& ctx, const std::string& where, double fraction
   const MemoryStats m = ctx.memory_stats();
   const std::string name = ctx.policy().name();
   const char* units = name == "episodic" ? "events" : name == "blocks" ? "blocks" : "units";
-  std::fprintf(stderr, "\r[%s] %s %3.0f%% | %.0f tok/s | %s %lld | held %lld cells, %s   ",
+  const std::string disk =
+      m.bytes_on_disk > 0 ? " + " + format_bytes(m.bytes_on_disk) + " on disk" : std::string();
+  std::fprintf(stderr, "\r[%s] %s %3.0f%% | %.0f tok/s | %s %lld | held %lld cells, %s%s   ",
                name.c_str(), where.c_str(), 100.0 * fraction, tokens / std::max(secs, 1e-9), units,
                (long long)m.units, (long long)m.cells_held,
-               format_bytes(ctx.memory_bytes()).c_str());
+               format_bytes(ctx.memory_bytes()).c_str(), disk.c_str());
   std::fflush(stderr);
 }
 

@@ -30,6 +30,13 @@ struct MemoryOptions {
 // on `cmd`.
 void add_memory_options(CLI::App* cmd, MemoryOptions& o);
 
+// The parameters the options describe; n_ctx is the `full` policy's size (0: trained).
+MemoryParams memory_params(const MemoryOptions& o, int64_t n_ctx);
+
+// Refuses (naming the flag and `why`) any memory flag given on `cmd` other than the storage
+// flags --kv-dir and --kv-cache: for commands where a saved session fixes the policy.
+void refuse_memory_flags(const CLI::App& cmd, const std::string& why);
+
 // The policy the options describe for `model`; n_ctx is the `full` policy's size (0: trained).
 std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
                                           int64_t n_ctx);

@@ -2,10 +2,13 @@
 #define ENGRAM_KEY_SCORES_FN key_scores_portable
 #include "kernels/key_scores_impl.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 
 #include "kernels/matmul_internal.h"
+#include "util/record_io.h"
 
 namespace engram {
 
@@ -37,6 +40,27 @@ void KeyMatrix::row(int64_t r, float* out) const {
   const int8_t* w = group_data(r / kGroup);
   const float s = scale_[size_t(r)];
   for (int d = 0; d < dim_; ++d) out[d] = s * w[int64_t{d} * kGroup + r % kGroup];
+}
+
+void KeyMatrix::save(RecordWriter& out) const {
+  out.put<int64_t>(rows_);
+  out.vec(q_);
+  out.vec(scale_);
+}
+
+void KeyMatrix::load(RecordReader& in, int64_t rows) {
+  const int64_t n = in.get<int64_t>("key rows");
+  if (n != rows) in.fail("key rows", fmt::format("{} keys, expected {}", n, rows));
+  const uint64_t groups = uint64_t((rows + kGroup - 1) / kGroup);
+  std::vector<int8_t> q = in.vec<int8_t>("keys", groups * kGroup * dim_);
+  std::vector<float> scale = in.vec<float>("key scales", groups * kGroup);
+  if (q.size() != groups * kGroup * dim_ || scale.size() != groups * kGroup) {
+    in.fail("keys", fmt::format("{} bytes and {} scales for {} keys of {} dims", q.size(),
+                                scale.size(), rows, dim_));
+  }
+  rows_ = rows;
+  q_ = std::move(q);
+  scale_ = std::move(scale);
 }
 
 void key_scores(const KeyMatrix& k, const float* queries, int n_q, int64_t g0, int64_t g1,

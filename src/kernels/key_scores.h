@@ -11,6 +11,9 @@
 
 namespace engram {
 
+class RecordWriter;
+class RecordReader;
+
 class KeyMatrix {
  public:
   static constexpr int kGroup = 16;
@@ -27,6 +30,9 @@ class KeyMatrix {
   const float* group_scales(int64_t g) const { return scale_.data() + g * kGroup; }
   // The key as stored (dequantized), for tests and references.
   void row(int64_t r, float* out) const;
+  // Saved sessions: the rows as stored, and back (exactly `rows` of them, this dim()).
+  void save(RecordWriter& out) const;
+  void load(RecordReader& in, int64_t rows);
 
  private:
   int dim_ = 0;

@@ -56,6 +56,12 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
   if (p.tau == -1) p.tau = std::max(2, p.n_local);
   if (p.max_event == -1) p.max_event = std::max(p.min_event, T / 8);
 
+  if (!p.kv_dir.empty() && k != "blocks" && k != "episodic") {
+    throw Error(fmt::format(
+        "memory parameter kv_dir (--kv-dir '{}') needs --memory blocks or episodic: {} keeps no "
+        "memory units to move out of RAM",
+        p.kv_dir, k));
+  }
   if (k == "full") {
     at_least("n_ctx", "--ctx", static_cast<double>(p.n_ctx), 0);
     return p;
@@ -78,6 +84,7 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
   }
   if (k == "blocks" || k == "episodic") {
     at_least("retrieve_every", "--retrieve-every", p.retrieve_every, 1);
+    at_least("kv_cache_mib", "--kv-cache", p.kv_cache_mib, 1);
     if (std::isnan(p.chunk_gate)) refuse("chunk_gate", "--chunk-gate", p.chunk_gate, "is NaN");
   }
   if (k == "blocks") {

@@ -7,6 +7,7 @@
 
 #include "engram/error.h"
 #include "memory/graph_metrics.h"
+#include "util/record_io.h"
 
 namespace engram {
 
@@ -48,6 +49,35 @@ bool SurpriseSegmenter::push(double s) {
 
 bool SurpriseSegmenter::push_forced() {
   return close_if(false);
+}
+
+void SurpriseSegmenter::save(RecordWriter& out) const {
+  out.vec(hist_);
+  out.put<uint64_t>(head_);
+  out.put<int64_t>(len_);
+  out.put<uint8_t>(started_ ? 1 : 0);
+}
+
+void SurpriseSegmenter::load(RecordReader& in) {
+  std::vector<double> hist = in.vec<double>("surprise history", uint64_t(std::max(p_.tau, 0)));
+  const uint64_t head = in.get<uint64_t>("history head");
+  const int64_t len = in.get<int64_t>("open event length");
+  const uint8_t started = in.get<uint8_t>("started");
+  for (double v : hist) {
+    if (!std::isfinite(v)) in.fail("surprise history", "holds a value that is not finite");
+  }
+  // The ring wraps only once full.
+  if (head != 0 && (hist.size() < size_t(p_.tau) || head >= hist.size())) {
+    in.fail("history head", fmt::format("{} for {} values (tau {})", head, hist.size(), p_.tau));
+  }
+  if (len < 0 || len > p_.max_event || started > 1 || (started == 0) != (len == 0)) {
+    in.fail("open event length",
+            fmt::format("{} (started {}, max_event {})", len, started, p_.max_event));
+  }
+  hist_ = std::move(hist);
+  head_ = head;
+  len_ = len;
+  started_ = started == 1;
 }
 
 void SurpriseSegmenter::reset() {

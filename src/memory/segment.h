@@ -10,6 +10,9 @@
 
 namespace engram {
 
+class RecordWriter;
+class RecordReader;
+
 struct SegmenterParams {
   double gamma = 1.0;  // threshold = mean + gamma * std of the preceding tau surprises
   int tau = 256;
@@ -27,6 +30,10 @@ class SurpriseSegmenter {
   bool push_forced();
   void reset();
   int64_t event_length() const { return len_; }
+  // Saved sessions: the running statistics and the open event, and back (checked against the
+  // parameters).
+  void save(RecordWriter& out) const;
+  void load(RecordReader& in);
 
  private:
   bool close_if(bool boundary);

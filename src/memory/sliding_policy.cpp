@@ -20,7 +20,12 @@ class SlidingPolicy final : public MemoryPolicy {
 
   std::string name() const override { return name_; }
   int max_block() const override { return max_block_; }
-  PolicyNeeds needs() const override { return {.keys_before_rope = true, .kv_f16 = f16_}; }
+  PolicyNeeds needs() const override {
+    PolicyNeeds n;
+    n.keys_before_rope = true;
+    n.kv_f16 = f16_;
+    return n;
+  }
 
   void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
             const BlockData& data, AttentionPlan& out) const override {

@@ -44,6 +44,8 @@
 // question (a block of any other size) always retrieves. Retrieval happens in plan() (which must
 // not change state), so a fresh choice is only recorded there and becomes the one later blocks
 // reuse when apply() commits the block.
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -54,6 +56,7 @@
 #include "kernels/key_scores.h"
 #include "memory/policies.h"
 #include "memory/segment.h"
+#include "util/record_io.h"
 
 namespace engram {
 namespace {
@@ -81,6 +84,8 @@ struct UnitConfig {
   int max_block = 0;
   double chunk_gate = 0;
   bool f16 = false;
+  std::string kv_dir;
+  int kv_cache_mib = 0;
 };
 
 // Eight independent partial sums (the compiler keeps them in vector registers), then a fixed
@@ -114,10 +119,14 @@ class UnitPolicy final : public MemoryPolicy {
             .surprise = cfg_.episodic,
             .keys_before_rope = true,
             .kv_f16 = cfg_.f16,
-            .received = true};
+            .received = true,
+            .kv_dir = cfg_.kv_dir,
+            .kv_cache_bytes = uint64_t(cfg_.kv_cache_mib) << 20};
   }
   int max_block() const override { return cfg_.max_block; }
   int64_t units() const override { return static_cast<int64_t>(units_.size()); }
+  // Everything up to the end of the last unit in memory: the initial cells and the units.
+  int64_t settled_cells() const override { return units_.empty() ? 0 : units_.back().end; }
 
   uint64_t bytes() const override {
     uint64_t b = units_.capacity() * sizeof(Unit);
@@ -223,6 +232,98 @@ class UnitPolicy final : public MemoryPolicy {
     shared_.at = first;
     shared_.chosen = std::move(all);
     return true;
+  }
+
+  void save_state(RecordWriter& out) const override {
+    out.vec(units_);
+    out.vec(closed_);
+    out.put<int64_t>(open_start_);
+    out.put<int64_t>(pending_begin_);
+    for (const Retrieval& r : last_) {
+      out.put<int64_t>(r.at);
+      out.vec(r.chosen);
+    }
+    for (int l = 0; l < shape_.n_layer; ++l) {
+      out.vec(keys_[l]);
+      out.vec(score_[l]);
+    }
+    seg_.save(out);
+    out.end_record();
+    for (const KeyMatrix& r : repr_) {  // the bulk: one record per layer and kv head
+      r.save(out);
+      out.end_record();
+    }
+  }
+
+  // Reads what save_state wrote and checks that it describes a state this policy could have
+  // reached over `cells`: units and events in order inside the cells, keys for exactly the
+  // cells not yet in memory, retrievals naming existing units.
+  void load_state(RecordReader& in, const std::vector<KvCell>& cells) override {
+    reset();
+    const int64_t n = static_cast<int64_t>(cells.size());
+    const int kv = shape_.kv_dim();
+    in.next(name() + " state");
+    std::vector<Unit> units = in.vec<Unit>("units", uint64_t(n));
+    std::vector<Unit> closed = in.vec<Unit>("closed events", uint64_t(n));
+    const int64_t open_start = in.get<int64_t>("open_start");
+    const int64_t pending_begin = in.get<int64_t>("pending_begin");
+    // Units, then events still in the window, tile [n_init, open_start) in order.
+    int64_t at = cfg_.n_init;
+    for (const std::vector<Unit>* list : {&units, &closed}) {
+      for (const Unit& u : *list) {
+        if (u.begin != at || u.end <= u.begin || u.end > n || u.end - u.begin > cfg_.n_local) {
+          in.fail(
+              list == &units ? "units" : "closed events",
+              fmt::format("[{}, {}) does not follow {} inside {} cells, at most n_local {} long",
+                          u.begin, u.end, at, n, cfg_.n_local));
+        }
+        at = u.end;
+      }
+    }
+    if (open_start != at || (open_start > n && open_start != cfg_.n_init)) {
+      in.fail("open_start", fmt::format("{}, expected {}", open_start, at));
+    }
+    const int64_t want_pending = units.empty() ? cfg_.n_init : units.back().end;
+    if (pending_begin != want_pending) {
+      in.fail("pending_begin", fmt::format("{}, expected {}", pending_begin, want_pending));
+    }
+    std::vector<Retrieval> last(shape_.n_layer);
+    for (Retrieval& r : last) {
+      r.at = in.get<int64_t>("retrieval at");
+      r.chosen = in.vec<int>("retrieved units", units.size());
+      if (r.at < -1 || r.at >= n) in.fail("retrieval at", fmt::format("{} is not a cell", r.at));
+      for (size_t i = 0; i < r.chosen.size(); ++i) {
+        const int u = r.chosen[i];
+        if (u < 0 || u >= static_cast<int>(units.size()) || (i > 0 && u <= r.chosen[i - 1])) {
+          in.fail("retrieved units",
+                  fmt::format("unit {} is not one of {} in order", u, units.size()));
+        }
+      }
+    }
+    const uint64_t pending = uint64_t(std::max<int64_t>(0, n - pending_begin));
+    std::vector<std::vector<float>> keys(shape_.n_layer), score(shape_.n_layer);
+    for (int l = 0; l < shape_.n_layer; ++l) {
+      keys[l] = in.vec<float>("pending keys", pending * kv);
+      score[l] = in.vec<float>("pending scores", pending);
+      if (keys[l].size() != pending * kv || score[l].size() != pending) {
+        in.fail("pending keys", fmt::format("{} keys and {} scores for {} cells not in memory",
+                                            keys[l].size() / kv, score[l].size(), pending));
+      }
+    }
+    seg_.load(in);
+    in.done();
+    for (KeyMatrix& r : repr_) {
+      in.next(name() + " representatives");
+      r.load(in, static_cast<int64_t>(units.size()) * cfg_.repr_topk);
+      in.done();
+    }
+    units_ = std::move(units);
+    closed_ = std::move(closed);
+    open_start_ = open_start;
+    pending_begin_ = pending_begin;
+    last_ = std::move(last);
+    keys_ = std::move(keys);
+    score_ = std::move(score);
   }
 
   void apply(const QueryBlock& block, const std::vector<KvCell>& cells, const BlockData& data,
@@ -597,6 +698,8 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.refine = p.refine;
   c.seg = {p.gamma, p.tau, p.min_event, p.max_event};
   c.f16 = p.kv_f16;
+  c.kv_dir = p.kv_dir;
+  c.kv_cache_mib = p.kv_cache_mib;
   c.chunk_gate = p.chunk_gate;
   c.max_block = s.n_ctx_train - std::max(p.n_init, 1) - p.n_local;
   return std::make_unique<UnitPolicy>(c, s);

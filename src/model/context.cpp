@@ -16,12 +16,15 @@
 #include "kernels/quant.h"
 #include "memory/kv_store.h"
 #include "model/model_weights.h"
+#include "util/record_io.h"
 
 namespace engram {
 
 struct Context::Impl {
   Impl(const ModelConfig& c, const PolicyNeeds& n)
-      : kv(c.n_layer, c.n_head_kv * c.head_dim, n.kv_f16), needs(n) {}
+      : kv(c.n_layer, c.n_head_kv * c.head_dim, n.kv_f16), needs(n) {
+    if (!n.kv_dir.empty()) kv.use_file(n.kv_dir, n.kv_cache_bytes);
+  }
   KvStore kv;
   std::vector<KvCell> cells;
   AttentionPlan plan;
@@ -96,12 +99,129 @@ void Context::clear() {
   n_logits_ = 0;
 }
 
+std::vector<int32_t> Context::tokens() const {
+  std::vector<int32_t> t;
+  t.reserve(impl_->cells.size());
+  for (const KvCell& c : impl_->cells) t.push_back(c.token);
+  return t;
+}
+
+void Context::save_state(RecordWriter& out) const {
+  const Impl& s = *impl_;
+  const int n_layer = model_.config().n_layer, kv_dim = s.kv.kv_dim();
+  out.put<int64_t>(n_past_);
+  // Tokens and positions apart: KvCell has padding, whose bytes are not the stream's.
+  std::vector<int32_t> tokens;
+  std::vector<int64_t> pos;
+  for (const KvCell& cell : s.cells) {
+    tokens.push_back(cell.token);
+    pos.push_back(cell.pos);
+  }
+  out.vec(tokens);
+  out.vec(pos);
+  out.vec(s.prev_row);
+  // The last row of logits only: what sampling continues from.
+  const std::span<const float> last = n_logits_ > 0 ? logits() : std::span<const float>();
+  out.vec(std::vector<float>(last.begin(), last.end()));
+  out.put<int64_t>(s.last_attended);
+  for (const auto& a : s.attended) out.vec(a);
+  out.end_record();
+  // K/V as f32 (an f16 store converts back exactly), kPageCells cells per record.
+  std::vector<float> row(kv_dim);
+  const int64_t n = s.kv.size();
+  for (int64_t c0 = 0; c0 < n; c0 += KvStore::kPageCells) {
+    const int64_t c1 = std::min(n, c0 + KvStore::kPageCells);
+    for (int l = 0; l < n_layer; ++l) {
+      for (int64_t c = c0; c < c1; ++c) {
+        s.kv.read_k(l, c, row.data());
+        out.bytes(row.data(), row.size() * sizeof(float));
+        s.kv.read_v(l, c, row.data());
+        out.bytes(row.data(), row.size() * sizeof(float));
+      }
+    }
+    out.end_record();
+  }
+  policy_->save_state(out);
+}
+
+void Context::load_state(RecordReader& in) {
+  Impl& s = *impl_;
+  if (!s.cells.empty() || n_past_ != 0) throw Error("a session loads into a fresh context only");
+  const ModelConfig& c = model_.config();
+  const int kv_dim = s.kv.kv_dim();
+  in.next("stream");
+  const int64_t n_past = in.get<int64_t>("n_past");
+  if (n_past < 0) in.fail("n_past", fmt::format("{} is negative", n_past));
+  const uint64_t most = uint64_t(std::min(n_past, policy_->capacity()));
+  const std::vector<int32_t> tokens = in.vec<int32_t>("cell tokens", most);
+  const std::vector<int64_t> pos = in.vec<int64_t>("cell positions", most);
+  if (pos.size() != tokens.size()) {
+    in.fail("cell positions", fmt::format("{} positions for {} tokens", pos.size(), tokens.size()));
+  }
+  std::vector<KvCell> cells(tokens.size());
+  for (size_t i = 0; i < cells.size(); ++i) cells[i] = {tokens[i], pos[i]};
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const KvCell& cell = cells[i];
+    if (cell.token < 0 || cell.token >= c.n_vocab) {
+      in.fail("cells",
+              fmt::format("cell {} has token {}, outside [0, {})", i, cell.token, c.n_vocab));
+    }
+    if (cell.pos < 0 || cell.pos >= n_past || (i > 0 && cell.pos <= cells[i - 1].pos)) {
+      in.fail("cells", fmt::format("cell {} has position {}: positions must rise within [0, {})", i,
+                                   cell.pos, n_past));
+    }
+  }
+  auto rows = [&](const char* field) {
+    std::vector<float> v = in.vec<float>(field, uint64_t(c.n_vocab));
+    if (!v.empty() && v.size() != size_t(c.n_vocab)) {
+      in.fail(field, fmt::format("{} values, the model has {} tokens", v.size(), c.n_vocab));
+    }
+    return v;
+  };
+  std::vector<float> prev_row = rows("prev_row");
+  std::vector<float> last = rows("logits");
+  const int64_t last_attended = in.get<int64_t>("last_attended");
+  std::vector<std::vector<int64_t>> attended(c.n_layer);
+  for (auto& a : attended) {
+    a = in.vec<int64_t>("attended", uint64_t(n_past));
+    for (int64_t p : a) {
+      if (p < 0 || p >= n_past) in.fail("attended", fmt::format("position {} out of range", p));
+    }
+  }
+  in.done();
+  const int64_t n = static_cast<int64_t>(cells.size());
+  s.kv.resize(n);
+  std::vector<float> k(kv_dim), v(kv_dim);
+  for (int64_t c0 = 0; c0 < n; c0 += KvStore::kPageCells) {
+    in.next(fmt::format("kv cells {}..", c0));
+    const int64_t c1 = std::min(n, c0 + KvStore::kPageCells);
+    for (int l = 0; l < c.n_layer; ++l) {
+      for (int64_t cell = c0; cell < c1; ++cell) {
+        in.bytes(k.data(), k.size() * sizeof(float), "k");
+        in.bytes(v.data(), v.size() * sizeof(float), "v");
+        s.kv.write(l, cell, k.data(), v.data());
+      }
+    }
+    in.done();
+  }
+  s.cells = std::move(cells);
+  policy_->load_state(in, s.cells);
+  s.prev_row = std::move(prev_row);
+  logits_ = std::move(last);
+  n_logits_ = logits_.empty() ? 0 : 1;
+  s.last_attended = last_attended;
+  s.attended = std::move(attended);
+  n_past_ = n_past;
+  s.kv.settle(policy_->settled_cells());
+}
+
 MemoryStats Context::memory_stats() const {
   MemoryStats m;
   m.cells_held = static_cast<int64_t>(impl_->cells.size());
   m.cells_attended = impl_->last_attended;
   m.units = policy_->units();
   m.tokens_seen = n_past_;
+  m.bytes_on_disk = impl_->kv.file_bytes();
   return m;
 }
 
@@ -238,7 +358,7 @@ void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& bloc
     if (l == 0) s.last_attended = n_kv;
     s.attended[l].resize(n_kv);
     for (int64_t j = 0; j < n_kv; ++j) s.attended[l][j] = s.cells[p.cells[j]].pos;
-    bool direct = n_kv > 0 && !raw_keys && !s.kv.f16();
+    bool direct = n_kv > 0 && !raw_keys && !s.kv.f16() && p.cells[0] >= s.kv.in_ram_begin();
     for (int64_t j = 0; j < n_kv && direct; ++j) {
       direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
     }
@@ -367,6 +487,7 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     s.kv.erase(evict.begin, evict.end);
     s.cells.erase(s.cells.begin() + evict.begin, s.cells.begin() + evict.end);
   }
+  s.kv.settle(policy_->settled_cells());
 }
 
 }  // namespace engram
