@@ -163,7 +163,7 @@ TEST(MemoryFile, StreamsGiveTheSameLogitsBitForBitWithUnitsOnDisk) {
   auto model = Model::load(kGolden + "llama_f32.gguf");
   ThreadPool pool(2);
   const int n_vocab = model->config().n_vocab;
-  const auto tokens = random_tokens(3000, n_vocab, 11);
+  const auto tokens = random_tokens(2000, n_vocab, 11);
   for (const char* kind : {"blocks", "episodic"}) {
     for (bool f16 : {false, true}) {
       TempFile dir("kvdir");

@@ -761,6 +761,13 @@ TEST(MemoryParams, EveryPolicyRefusesWindowsBudgetsAndThresholdsOutOfRange) {
     expect_refused(with(kind, [](MemoryParams& m) { m.n_local = 4096; }), "--n-local", "4096");
     expect_refused(with(kind, [](MemoryParams& m) { m.n_local = 512; }), "--n-local", "512");
   }
+  // Near INT_MAX, their sum must not overflow (found by the session fuzzer; UBSan checks it).
+  expect_refused(with("sinks",
+                      [](MemoryParams& m) {
+                        m.n_sink = 2000000000;
+                        m.n_local = 2000000000;
+                      }),
+                 "--n-local", "2000000000");
   // The initial tokens count against the trained context too.
   expect_refused(with("episodic", [](MemoryParams& m) { m.n_init = 200; }), "--n-local", "384");
   // -1 is "default"; other negative values are refused rather than silently defaulted.

@@ -76,7 +76,7 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
     // Retrieved memory shares the last initial token's position (its own when n_init is 0).
     reserved = std::max(p.n_init, 1);
   }
-  if (reserved + p.n_local >= T) {
+  if (int64_t{reserved} + p.n_local >= T) {  // in 64 bits: both may be near INT_MAX
     refuse("n_local", "--n-local", p.n_local,
            fmt::format("leaves no room for a query block: {} reserved + n_local must be < the "
                        "model's trained context {}",
