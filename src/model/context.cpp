@@ -126,6 +126,9 @@ void Context::save_state(RecordWriter& out) const {
   out.put<int64_t>(s.last_attended);
   for (const auto& a : s.attended) out.vec(a);
   out.end_record();
+  // The policy's state before the K/V, so that loading can move settled cells out of RAM as
+  // it goes (a session can be larger than RAM).
+  policy_->save_state(out);
   // K/V as f32 (an f16 store converts back exactly), kPageCells cells per record.
   std::vector<float> row(kv_dim);
   const int64_t n = s.kv.size();
@@ -141,7 +144,6 @@ void Context::save_state(RecordWriter& out) const {
     }
     out.end_record();
   }
-  policy_->save_state(out);
 }
 
 void Context::load_state(RecordReader& in) {
@@ -189,12 +191,15 @@ void Context::load_state(RecordReader& in) {
     }
   }
   in.done();
-  const int64_t n = static_cast<int64_t>(cells.size());
-  s.kv.resize(n);
+  s.cells = std::move(cells);
+  policy_->load_state(in, s.cells);
+  const int64_t n = static_cast<int64_t>(s.cells.size());
+  const int64_t settled = policy_->settled_cells();
   std::vector<float> k(kv_dim), v(kv_dim);
   for (int64_t c0 = 0; c0 < n; c0 += KvStore::kPageCells) {
     in.next(fmt::format("kv cells {}..", c0));
     const int64_t c1 = std::min(n, c0 + KvStore::kPageCells);
+    s.kv.resize(c1);
     for (int l = 0; l < c.n_layer; ++l) {
       for (int64_t cell = c0; cell < c1; ++cell) {
         in.bytes(k.data(), k.size() * sizeof(float), "k");
@@ -203,16 +208,14 @@ void Context::load_state(RecordReader& in) {
       }
     }
     in.done();
+    s.kv.settle(std::min(settled, c1));
   }
-  s.cells = std::move(cells);
-  policy_->load_state(in, s.cells);
   s.prev_row = std::move(prev_row);
   logits_ = std::move(last);
   n_logits_ = logits_.empty() ? 0 : 1;
   s.last_attended = last_attended;
   s.attended = std::move(attended);
   n_past_ = n_past;
-  s.kv.settle(policy_->settled_cells());
 }
 
 MemoryStats Context::memory_stats() const {

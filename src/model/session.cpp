@@ -1,8 +1,9 @@
 // Saved sessions (include/engram/session.h). Records, in order:
 //   header   magic, format version, model fingerprint, the policy's MemoryParams
 //   stream   n_past, cells, last logits, ... (Context::save_state)
-//   kv ...   the cells' K/V, 64 cells per record
 //   policy   what the memory policy keeps beside the cells (MemoryPolicy::save_state)
+//   kv ...   the cells' K/V, 64 cells per record (after the policy: loading moves the cells
+//            it has settled to the memory file as it goes)
 //   end      a marker: a file cut at a record boundary is refused too
 #include "engram/session.h"
 
