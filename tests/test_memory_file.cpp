@@ -15,6 +15,7 @@
 #include "engram/thread_pool.h"
 #include "memory/kv_store.h"
 #include "memory/page_file.h"
+#include "random_vectors.h"
 
 namespace engram {
 namespace {
@@ -148,13 +149,7 @@ TEST(KvStoreFile, SettledCellsMoveToTheFileAndReadBackExactly) {
 
 const std::string kGolden = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/";
 
-std::vector<int32_t> random_tokens(int n, int n_vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> d(0, n_vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+using testing_util::random_tokens;
 
 // A long stream through blocks and episodic: with memory units in a file, every logit of the
 // prefill and of decode steps is bit-identical to the run with everything in RAM, while RAM

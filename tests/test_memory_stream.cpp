@@ -12,19 +12,14 @@
 #include "engram/error.h"
 #include "engram/model.h"
 #include "engram/thread_pool.h"
+#include "random_vectors.h"
 
 namespace engram {
 namespace {
 
 const std::string kDir = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/";
 
-std::vector<int32_t> random_tokens(int n, int n_vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> d(0, n_vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+using testing_util::random_tokens;
 
 std::unique_ptr<MemoryPolicy> policy(const std::string& kind, const Model& m,
                                      Refine refine = Refine::none) {

@@ -16,6 +16,7 @@
 #include "engram/session.h"
 #include "engram/thread_pool.h"
 #include "memory/page_file.h"
+#include "random_vectors.h"
 
 namespace engram {
 namespace {
@@ -24,13 +25,7 @@ using testing_cli::TempFile;
 
 const std::string kGolden = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/";
 
-std::vector<int32_t> random_tokens(int n, int n_vocab, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int32_t> d(0, n_vocab - 1);
-  std::vector<int32_t> t(n);
-  for (auto& x : t) x = d(rng);
-  return t;
-}
+using testing_util::random_tokens;
 
 std::vector<float> last_logits(const Context& c) {
   return std::vector<float>(c.logits().begin(), c.logits().end());
