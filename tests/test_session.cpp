@@ -271,6 +271,15 @@ TEST(SessionCli, ReadOnceAskLaterGivesTheSameAnswer) {
       run_cli("run -m " + model + " --load-session '" + session.path() + "' --memory sinks" + ask);
   EXPECT_NE(flag.status, 0);
   EXPECT_NE(flag.err.find("--memory"), std::string::npos) << flag.err;
+  // A session that could not be written is refused before anything is read or generated.
+  const CliResult unwritable =
+      run_cli("run -q -m " + model + " -p 'the cat' -n 5 --save-session /nonexistent/dir/s");
+  EXPECT_NE(unwritable.status, 0);
+  EXPECT_EQ(unwritable.out, "");
+  EXPECT_NE(unwritable.err.find("/nonexistent/dir/s"), std::string::npos) << unwritable.err;
+  const CliResult directory = run_cli("run -m " + model + " --load-session /tmp" + ask);
+  EXPECT_NE(directory.status, 0);
+  EXPECT_NE(directory.err.find("not a regular file"), std::string::npos) << directory.err;
   const CliResult missing = run_cli("run -m " + model + " --load-session /nonexistent/s" + ask);
   EXPECT_NE(missing.status, 0);
   EXPECT_NE(missing.err.find("/nonexistent/s"), std::string::npos) << missing.err;

@@ -24,6 +24,10 @@ class ThreadPool;
 // (make_memory_policy); the session records them, and a resumed session is made with them.
 void save_session(const Context& ctx, const MemoryParams& memory, const std::string& path);
 
+// Throws now, naming the problem, if a session could not be written to `path` later (a missing
+// directory, no permission, a directory of that name): call it before a long read.
+void check_session_path(const std::string& path);
+
 struct LoadedSession {
   MemoryParams memory;  // as saved, with this run's storage choices (kv_dir, kv_cache_mib)
   std::unique_ptr<Context> ctx;

@@ -105,6 +105,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   }
   if (o.n_predict < 0) throw Error(fmt::format("run: -n must be >= 0, got {}", o.n_predict));
   if (o.threads < 0) throw Error(fmt::format("run: -t must be >= 1, got {}", o.threads));
+  if (!o.save_session.empty()) check_session_path(o.save_session);  // not after a long read
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();

@@ -10,8 +10,11 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <system_error>
 
 #include "engram/error.h"
 #include "engram/model.h"
@@ -102,9 +105,25 @@ void save_session(const Context& ctx, const MemoryParams& memory, const std::str
     throw;
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    const int err = errno;
     std::remove(tmp.c_str());
-    throw Error(fmt::format("cannot write '{}': rename failed", path));
+    throw Error(fmt::format("cannot write '{}': {}", path, std::generic_category().message(err)));
   }
+}
+
+void check_session_path(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw Error(fmt::format("cannot write a session to '{}': it is a directory", path));
+  }
+  const std::string tmp = path + ".part";
+  std::FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (!f) {
+    throw Error(fmt::format("cannot write a session to '{}': {}", path,
+                            std::generic_category().message(errno)));
+  }
+  std::fclose(f);
+  std::remove(tmp.c_str());
 }
 
 LoadedSession load_session(const std::string& path, const Model& model, ThreadPool& pool,

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <system_error>
 
 #include "engram/error.h"
@@ -57,6 +58,10 @@ void RecordWriter::close() {
 }
 
 RecordReader::RecordReader(const std::string& path) : path_(path) {
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    throw Error(fmt::format("cannot read '{}': not a regular file", path));
+  }
   f_ = std::fopen(path.c_str(), "rb");
   if (!f_) throw Error(fmt::format("cannot open '{}': {}", path, errno_text(errno)));
   if (std::fseek(f_, 0, SEEK_END) != 0) {
