@@ -44,6 +44,17 @@ TEST(PageFile, PagesComeBackAsWrittenThroughASmallCache) {
   // Misses: 0 1 (0 hit) 2 (evicts 1) 3 (evicts 0) 0 (evicts 2) 4 (evicts 3) (4 hit) 1 (evicts 0).
   EXPECT_EQ(f.reads(), 7);
   EXPECT_EQ(f.cache_bytes(), 2000u);
+  // A pass that does not keep (keep false): cached pages (1 and 4 now) come from the cache,
+  // others are read once into a side buffer, and the cache keeps what it had.
+  for (int i : {0, 0, 1, 2, 2, 3, 4}) {
+    ASSERT_EQ(std::memcmp(f.page(i, false), page_of(1000, i).data(), 1000), 0) << "page " << i;
+  }
+  EXPECT_EQ(f.reads(), 7 + 3);  // pages 0, 2, 3
+  EXPECT_EQ(f.cache_bytes(), 2000u);
+  const int64_t before = f.reads();
+  f.page(1);
+  f.page(4);
+  EXPECT_EQ(f.reads(), before);  // still cached
   EXPECT_THROW(f.page(5), Error);
   f.clear();
   EXPECT_EQ(f.pages(), 0);

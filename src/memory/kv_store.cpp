@@ -111,9 +111,9 @@ void KvStore::erase(int64_t begin, int64_t end) {
   n_cells_ -= end - begin;
 }
 
-void KvStore::read(int which, int layer, int64_t cell, float* out) const {
+void KvStore::read(int which, int layer, int64_t cell, float* out, bool keep) const {
   if (cell < base_) {
-    read_from_file(which, layer, cell, out);
+    read_from_file(which, layer, cell, out, keep);
     return;
   }
   const size_t at = static_cast<size_t>(cell - base_) * kv_dim_;
@@ -126,8 +126,8 @@ void KvStore::read(int which, int layer, int64_t cell, float* out) const {
   }
 }
 
-void KvStore::read_from_file(int which, int layer, int64_t cell, float* out) const {
-  const uint8_t* page = file_->page(cell / kPageCells);
+void KvStore::read_from_file(int which, int layer, int64_t cell, float* out, bool keep) const {
+  const uint8_t* page = file_->page(cell / kPageCells, keep);
   const size_t row = size_t(kv_dim_) * elem_bytes();
   const uint8_t* src = page + (size_t(layer) * 2 + size_t(which)) * kPageCells * row +
                        size_t(cell % kPageCells) * row;

@@ -62,8 +62,14 @@ class KvStore {
       std::copy(v, v + kv_dim_, v_[layer].data() + at);
     }
   }
-  void read_k(int layer, int64_t cell, float* out) const { read(0, layer, cell, out); }
-  void read_v(int layer, int64_t cell, float* out) const { read(1, layer, cell, out); }
+  // keep false: a cell in the file is read without filling the file's cache (a pass over
+  // every cell).
+  void read_k(int layer, int64_t cell, float* out, bool keep = true) const {
+    read(0, layer, cell, out, keep);
+  }
+  void read_v(int layer, int64_t cell, float* out, bool keep = true) const {
+    read(1, layer, cell, out, keep);
+  }
 
   // Direct pointers to cells in RAM (cell >= in_ram_begin()), f32 stores only.
   float* k(int layer, int64_t cell) { return k_[layer].data() + (cell - base_) * kv_dim_; }
@@ -82,8 +88,8 @@ class KvStore {
  private:
   size_t elem_bytes() const { return f16_ ? sizeof(uint16_t) : sizeof(float); }
   // which: 0 keys, 1 values.
-  void read(int which, int layer, int64_t cell, float* out) const;
-  void read_from_file(int which, int layer, int64_t cell, float* out) const;
+  void read(int which, int layer, int64_t cell, float* out, bool keep) const;
+  void read_from_file(int which, int layer, int64_t cell, float* out, bool keep) const;
 
   int kv_dim_;
   bool f16_;

@@ -97,13 +97,22 @@ void PageFile::append(const void* data) {
   sums_.push_back(checksum(data, page_bytes_));
 }
 
-const uint8_t* PageFile::page(int64_t i) {
+const uint8_t* PageFile::page(int64_t i, bool keep) {
   if (i < 0 || i >= pages()) {
     throw Error(fmt::format("memory file '{}': page {} asked, {} written", path_, i, pages()));
   }
   if (auto it = where_.find(i); it != where_.end()) {
-    cache_.splice(cache_.begin(), cache_, it->second);  // now the most recent
-    return cache_.front().bytes.data();
+    if (keep) cache_.splice(cache_.begin(), cache_, it->second);  // now the most recent
+    return it->second->bytes.data();
+  }
+  if (!keep) {
+    if (passing_.page != i) {
+      passing_.page = -1;
+      passing_.bytes.resize(page_bytes_);
+      read_checked(i, passing_.bytes.data());
+      passing_.page = i;
+    }
+    return passing_.bytes.data();
   }
   // Reuse the least recently used buffer once the cache is full.
   if (cache_.size() >= cache_pages_) {
@@ -114,29 +123,36 @@ const uint8_t* PageFile::page(int64_t i) {
   }
   Cached& c = cache_.front();
   c.page = -1;  // not valid until read and checked
-  const off_t at = static_cast<off_t>(uint64_t(i) * page_bytes_);
-  if (!transfer_all([&](uint8_t* b, size_t n, off_t o) { return ::pread(fd_, b, n, o); },
-                    c.bytes.data(), page_bytes_, at)) {
-    const int err = errno;
+  try {
+    read_checked(i, c.bytes.data());
+  } catch (...) {
     cache_.pop_front();
-    throw Error(
-        fmt::format("memory file '{}': cannot read page {}: {}", path_, i, errno_text(err)));
-  }
-  ++reads_;
-  if (checksum(c.bytes.data(), page_bytes_) != sums_[size_t(i)]) {
-    cache_.pop_front();
-    throw Error(fmt::format(
-        "memory file '{}': page {} (bytes {}..{}) does not match its checksum: the file was "
-        "changed or damaged while the stream ran",
-        path_, i, uint64_t(i) * page_bytes_, uint64_t(i + 1) * page_bytes_));
+    throw;
   }
   c.page = i;
   where_[i] = cache_.begin();
   return c.bytes.data();
 }
 
+void PageFile::read_checked(int64_t i, uint8_t* out) {
+  const off_t at = static_cast<off_t>(uint64_t(i) * page_bytes_);
+  if (!transfer_all([&](uint8_t* b, size_t n, off_t o) { return ::pread(fd_, b, n, o); }, out,
+                    page_bytes_, at)) {
+    throw Error(
+        fmt::format("memory file '{}': cannot read page {}: {}", path_, i, errno_text(errno)));
+  }
+  ++reads_;
+  if (checksum(out, page_bytes_) != sums_[size_t(i)]) {
+    throw Error(fmt::format(
+        "memory file '{}': page {} (bytes {}..{}) does not match its checksum: the file was "
+        "changed or damaged while the stream ran",
+        path_, i, uint64_t(i) * page_bytes_, uint64_t(i + 1) * page_bytes_));
+  }
+}
+
 void PageFile::clear() {
   sums_.clear();
+  passing_ = {-1, {}};
   cache_.clear();
   where_.clear();
   if (::ftruncate(fd_, 0) != 0) {

@@ -34,8 +34,10 @@ class PageFile {
   // Writes page number pages() (page_bytes() bytes).
   void append(const void* data);
   // Page i (< pages()), from the cache or read back and checked. The pointer stays valid until
-  // the next call of page() or clear().
-  const uint8_t* page(int64_t i);
+  // the next call of page() or clear(). With keep false a page not in the cache is read into a
+  // one-page buffer instead of the cache (a pass over every page, such as saving a session,
+  // then does not evict what retrieval uses, nor grow the cache).
+  const uint8_t* page(int64_t i, bool keep = true);
   // Forgets every page; the file is truncated.
   void clear();
 
@@ -51,6 +53,8 @@ class PageFile {
     int64_t page;
     std::vector<uint8_t> bytes;
   };
+  // Reads page i into out (page_bytes()) and checks it against its checksum.
+  void read_checked(int64_t i, uint8_t* out);
   std::string path_;
   int fd_ = -1;
   size_t page_bytes_;
@@ -58,6 +62,7 @@ class PageFile {
   std::vector<uint64_t> sums_;  // [page]
   std::list<Cached> cache_;     // most recently used first
   std::unordered_map<int64_t, std::list<Cached>::iterator> where_;
+  Cached passing_{-1, {}};  // the last page read with keep false
   int64_t reads_ = 0;
 };
 

@@ -136,9 +136,9 @@ void Context::save_state(RecordWriter& out) const {
     const int64_t c1 = std::min(n, c0 + KvStore::kPageCells);
     for (int l = 0; l < n_layer; ++l) {
       for (int64_t c = c0; c < c1; ++c) {
-        s.kv.read_k(l, c, row.data());
+        s.kv.read_k(l, c, row.data(), /*keep=*/false);  // a pass over every cell: no caching
         out.bytes(row.data(), row.size() * sizeof(float));
-        s.kv.read_v(l, c, row.data());
+        s.kv.read_v(l, c, row.data(), /*keep=*/false);
         out.bytes(row.data(), row.size() * sizeof(float));
       }
     }
