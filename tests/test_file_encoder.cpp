@@ -35,8 +35,9 @@ struct Encoded {
   uint64_t done = 0, total = 0;
 };
 
-Encoded encode_in_pieces(const Tokenizer& tok, const std::string& path, size_t piece) {
-  FileEncoder enc(tok, path, tok.add_bos(), piece);
+Encoded encode_in_pieces(const Tokenizer& tok, const std::string& path, size_t piece,
+                         bool trim_end = false) {
+  FileEncoder enc(tok, path, tok.add_bos(), piece, trim_end);
   Encoded e;
   std::vector<int32_t> ids;
   while (enc.next(ids)) {
@@ -65,6 +66,23 @@ TEST(FileEncoder, PiecesTogetherEqualTheWholeText) {
       EXPECT_GT(e.pieces, 40) << piece;  // it really was cut
     }
   }
+  std::remove(path.c_str());
+}
+
+// trim_end: the ids of the text without its trailing whitespace, whatever the piece size; all
+// bytes still count as read.
+TEST(FileEncoder, TrimEndLeavesOutTrailingWhitespace) {
+  auto model = Model::load(kRoot + "models/engram-tiny.gguf");
+  auto tok = Tokenizer::from_gguf(model->file());
+  const std::string body = slurp(kRoot + "data/heldout_sample.txt").substr(0, 5000) + " the end.";
+  const std::string path = write_temp("file_encoder_trim.txt", body + " \n\n\t \n");
+  const auto want = tok->encode(body, tok->add_bos(), false);
+  for (size_t piece : {size_t(7), size_t(1000), size_t(1) << 20}) {
+    const Encoded e = encode_in_pieces(*tok, path, piece, true);
+    EXPECT_EQ(e.ids, want) << "piece " << piece;
+    EXPECT_EQ(e.done, body.size() + 6) << piece;
+  }
+  EXPECT_NE(encode_in_pieces(*tok, path, 1000, false).ids, want);  // kept without it
   std::remove(path.c_str());
 }
 

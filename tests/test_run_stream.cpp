@@ -94,6 +94,23 @@ TEST(RunStream, MemoryUnitsOnDiskGiveTheSameAnswer) {
   EXPECT_NE(missing.err.find("/nonexistent/kv"), std::string::npos) << missing.err;
 }
 
+// A file's trailing whitespace is left out: what follows (generated text or a question)
+// follows its last word, short file or streamed.
+TEST(RunStream, TrailingWhitespaceOfTheFileIsLeftOut) {
+  for (size_t bytes : {size_t(2000), size_t(70 * 1024)}) {
+    const std::string text = words(bytes, 6);
+    const TempFile plain("plain.txt"), padded("padded.txt");
+    std::ofstream(plain.path(), std::ios::binary) << text;
+    std::ofstream(padded.path(), std::ios::binary) << text << " \n\n";
+    const std::string common = "run -q -m " + kModel + " --memory episodic -n 5 --temp 0 -t 1";
+    const CliResult a = run_cli(common + " -f '" + plain.path() + "'");
+    const CliResult b = run_cli(common + " -f '" + padded.path() + "'");
+    ASSERT_EQ(a.status, 0) << a.err;
+    ASSERT_EQ(b.status, 0) << b.err;
+    EXPECT_EQ(a.out, b.out) << bytes;
+  }
+}
+
 TEST(RunStream, FullPolicyRefusesAFileLongerThanItsContext) {
   const TempFile file("long.txt");
   const std::string& path = file.path();

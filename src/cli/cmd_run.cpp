@@ -58,12 +58,23 @@ std::string question_text(const RunOptions& o) {
   return " " + o.prompt;
 }
 
+// A file's text without its trailing whitespace (an editor's final newline, say): whatever
+// follows -- generated text, a question now, or one asked later of a saved session -- follows
+// the text itself. engram-tiny reads what comes after a newline as a new document (see
+// question_text).
+std::string trim_end(std::string text) {
+  text.erase(text.find_last_not_of(" \t\r\n") + 1);
+  return text;
+}
+
 // Prefills the file piece by piece; returns the tokens. Evaluates whole multiples of the
 // context's chunk and carries the rest into the next piece, so that only the file's last few
 // tokens form a short block (which the memory policy would take for a question).
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
-  // A resumed session's stream already began (with its BOS).
-  FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos && ctx.n_past() == 0);
+  // A resumed session's stream already began (with its BOS). Trailing whitespace is left out,
+  // as for a short file (see trim_end).
+  FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos && ctx.n_past() == 0, size_t(1) << 20,
+                  /*trim_end=*/true);
   const bool progress = !o.quiet;
   const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();
@@ -122,7 +133,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   // so does a prompt after a resumed session.
   const std::string text = stream           ? std::string()
                            : o.file.empty() ? (o.load_session.empty() ? o.prompt : std::string())
-                                            : read_text_file(o.file);
+                                            : trim_end(read_text_file(o.file));
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
@@ -253,8 +264,11 @@ void add_run_command(CLI::App& app) {
   o->model = default_model_path();
   CLI::App* cmd = app.add_subcommand("run", "Generate a continuation of a prompt");
   cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
-  cmd->add_option("-p,--prompt", o->prompt, "Prompt text");
-  cmd->add_option("-f,--file", o->file, "Read the prompt from a file");
+  cmd->add_option("-p,--prompt", o->prompt,
+                  "Prompt text; with -f or --load-session, a question read after the text "
+                  "(joined by one space)");
+  cmd->add_option("-f,--file", o->file,
+                  "Read the prompt from a file (its trailing whitespace left out)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Tokens to generate")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--ctx", o->n_ctx, "Context size in tokens (default: the model's trained one)");

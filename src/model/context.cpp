@@ -153,7 +153,10 @@ void Context::load_state(RecordReader& in) {
   const int kv_dim = s.kv.kv_dim();
   in.next("stream");
   const int64_t n_past = in.get<int64_t>("n_past");
-  if (n_past < 0) in.fail("n_past", fmt::format("{} is negative", n_past));
+  // 2^40 tokens is far past any real stream, and keeps later position arithmetic in range.
+  if (n_past < 0 || n_past > (int64_t{1} << 40)) {
+    in.fail("n_past", fmt::format("{} is outside [0, 2^40]", n_past));
+  }
   const uint64_t most = uint64_t(std::min(n_past, policy_->capacity()));
   const std::vector<int32_t> tokens = in.vec<int32_t>("cell tokens", most);
   const std::vector<int64_t> pos = in.vec<int64_t>("cell positions", most);

@@ -20,12 +20,13 @@ bool is_space(char c) {
 }  // namespace
 
 FileEncoder::FileEncoder(const Tokenizer& tok, const std::string& path, bool add_bos,
-                         size_t piece_bytes)
+                         size_t piece_bytes, bool trim_end)
     : tok_(tok),
       path_(path),
       in_(path, std::ios::binary),
       add_bos_(add_bos),
-      piece_(std::max<size_t>(piece_bytes, 1)) {
+      piece_(std::max<size_t>(piece_bytes, 1)),
+      trim_end_(trim_end) {
   if (!in_) throw Error(fmt::format("cannot open '{}': {}", path, std::strerror(errno)));
   std::error_code ec;
   const auto size = std::filesystem::file_size(path, ec);
@@ -79,6 +80,8 @@ bool FileEncoder::next(std::vector<int32_t>& ids) {
   first_ = false;
   if (eof_) {
     done_bytes_ += pending_.size();
+    // Trailing whitespace is never cut off into an earlier piece (cuts fall between words).
+    if (trim_end_) pending_.erase(pending_.find_last_not_of(" \t\r\n") + 1);
     ids = tok_.encode(pending_, bos, false);
     pending_.clear();
     pending_.shrink_to_fit();

@@ -17,10 +17,12 @@ class Tokenizer;
 // at a cut becomes the next piece's space prefix (llama vocabularies) or stays in front of its
 // word (byte-level BPE, whose pre-tokenizers attach a space to the word after it). A run of
 // over 16 pieces' worth of bytes without such a space is cut at a character boundary instead.
+// With trim_end, whitespace at the end of the file is left out (for text that something else
+// follows directly, such as a question).
 class FileEncoder {
  public:
   FileEncoder(const Tokenizer& tok, const std::string& path, bool add_bos,
-              size_t piece_bytes = size_t(1) << 20);
+              size_t piece_bytes = size_t(1) << 20, bool trim_end = false);
   // Ids of the next piece (may be empty for a piece of nothing but spaces); false once the
   // whole file has been returned.
   bool next(std::vector<int32_t>& ids);
@@ -36,6 +38,7 @@ class FileEncoder {
   std::ifstream in_;
   bool add_bos_;
   size_t piece_;
+  bool trim_end_;
   uint64_t total_ = 0;
   uint64_t done_bytes_ = 0;
   std::string pending_;
