@@ -102,7 +102,8 @@ TEST(RunStream, TrailingWhitespaceOfTheFileIsLeftOut) {
     const TempFile plain("plain.txt"), padded("padded.txt");
     std::ofstream(plain.path(), std::ios::binary) << text;
     std::ofstream(padded.path(), std::ios::binary) << text << " \n\n";
-    const std::string common = "run -q -m " + kModel + " --memory episodic -n 5 --temp 0 -t 1";
+    // sinks: the cheapest policy that streams (this is about the text, not the memory).
+    const std::string common = "run -q -m " + kModel + " --memory sinks -n 5 --temp 0 -t 1";
     const CliResult a = run_cli(common + " -f '" + plain.path() + "'");
     const CliResult b = run_cli(common + " -f '" + padded.path() + "'");
     ASSERT_EQ(a.status, 0) << a.err;
