@@ -21,6 +21,7 @@
 namespace engram {
 namespace {
 
+using testing_cli::slurp;
 using testing_cli::TempFile;
 
 const std::string kGolden = std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/";
@@ -29,11 +30,6 @@ using testing_util::random_tokens;
 
 std::vector<float> last_logits(const Context& c) {
   return std::vector<float>(c.logits().begin(), c.logits().end());
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 void spit(const std::string& path, const std::string& bytes) {

@@ -24,6 +24,7 @@
 #include "engram/error.h"
 #include "engram/gguf.h"
 #include "gguf/gguf_internal.h"
+#include "util/errno_text.h"
 
 namespace engram {
 
@@ -44,10 +45,6 @@ constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
 // actually read: a parsed entry is several times larger than its smallest encoding, so
 // reserving a bounded-but-hostile count in full could still ask for many times the file size.
 constexpr uint64_t kMaxReserve = 1 << 16;
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
 
 // Makes a value safe to show on one line: control bytes escaped, long text cut.
 std::string printable(std::string_view s, size_t max_len) {

@@ -16,14 +16,11 @@
 #include "engram/error.h"
 #include "engram/gguf.h"
 #include "gguf/gguf_internal.h"
+#include "util/errno_text.h"
 
 namespace engram {
 
 namespace {
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
 
 uint64_t align_up(uint64_t n, uint64_t a) {
   return (n + a - 1) / a * a;

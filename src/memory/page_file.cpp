@@ -11,13 +11,10 @@
 #include <system_error>
 
 #include "engram/error.h"
+#include "util/errno_text.h"
 
 namespace engram {
 namespace {
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
 
 // Writes or reads all n bytes at `offset`, retrying short transfers; false with errno set on
 // failure (a read that meets the end of the file fails with EIO).

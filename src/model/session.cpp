@@ -19,6 +19,7 @@
 #include "engram/error.h"
 #include "engram/model.h"
 #include "memory/page_file.h"
+#include "util/errno_text.h"
 #include "util/record_io.h"
 
 namespace engram {
@@ -107,7 +108,7 @@ void save_session(const Context& ctx, const MemoryParams& memory, const std::str
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     const int err = errno;
     std::remove(tmp.c_str());
-    throw Error(fmt::format("cannot write '{}': {}", path, std::generic_category().message(err)));
+    throw Error(fmt::format("cannot write '{}': {}", path, errno_text(err)));
   }
 }
 
@@ -119,8 +120,7 @@ void check_session_path(const std::string& path) {
   const std::string tmp = path + ".part";
   std::FILE* f = std::fopen(tmp.c_str(), "wb");
   if (!f) {
-    throw Error(fmt::format("cannot write a session to '{}': {}", path,
-                            std::generic_category().message(errno)));
+    throw Error(fmt::format("cannot write a session to '{}': {}", path, errno_text(errno)));
   }
   std::fclose(f);
   std::remove(tmp.c_str());

@@ -9,16 +9,9 @@
 
 #include "engram/error.h"
 #include "memory/page_file.h"
+#include "util/errno_text.h"
 
 namespace engram {
-namespace {
-
-std::string errno_text(int err) {
-  return std::generic_category().message(err);
-}
-
-}  // namespace
-
 RecordWriter::RecordWriter(const std::string& path) : path_(path) {
   f_ = std::fopen(path.c_str(), "wb");
   if (!f_) throw Error(fmt::format("cannot create '{}': {}", path, errno_text(errno)));
