@@ -8,7 +8,10 @@
 #include <set>
 
 #include "engram/error.h"
+#include "engram/model.h"
+#include "engram/tokenizer.h"
 #include "eval/boundaries.h"
+#include "eval/document_stream.h"
 #include "memory/graph_metrics.h"
 #include "memory/segment.h"
 
@@ -227,6 +230,41 @@ TEST(SegmentEval, WindowLabelsCountTheBoundariesBefore) {
   EXPECT_EQ(window_labels(bounds, 3, 10), (std::vector<int>{0, 0, 1, 1, 1, 2, 2}));
   EXPECT_EQ(window_labels(bounds, 5, 7), (std::vector<int>{1, 1}));
   EXPECT_EQ(window_labels(bounds, 31, 33), (std::vector<int>{3, 3}));
+}
+
+TEST(SegmentEval, SplitDocumentsAtBlankLines) {
+  EXPECT_EQ(split_documents("a b\nc\n\n \t\r\nd\r\n\n\n\ne\n"),
+            (std::vector<std::string>{"a b\nc", "d", "e"}));
+  EXPECT_TRUE(split_documents("\n \n").empty());
+}
+
+// A document starts at the token holding its first byte: checked against the lengths of the
+// decoded prefixes of the stream (decode, not the piece walk document_stream uses).
+TEST(SegmentEval, DocumentStreamStartsAtEachDocumentsFirstToken) {
+  auto model = Model::load(std::string(ENGRAM_SOURCE_DIR) + "/models/engram-tiny.gguf");
+  auto tok = Tokenizer::from_gguf(model->file());
+  const std::vector<std::string> docs = {"The jury said it did find that.",
+                                         "Mr. Smith, 42, went home.\nHe slept.", "Rain fell"};
+  for (const std::string sep : {"", "\n\n", " ", "\n"}) {
+    const DocumentStream s = document_stream(*tok, docs, sep);
+    ASSERT_EQ(s.starts.size(), docs.size() - 1) << "separator '" << sep << "'";
+    ASSERT_FALSE(s.tokens.empty());
+    const size_t head = (tok->add_bos() && s.tokens[0] == tok->bos()) ? 1 : 0;
+    auto text_of = [&](int64_t n) {  // the first n stream tokens after BOS, decoded
+      return tok->decode(std::span<const int32_t>(s.tokens.data() + head, size_t(n) - head));
+    };
+    EXPECT_EQ(text_of(int64_t(s.tokens.size())), sep.empty()
+                                                     ? docs[0] + " " + docs[1] + " " + docs[2]
+                                                     : docs[0] + sep + docs[1] + sep + docs[2]);
+    size_t first_byte = 0;
+    for (size_t d = 1; d < docs.size(); ++d) {
+      first_byte += docs[d - 1].size() + (sep.empty() ? 1 : sep.size());
+      const int64_t b = s.starts[d - 1];
+      EXPECT_LE(text_of(b).size(), first_byte) << "document " << d << ", separator '" << sep << "'";
+      EXPECT_GT(text_of(b + 1).size(), first_byte)
+          << "document " << d << ", separator '" << sep << "'";
+    }
+  }
 }
 
 }  // namespace

@@ -25,6 +25,7 @@
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 #include "eval/boundaries.h"
+#include "eval/document_stream.h"
 #include "memory/graph_metrics.h"
 #include "memory/segment.h"
 
@@ -41,6 +42,7 @@ struct SegmentOptions {
   int trials = 10;
   int64_t seed = 1;
   std::vector<double> gammas;  // extra surprise thresholds: rows S/F/R@gamma
+  std::string separator;       // text between documents; "" = none (each document on its own)
   int threads = 0;
   std::string json_out;
   std::string csv_out;
@@ -101,27 +103,25 @@ class RecordingPolicy final : public MemoryPolicy {
   std::vector<float> keys_;  // [token][(n_layer - l0) * kv_dim]
 };
 
-// Documents of a text file: runs of non-blank lines, separated by blank lines.
-std::vector<std::string> split_documents(const std::string& text) {
-  std::vector<std::string> docs;
-  std::string cur;
-  size_t at = 0;
-  while (at <= text.size()) {
-    size_t nl = text.find('\n', at);
-    if (nl == std::string::npos) nl = text.size();
-    std::string line = text.substr(at, nl - at);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.find_first_not_of(" \t") == std::string::npos) {
-      if (!cur.empty()) docs.push_back(std::move(cur));
-      cur.clear();
-    } else {
-      if (!cur.empty()) cur += '\n';
-      cur += line;
+// \n, \t and \\ in a command-line value as the characters they name.
+std::string unescape(const std::string& in) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '\\' || i + 1 == in.size()) {
+      out += in[i];
+      continue;
     }
-    at = nl + 1;
+    const char c = in[++i];
+    if (c == 'n')
+      out += '\n';
+    else if (c == 't')
+      out += '\t';
+    else if (c == '\\')
+      out += '\\';
+    else
+      throw Error(fmt::format("eval segment: --separator: unknown escape '\\{}'", c));
   }
-  if (!cur.empty()) docs.push_back(std::move(cur));
-  return docs;
+  return out;
 }
 
 struct Row {
@@ -158,17 +158,10 @@ void segment(const SegmentOptions& o) {
                     "by a blank line",
                     o.file, docs.size()));
   }
-  // The stream: BOS (if the vocabulary wants it), then each document's tokens; a true boundary
-  // is the first token of every document after the first.
-  std::vector<int32_t> stream;
-  if (tok->add_bos() && tok->bos() >= 0) stream.push_back(tok->bos());
-  std::vector<int64_t> truth;
-  for (size_t d = 0; d < docs.size(); ++d) {
-    if (o.max_tokens > 0 && int64_t(stream.size()) >= o.max_tokens) break;
-    if (d > 0) truth.push_back(static_cast<int64_t>(stream.size()));
-    const std::vector<int32_t> ids = tok->encode(docs[d], false, false);
-    stream.insert(stream.end(), ids.begin(), ids.end());
-  }
+  // The stream; a true boundary is the first token of every document after the first.
+  DocumentStream ds = document_stream(*tok, docs, unescape(o.separator));
+  std::vector<int32_t>& stream = ds.tokens;
+  std::vector<int64_t>& truth = ds.starts;
   if (o.max_tokens > 0 && int64_t(stream.size()) > o.max_tokens) stream.resize(o.max_tokens);
   const int64_t n = static_cast<int64_t>(stream.size());
 
@@ -247,19 +240,29 @@ void segment(const SegmentOptions& o) {
     add(("R" + tag).c_str(), std::move(dg));
   }
 
-  // How surprising the first token of a document is, next to every token of the stream.
+  // How surprising the first token of a document is, and the token before it (the end of the
+  // previous document, or the separator), next to every token of the stream.
   std::vector<float> sorted(rec.surprise().begin() + begin, rec.surprise().end());
   std::sort(sorted.begin(), sorted.end());
-  double s_mean = 0, s_var = 0, b_mean = 0, b_pct = 0;
+  double s_mean = 0, s_var = 0;
   for (float v : sorted) s_mean += v;
   s_mean /= sorted.size();
   for (float v : sorted) s_var += (v - s_mean) * (v - s_mean);
-  for (int64_t b : truth) {
-    const float v = rec.surprise()[b];
-    b_mean += v / truth.size();
-    b_pct += double(std::lower_bound(sorted.begin(), sorted.end(), v) - sorted.begin()) /
-             sorted.size() / truth.size();
-  }
+  struct MeanPercentile {
+    double mean = 0, percentile = 0;
+  };
+  auto at_offset = [&](int64_t off) {
+    MeanPercentile m;
+    for (int64_t b : truth) {
+      const float v = rec.surprise()[b + off];
+      m.mean += v / truth.size();
+      m.percentile += 100.0 *
+                      double(std::lower_bound(sorted.begin(), sorted.end(), v) - sorted.begin()) /
+                      sorted.size() / truth.size();
+    }
+    return m;
+  };
+  const MeanPercentile first = at_offset(0), before = at_offset(-1);
 
   // Recall of the document boundaries.
   for (Row& r : rows) {
@@ -333,8 +336,10 @@ void segment(const SegmentOptions& o) {
                 r.recall[k_at], r.modularity, r.conductance, r.intra_inter);
   }
   std::printf(
-      "surprise: mean %.2f nats (std %.2f); first tokens of documents %.2f (percentile %.0f)\n",
-      s_mean, std::sqrt(s_var / sorted.size()), b_mean, 100 * b_pct);
+      "surprise: mean %.2f nats (std %.2f); first tokens of documents %.2f (percentile %.0f), "
+      "the tokens before them %.2f (percentile %.0f)\n",
+      s_mean, std::sqrt(s_var / sorted.size()), first.mean, first.percentile, before.mean,
+      before.percentile);
   if (!o.quiet) std::fprintf(stderr, "graph metrics: %.1f s\n", graph_s);
 
   if (!o.json_out.empty()) {
@@ -346,6 +351,7 @@ void segment(const SegmentOptions& o) {
     j["n_tokens"] = n;
     j["n_documents"] = docs.size();
     j["n_boundaries"] = truth.size();
+    j["separator"] = o.separator;
     j["begin"] = begin;
     j["k"] = o.k;
     j["ks"] = ks;
@@ -360,8 +366,10 @@ void segment(const SegmentOptions& o) {
     j["prefill_tok_per_s"] = n / std::max(prefill_s, 1e-9);
     j["surprise"] = {{"mean", s_mean},
                      {"std", std::sqrt(s_var / sorted.size())},
-                     {"at_boundaries_mean", b_mean},
-                     {"at_boundaries_percentile", 100 * b_pct}};
+                     {"at_boundaries_mean", first.mean},
+                     {"at_boundaries_percentile", first.percentile},
+                     {"before_boundaries_mean", before.mean},
+                     {"before_boundaries_percentile", before.percentile}};
     j["rows"] = nlohmann::json::array();
     for (const Row& r : rows) {
       nlohmann::json rec_k = nlohmann::json::object();
@@ -414,6 +422,9 @@ void add_eval_segment_command(CLI::App* eval) {
   cmd->add_option("--gammas", o->gammas,
                   "Also rows S/F/R@gamma: surprise boundaries at these thresholds (same run)")
       ->delimiter(',');
+  cmd->add_option("--separator", o->separator,
+                  "Text between documents, with \\n and \\t escapes (default: none, each "
+                  "document tokenized on its own)");
   cmd->add_option("--seed", o->seed, "Seed of the random segmentations")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--json", o->json_out, "Write the table as JSON");
