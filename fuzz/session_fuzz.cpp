@@ -1,5 +1,6 @@
 // libFuzzer target for saved sessions: any byte string, as a session of the golden test model,
-// either loads -- and the resumed stream then runs -- or raises engram::Error. Anything else (a
+// either loads -- and the resumed stream then runs, and a chat note is decoded -- or raises
+// engram::Error. Anything else (a
 // crash, a sanitizer report, another exception, a huge allocation) is a bug.
 //
 // Every record's checksum is set to match its payload before loading (when the input's first
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "chat/chat_note.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/model.h"
@@ -48,6 +50,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     engram::LoadedSession s = engram::load_session(path, *model, pool, {});
+    // A chat session's note (seeds made by `engram chat --session`): decoded, or refused.
+    if (!s.note.empty()) {
+      try {
+        (void)engram::chat::decode_chat_note(s.note, path);
+      } catch (const engram::Error&) {
+      }
+    }
     // What a resumed stream does first: a question, a decode step.
     const int32_t question[3] = {1, 2, 3};
     if (s.ctx->n_past() + 4 <= s.ctx->n_ctx()) {

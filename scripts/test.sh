@@ -31,8 +31,8 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-san --output-on-failure -j"$jobs"
 
 echo "== fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
-# Saved sessions of the golden test model, one per policy, made by this build (so they follow
-# the format): the session fuzzer's seeds beside its committed ones.
+# Saved sessions of the golden test model, one per policy and one of a chat, made by this build
+# (so they follow the format): the session fuzzer's seeds beside its committed ones.
 sessions=$(mktemp -d)
 trap 'rm -rf "$sessions"' EXIT
 words="the cat sat on a mat and went home then the cat sat on the mat again"
@@ -42,6 +42,9 @@ for policy in episodic blocks sinks full; do
   build/engram run -q -m tests/fixtures/golden/llama_f32.gguf --memory "$policy" -t 1 \
     -p "$text" -n 3 --temp 0 --save-session "$sessions/$policy.session" >/dev/null
 done
+printf '%s\n' "$words" "$words $words" | build/engram chat -m tests/fixtures/golden/llama_f32.gguf \
+  --chat-template chatml --memory sinks -t 1 -n 3 --temp 0 --session "$sessions/chat.session" \
+  >/dev/null
 for target in build-san/*_fuzz; do
   name=$(basename "$target" _fuzz)
   corpus=fuzz/corpus/$name

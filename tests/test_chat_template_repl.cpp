@@ -1,6 +1,8 @@
 // `engram chat` driven through a pipe on the random-weight golden model: the REPL keeps the
 // turns, /save writes them as JSON, /reset clears them, and a model without a chat template
-// is refused with a message that says what to do.
+// is refused with a message that says what to do. With a memory policy a conversation outgrows
+// the model's context, and --session resumes it later as if it had never stopped.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -98,6 +100,91 @@ TEST(ChatRepl, StopStringEndsAReply) {
   ASSERT_EQ(j["messages"].size(), 2u);
   const std::string reply = j["messages"][1]["content"];
   for (char c : reply) EXPECT_FALSE(c >= 32 && c < 127 && c != '\'' && c != '"') << reply;
+}
+
+// Eight turns of ~12 words and replies of up to 8 tokens: past the golden model's 256 tokens.
+std::string long_conversation(int turns) {
+  std::string in;
+  for (int i = 0; i < turns; ++i) {
+    in += "turn " + std::to_string(i) + " the cat sat on a mat and then went home again\n";
+  }
+  return in;
+}
+
+TEST(ChatRepl, AMemoryPolicyCarriesTheConversationPastTheContext) {
+  const std::string args = "chat -m " + kModel + " --chat-template chatml -n 8 --temp 0 -t 1 -v";
+  const CliResult full = run_cli(args, long_conversation(8));
+  ASSERT_EQ(full.status, 0) << full.err;
+  EXPECT_NE(full.err.find("the context holds 256"), std::string::npos) << full.err;
+  const CliResult sinks = run_cli(args + " --memory sinks", long_conversation(8));
+  ASSERT_EQ(sinks.status, 0) << sinks.err;
+  EXPECT_EQ(sinks.err.find("the context holds"), std::string::npos) << sinks.err;
+  EXPECT_EQ(sinks.err.find("context full"), std::string::npos) << sinks.err;
+  // Every turn after the first reused the stream: nothing was read again from the start.
+  size_t turns = 0;
+  for (size_t at = sinks.err.find("[prompt"); at != std::string::npos;
+       at = sinks.err.find("[prompt", at + 1), ++turns) {
+    const std::string line = sinks.err.substr(at, sinks.err.find('\n', at) - at);
+    if (turns > 0) EXPECT_EQ(line.find("prefix match: none"), std::string::npos) << line;
+  }
+  EXPECT_EQ(turns, 8u) << sinks.err;
+  EXPECT_EQ(std::count(sinks.out.begin(), sinks.out.end(), '\n'), 8) << sinks.out;
+}
+
+// A conversation in two runs through --session answers as one run does, bit for bit (greedy):
+// the stream, its memory units and the conversation all come back. With sinks the cut falls
+// after a reply whose first token begins with a space the shown reply drops, which the resumed
+// run must still match against the rendering.
+TEST(ChatRepl, ASessionResumesTheConversation) {
+  for (const auto& [memory, cut_at] : {std::pair{"episodic", "turn 6"}, {"sinks", "turn 5"}}) {
+    SCOPED_TRACE(memory);
+    const TempFile session_file("chat.session");
+    const std::string& session = session_file.path();
+    const std::string chat = "chat -m " + kModel + " --chat-template chatml -n 8 --temp 0 -t 1 -v";
+    const std::string all = long_conversation(9);
+    const size_t cut = all.find(cut_at);
+    const CliResult one = run_cli(chat + " --memory " + memory, all);
+    ASSERT_EQ(one.status, 0) << one.err;
+    const CliResult first =
+        run_cli(chat + " --memory " + memory + " --session '" + session + "'", all.substr(0, cut));
+    ASSERT_EQ(first.status, 0) << first.err;
+    const CliResult second = run_cli(chat + " --session '" + session + "'", all.substr(cut));
+    ASSERT_EQ(second.status, 0) << second.err;
+    const std::string resumed = fmt::format("[resumed {} messages", 2 * (cut_at[5] - '0'));
+    EXPECT_NE(second.err.find(resumed), std::string::npos) << second.err;
+    EXPECT_EQ(second.err.find("prefix match: none"), std::string::npos) << second.err;
+    EXPECT_EQ(first.out + second.out, one.out);
+    EXPECT_EQ(std::count(one.out.begin(), one.out.end(), '\n'), 9) << one.out;
+  }
+}
+
+TEST(ChatRepl, SessionMisuseIsAClearError) {
+  const TempFile session_file("misuse.session");
+  const std::string& session = session_file.path();
+  const std::string base = "chat -m " + kModel + " -n 2 --temp 0 -t 1 --session '" + session + "'";
+  ASSERT_EQ(run_cli(base + " --chat-template chatml --memory sinks", "hi\n").status, 0);
+  const CliResult flag = run_cli(base + " --chat-template chatml --memory episodic", "hi\n");
+  EXPECT_EQ(flag.status, 1);
+  EXPECT_NE(flag.err.find("--memory"), std::string::npos) << flag.err;
+  const CliResult sys = run_cli(base + " --chat-template chatml --system x", "hi\n");
+  EXPECT_EQ(sys.status, 1);
+  EXPECT_NE(sys.err.find("--system"), std::string::npos) << sys.err;
+  const CliResult other = run_cli(base + " --chat-template llama3", "hi\n");
+  EXPECT_EQ(other.status, 1);
+  EXPECT_NE(other.err.find("'chatml'"), std::string::npos) << other.err;
+  // A stream saved by `engram run` holds no conversation.
+  ASSERT_EQ(run_cli("run -q -m " + kModel + " -p 'the cat sat' -n 2 -t 1 --save-session '" +
+                        session + "'",
+                    "")
+                .status,
+            0);
+  const CliResult run_file = run_cli(base + " --chat-template chatml", "hi\n");
+  EXPECT_EQ(run_file.status, 1);
+  EXPECT_NE(run_file.err.find("not a conversation"), std::string::npos) << run_file.err;
+  const CliResult dir =
+      run_cli("chat -m " + kModel + " --chat-template chatml --session /no/such/dir/x", "hi\n");
+  EXPECT_EQ(dir.status, 1);
+  EXPECT_NE(dir.err.find("/no/such/dir/x"), std::string::npos) << dir.err;
 }
 
 }  // namespace

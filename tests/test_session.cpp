@@ -9,6 +9,7 @@
 #include <fstream>
 #include <random>
 
+#include "chat/chat_note.h"
 #include "cli_runner.h"
 #include "engram/context.h"
 #include "engram/error.h"
@@ -222,8 +223,8 @@ TEST_F(SessionFile, NotASessionIsNamedAsSuch) {
 TEST_F(SessionFile, ForgedRecordsNeverCrash) {
   std::mt19937 rng(3);
   int refused = 0, tried = 0;
-  // Records: header, stream, policy state, 4 representative matrices, K/V..., end.
-  for (int r : {0, 1, 2, 5}) {  // header, stream, policy state, a representative
+  // Records: header, note, stream, policy state, 4 representative matrices, K/V..., end.
+  for (int r : {0, 2, 3, 6}) {  // header, stream, policy state, a representative
     const size_t len = record(r).second;
     for (int k = 0; k < 60; ++k) {
       const size_t i = rng() % len;
@@ -233,6 +234,76 @@ TEST_F(SessionFile, ForgedRecordsNeverCrash) {
     }
   }
   EXPECT_GT(refused, tried / 4);  // most fields are checked
+}
+
+TEST_F(SessionFile, TheNoteIsKeptAndFormat1FilesStillLoad) {
+  {
+    MemoryParams p;
+    p.kind = "episodic";
+    Context ctx(*model_, pool_, {}, make_memory_policy(p, model_shape(model_->config())));
+    ctx.eval(random_tokens(300, model_->config().n_vocab, 6));
+    const TempFile noted("noted.bin");
+    const std::string note = std::string("{\"messages\": []}\0tail", 22);
+    save_session(ctx, p, noted.path(), note);
+    EXPECT_EQ(load_session(noted.path(), *model_, pool_, {}).note, note);
+  }
+  EXPECT_EQ(load_session(file_.path(), *model_, pool_, {}).note, "");
+  // The header's version (after the 8-byte magic) set to v, its checksum made to match.
+  const auto [head_at, head_n] = record(0);
+  auto with_version = [&, head_at = head_at, head_n = head_n](std::string b, uint32_t v) {
+    std::memcpy(b.data() + head_at + 8, &v, 4);
+    const uint64_t sum = PageFile::checksum(b.data() + head_at, head_n);
+    std::memcpy(b.data() + head_at + head_n, &sum, 8);
+    return b;
+  };
+  // Format 1: no note record.
+  std::string v1 = bytes_;
+  const auto [note_at, note_n] = record(1);
+  v1.erase(note_at - 8, 16 + note_n);
+  EXPECT_EQ(load(with_version(v1, 1)), "");
+  // A format from the future is named as such.
+  const std::string v3 = with_version(bytes_, 3);
+  const std::string err = load(v3);
+  EXPECT_NE(err.find("format 3"), std::string::npos) << err;
+}
+
+// The note `engram chat --session` keeps: bytes come back exactly (a reply cut mid-character,
+// NULs), and every cut or inflated count is refused by name.
+TEST(ChatNote, RoundTripsBytesAndRefusesDamage) {
+  chat::ChatState c;
+  c.chat_template = "chatml";
+  c.history = {{"system", "Be kind."},
+               {"user", std::string("caf\xC3", 4)},
+               {"assistant", std::string("a\0b", 3)}};
+  c.tokens = {1, 2, 30000, 7};
+  c.text = std::string("<|im_start|>\xE2\x82", 14);
+  c.dropped_space = 5;
+  const std::string note = chat::encode_chat_note(c);
+  const chat::ChatState d = chat::decode_chat_note(note, "x.session");
+  EXPECT_EQ(d.chat_template, c.chat_template);
+  ASSERT_EQ(d.history.size(), c.history.size());
+  for (size_t i = 0; i < c.history.size(); ++i) {
+    EXPECT_EQ(d.history[i].role, c.history[i].role);
+    EXPECT_EQ(d.history[i].content, c.history[i].content);
+  }
+  EXPECT_EQ(d.tokens, c.tokens);
+  EXPECT_EQ(d.text, c.text);
+  EXPECT_EQ(d.dropped_space, c.dropped_space);
+  for (size_t len = 0; len < note.size(); ++len) {
+    EXPECT_THROW(chat::decode_chat_note(note.substr(0, len), "x.session"), Error) << len;
+  }
+  EXPECT_THROW(chat::decode_chat_note(note + "x", "x.session"), Error);
+  // A message count far beyond the bytes left.
+  std::string inflated = note;
+  const size_t count_at = 14 + 8 + 6;  // after the magic line and the template name
+  inflated[count_at + 6] = '\x7f';
+  try {
+    chat::decode_chat_note(inflated, "x.session");
+    FAIL() << "an inflated count was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("x.session"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("message count"), std::string::npos) << e.what();
+  }
 }
 
 TEST(SessionCli, ReadOnceAskLaterGivesTheSameAnswer) {

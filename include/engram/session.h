@@ -22,7 +22,10 @@ class ThreadPool;
 
 // Writes ctx's state to `path`. `memory` must be the parameters ctx's policy was made from
 // (make_memory_policy); the session records them, and a resumed session is made with them.
-void save_session(const Context& ctx, const MemoryParams& memory, const std::string& path);
+// `note` is kept for the application (`engram chat` stores its conversation there). The file
+// is written beside `path` and renamed over it: a failed save leaves an older file intact.
+void save_session(const Context& ctx, const MemoryParams& memory, const std::string& path,
+                  const std::string& note = "");
 
 // Throws now, naming the problem, if a session could not be written to `path` later (a missing
 // directory, no permission, a directory of that name): call it before a long read.
@@ -31,6 +34,7 @@ void check_session_path(const std::string& path);
 struct LoadedSession {
   MemoryParams memory;  // as saved, with this run's storage choices (kv_dir, kv_cache_mib)
   std::unique_ptr<Context> ctx;
+  std::string note;  // as saved ("" for files of format 1)
 };
 
 // Resumes a session saved with `model`. kv_dir / kv_cache_mib say where this run keeps memory

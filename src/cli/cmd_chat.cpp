@@ -9,20 +9,25 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <random>
 
+#include "chat/chat_note.h"
 #include "chat/jinja.h"
 #include "chat/stop_strings.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/memory_options.h"
 #include "engram/chat_template.h"
 #include "engram/context.h"
 #include "engram/error.h"
 #include "engram/gguf.h"
 #include "engram/model.h"
 #include "engram/sampler.h"
+#include "engram/session.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 
@@ -102,6 +107,8 @@ struct ChatOptions {
   int64_t seed = -1;
   bool verbose = false;
   SamplerParams sampling;
+  MemoryOptions memory;
+  std::string session;  // resume from this file if it exists; save there after every reply
 };
 
 void save_conversation(const std::string& path, const std::string& model, const ChatTemplate& tmpl,
@@ -124,13 +131,12 @@ bool starts_with(const std::vector<int32_t>& a, const std::vector<int32_t>& pref
 
 class ChatSession {
  public:
-  ChatSession(const ChatOptions& o, const SamplerParams& sp)
+  ChatSession(const ChatOptions& o, const SamplerParams& sp, const CLI::App& cmd)
       : o_(o),
         model_(Model::load(o.model)),
         tok_(Tokenizer::from_gguf(model_->file())),
         tmpl_(ChatTemplate::from_gguf(model_->file(), o.chat_template)),
         pool_(o.threads > 0 ? o.threads : default_thread_count()),
-        ctx_(*model_, pool_, ContextParams{o.n_ctx, o.n_batch}),
         sampler_(sp),
         stops_(o.stop) {
     if (!tmpl_.fallback_reason().empty()) {
@@ -138,9 +144,18 @@ class ChatSession {
                    "engram: note: using the built-in '%s' template instead of the file's: %s\n",
                    tmpl_.name().c_str(), tmpl_.fallback_reason().c_str());
     }
-    if (!o.system.empty()) history_.push_back({"system", o.system});
     const int32_t bos = tok_->bos();
     bos_text_ = bos >= 0 ? tok_->token_text(bos) : "";
+    std::error_code ec;
+    if (!o.session.empty() && std::filesystem::exists(o.session, ec)) {
+      resume(cmd);
+      return;
+    }
+    if (!o.session.empty()) check_session_path(o.session);
+    memory_ = memory_params(o.memory, o.n_ctx);
+    ctx_ = std::make_unique<Context>(*model_, pool_, ContextParams{o.n_ctx, o.n_batch},
+                                     make_memory_policy(memory_, model_shape(model_->config())));
+    if (!o.system.empty()) history_.push_back({"system", o.system});
   }
 
   void repl() {
@@ -176,6 +191,74 @@ class ChatSession {
   }
 
  private:
+  void resume(const CLI::App& cmd) {
+    const std::string& path = o_.session;
+    refuse_memory_flags(cmd,
+                        "--session resumes the conversation with the policy it was saved with");
+    if (cmd.count("--ctx") > 0) {
+      throw Error("--ctx cannot be used here: --session resumes the saved context size");
+    }
+    if (cmd.count("--system") > 0) {
+      throw Error("--system cannot be used here: the resumed conversation keeps its own");
+    }
+    LoadedSession loaded = load_session(path, *model_, pool_, ContextParams{o_.n_ctx, o_.n_batch},
+                                        o_.memory.params.kv_dir, o_.memory.params.kv_cache_mib);
+    memory_ = loaded.memory;
+    ctx_ = std::move(loaded.ctx);
+    if (loaded.note.empty()) {
+      throw Error(fmt::format(
+          "'{}' holds a stream saved by `engram run`, not a conversation: chat resumes the "
+          "sessions it saved itself",
+          path));
+    }
+    chat::ChatState saved = chat::decode_chat_note(loaded.note, path);
+    if (saved.chat_template != tmpl_.name()) {
+      throw Error(fmt::format(
+          "'{}' was saved with the chat template '{}', this run uses '{}' (pass --chat-template "
+          "{} to resume it)",
+          path, saved.chat_template, tmpl_.name(), saved.chat_template));
+    }
+    // The tokens the note lists are the ones the stream went through.
+    if (static_cast<int64_t>(saved.tokens.size()) != ctx_->n_past()) {
+      throw Error(fmt::format("'{}': the saved conversation lists {} tokens, the stream {}", path,
+                              saved.tokens.size(), ctx_->n_past()));
+    }
+    for (int32_t t : saved.tokens) {
+      if (t < 0 || t >= tok_->n_vocab()) {
+        throw Error(
+            fmt::format("'{}': the saved conversation holds token id {}, out of range", path, t));
+      }
+    }
+    history_ = std::move(saved.history);
+    cached_ = std::move(saved.tokens);
+    cached_text_ = std::move(saved.text);
+    dropped_space_ = saved.dropped_space;
+    // Repetition penalties look back over the last tokens, as if the session had not stopped.
+    for (size_t i = cached_.size() > 1024 ? cached_.size() - 1024 : 0; i < cached_.size(); ++i) {
+      sampler_.accept(cached_[i]);
+    }
+    std::fprintf(stderr, "[resumed %zu messages from %s: %lld tokens, %s memory, %s]\n",
+                 history_.size(), path.c_str(), static_cast<long long>(ctx_->n_past()),
+                 ctx_->policy().name().c_str(), format_bytes(ctx_->memory_bytes()).c_str());
+  }
+
+  // Writes the session file (when --session is given): the stream and the conversation. A
+  // failure is reported and the REPL goes on; the file written last stays as it was.
+  void save_session_file() {
+    if (o_.session.empty()) return;
+    try {
+      save_session(
+          *ctx_, memory_, o_.session,
+          chat::encode_chat_note({tmpl_.name(), history_, cached_, cached_text_, dropped_space_}));
+      if (o_.verbose) {
+        std::fprintf(stderr, "[session saved to %s: %lld tokens]\n", o_.session.c_str(),
+                     static_cast<long long>(ctx_->n_past()));
+      }
+    } catch (const Error& e) {
+      std::fprintf(stderr, "engram: error: saving the session: %s\n", e.what());
+    }
+  }
+
   // Returns false to end the session.
   bool command(const std::string& line) {
     const size_t sp = line.find(' ');
@@ -187,6 +270,7 @@ class ChatSession {
       history_.clear();
       if (!o_.system.empty()) history_.push_back({"system", o_.system});
       reset_context();
+      save_session_file();
       std::fprintf(stderr, "[conversation cleared]\n");
     } else if (cmd == "/save") {
       if (arg.empty()) {
@@ -208,10 +292,28 @@ class ChatSession {
   }
 
   void reset_context() {
-    ctx_.clear();
+    ctx_->clear();
     cached_.clear();
     cached_text_.clear();
+    dropped_space_ = kNone;
     sampler_.reset();
+  }
+
+  // Length of the cached text that starts `prompt` (0: none). The cached text is what the
+  // context's tokens spell; a reply's first token may begin with a space a SentencePiece decoder
+  // drops, so that the reply the template renders has it or not depending on the template
+  // ("[/INST] " + reply, or "assistant\n" + reply): either spelling matches.
+  size_t text_match(const std::string& prompt) const {
+    auto starts = [&](std::string_view cached) {
+      return !cached.empty() && prompt.size() > cached.size() && prompt.starts_with(cached);
+    };
+    if (starts(cached_text_)) return cached_text_.size();
+    if (dropped_space_ < cached_text_.size() && cached_text_[dropped_space_] == ' ') {
+      std::string without = cached_text_;
+      without.erase(dropped_space_, 1);
+      if (starts(without)) return without.size();
+    }
+    return 0;
   }
 
   void turn(const std::string& text) {
@@ -228,12 +330,12 @@ class ChatSession {
       std::fprintf(stderr, "engram: error: %s\n", e.what());
       return;
     }
-    if (static_cast<int64_t>(tokens.size()) >= ctx_.n_ctx()) {
+    if (static_cast<int64_t>(tokens.size()) >= ctx_->n_ctx()) {
       history_.pop_back();
       std::fprintf(stderr,
                    "[the conversation needs %zu tokens, the context holds %lld; /reset to "
                    "start over]\n",
-                   tokens.size(), static_cast<long long>(ctx_.n_ctx()));
+                   tokens.size(), static_cast<long long>(ctx_->n_ctx()));
       return;
     }
     // Evaluate only what is new when the rendered prefix is unchanged: either the cached
@@ -245,11 +347,10 @@ class ChatSession {
     if (!cached_.empty() && starts_with(tokens, cached_) && cached_.size() < tokens.size()) {
       fresh.assign(tokens.begin() + static_cast<std::ptrdiff_t>(cached_.size()), tokens.end());
       how = "tokens";
-    } else if (!cached_text_.empty() && prompt.size() > cached_text_.size() &&
-               prompt.starts_with(cached_text_)) {
-      fresh = tok_->encode(std::string_view(prompt).substr(cached_text_.size()), false, true);
+    } else if (const size_t matched = text_match(prompt); matched > 0) {
+      fresh = tok_->encode(std::string_view(prompt).substr(matched), false, true);
       how = "text";
-      if (static_cast<int64_t>(cached_.size() + fresh.size()) >= ctx_.n_ctx()) {
+      if (static_cast<int64_t>(cached_.size() + fresh.size()) >= ctx_->n_ctx()) {
         reset_context();  // the seam cost tokens the context does not have
         fresh = tokens;
         how = "none";
@@ -263,13 +364,15 @@ class ChatSession {
                    tokens.size(), cached_.size(), how, fresh.size());
     }
     for (int32_t t : fresh) sampler_.accept(t);
-    ctx_.eval(fresh);
+    ctx_->eval(fresh);
     cached_.insert(cached_.end(), fresh.begin(), fresh.end());
     cached_text_ = prompt;
+    dropped_space_ = kNone;
 
     g_interrupts.store(0);
     std::string reply = generate();
     history_.push_back({"assistant", std::move(reply)});
+    save_session_file();
   }
 
   std::string generate() {
@@ -283,26 +386,38 @@ class ChatSession {
     };
     int n = 0;
     bool interrupted = false;
+    bool reply_started = false;
     while (n < o_.n_predict) {
       if (g_interrupts.load() > 0) {
         interrupted = true;
         break;
       }
-      const int32_t next = sampler_.sample(ctx_.logits());
+      const int32_t next = sampler_.sample(ctx_->logits());
       if (tok_->is_eog(next)) break;
       sampler_.accept(next);
+      // The text the context is matched against next turn: the token's bytes, except a
+      // control token the model emits mid-reply (a stray BOS), which the reply the template
+      // renders next turn will not show either.
+      const std::string raw = tok_->token_to_piece(next, false);
+      if (!reply_started && !raw.empty()) {  // the streamer's rule for the first piece
+        reply_started = true;
+        if (tok_->add_space_prefix() && raw[0] == ' ' &&
+            tok_->token_type(next) == TokenType::Normal) {
+          dropped_space_ = cached_text_.size();  // the reply shows it without this space
+        }
+      }
       emit(streamer.push(next));
       ++n;
       if (stops_.stopped()) break;
-      if (ctx_.n_past() >= ctx_.n_ctx()) {
+      if (ctx_->n_past() >= ctx_->n_ctx()) {
         std::fprintf(stderr, "\n[context full at %lld tokens]",
-                     static_cast<long long>(ctx_.n_past()));
+                     static_cast<long long>(ctx_->n_past()));
         break;
       }
       const int32_t one[1] = {next};
-      ctx_.eval(one);
+      ctx_->eval(one);
       cached_.push_back(next);
-      cached_text_ += tok_->token_to_piece(next, true);
+      cached_text_ += raw;
     }
     emit(streamer.flush());
     const std::string rest = stops_.flush();
@@ -319,22 +434,25 @@ class ChatSession {
   std::unique_ptr<Tokenizer> tok_;
   ChatTemplate tmpl_;
   ThreadPool pool_;
-  Context ctx_;
+  MemoryParams memory_;  // what ctx_'s policy was made from (a session records it)
+  std::unique_ptr<Context> ctx_;
   Sampler sampler_;
   chat::StopStrings stops_;
   std::vector<ChatMessage> history_;
   std::vector<int32_t> cached_;  // tokens in the context's memory, in order
   std::string cached_text_;      // the text those tokens spell
+  static constexpr uint64_t kNone = ~uint64_t(0);
+  uint64_t dropped_space_ = kNone;  // where in cached_text_ the last reply began with a space
   std::string bos_text_;
 };
 
-void chat(const ChatOptions& o) {
+void chat(const ChatOptions& o, const CLI::App& cmd) {
   if (o.n_predict < 1) throw Error(fmt::format("chat: -n must be >= 1, got {}", o.n_predict));
   if (o.threads < 0) throw Error(fmt::format("chat: -t must be >= 1, got {}", o.threads));
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
-  ChatSession session(o, sp);
+  ChatSession session(o, sp, cmd);
   SigintGuard guard;
   session.repl();
 }
@@ -410,7 +528,12 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
   add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_flag("-v,--verbose", o->verbose, "Report prompt and cache sizes per turn");
-  cmd->callback([o] { chat(*o); });
+  cmd->add_option("--session", o->session,
+                  "Resume the conversation saved in this file if it exists, and save it there "
+                  "after every reply (memory flags then come from the file, except "
+                  "--kv-dir/--kv-cache)");
+  add_memory_options(cmd, o->memory);
+  cmd->callback([o, cmd] { chat(*o, *cmd); });
 
   auto t = std::make_shared<TemplateOptions>();
   CLI::App* tc = app.add_subcommand("chat-template", "Render a chat template (no model run)");

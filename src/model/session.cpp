@@ -1,5 +1,6 @@
 // Saved sessions (include/engram/session.h). Records, in order:
 //   header   magic, format version, model fingerprint, the policy's MemoryParams
+//   note     the application's own data (chat: its conversation as JSON); format 2 on
 //   stream   n_past, cells, last logits, ... (Context::save_state)
 //   policy   what the memory policy keeps beside the cells (MemoryPolicy::save_state)
 //   kv ...   the cells' K/V, 64 cells per record (after the policy: loading moves the cells
@@ -26,7 +27,8 @@ namespace engram {
 namespace {
 
 constexpr char kMagic[8] = {'E', 'N', 'G', 'R', 'A', 'M', 'S', 'S'};
-constexpr uint32_t kVersion = 1;
+constexpr size_t kMaxNote = size_t(1) << 30;
+constexpr uint32_t kVersion = 2;  // 1: no note record (still read)
 
 void put_params(RecordWriter& w, const MemoryParams& p) {
   w.str(p.kind);
@@ -82,7 +84,8 @@ uint64_t model_fingerprint(const Model& model) {
   return PageFile::checksum(id.data(), id.size());
 }
 
-void save_session(const Context& ctx, const MemoryParams& memory, const std::string& path) {
+void save_session(const Context& ctx, const MemoryParams& memory, const std::string& path,
+                  const std::string& note) {
   if (memory.kind != ctx.policy().name()) {
     throw Error(fmt::format("save_session: the parameters are for '{}', the context runs '{}'",
                             memory.kind, ctx.policy().name()));
@@ -96,6 +99,8 @@ void save_session(const Context& ctx, const MemoryParams& memory, const std::str
     w.put<uint32_t>(kVersion);
     w.put<uint64_t>(model_fingerprint(ctx.model()));
     put_params(w, memory);
+    w.end_record();
+    w.str(note);
     w.end_record();
     ctx.save_state(w);
     w.str("end");
@@ -135,8 +140,9 @@ LoadedSession load_session(const std::string& path, const Model& model, ThreadPo
   r.bytes(magic, sizeof magic, "magic");
   if (std::memcmp(magic, kMagic, sizeof magic) != 0) r.fail("magic", "not an engram session file");
   const uint32_t version = r.get<uint32_t>("version");
-  if (version != kVersion) {
-    r.fail("version", fmt::format("format {}; this engram reads format {}", version, kVersion));
+  if (version < 1 || version > kVersion) {
+    r.fail("version",
+           fmt::format("format {}; this engram reads formats 1 to {}", version, kVersion));
   }
   if (r.get<uint64_t>("model") != model_fingerprint(model)) {
     r.fail("model", "the session was saved with another model");
@@ -144,6 +150,11 @@ LoadedSession load_session(const std::string& path, const Model& model, ThreadPo
   LoadedSession s;
   s.memory = get_params(r);
   r.done();
+  if (version >= 2) {
+    r.next("note");
+    s.note = r.str("note", kMaxNote);
+    r.done();
+  }
   s.memory.kv_dir = kv_dir;
   s.memory.kv_cache_mib = kv_cache_mib;
   std::unique_ptr<MemoryPolicy> policy;
