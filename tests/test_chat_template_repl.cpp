@@ -125,7 +125,9 @@ TEST(ChatRepl, AMemoryPolicyCarriesTheConversationPastTheContext) {
   for (size_t at = sinks.err.find("[prompt"); at != std::string::npos;
        at = sinks.err.find("[prompt", at + 1), ++turns) {
     const std::string line = sinks.err.substr(at, sinks.err.find('\n', at) - at);
-    if (turns > 0) EXPECT_EQ(line.find("prefix match: none"), std::string::npos) << line;
+    if (turns > 0) {
+      EXPECT_EQ(line.find("prefix match: none"), std::string::npos) << line;
+    }
   }
   EXPECT_EQ(turns, 8u) << sinks.err;
   EXPECT_EQ(std::count(sinks.out.begin(), sinks.out.end(), '\n'), 8) << sinks.out;
