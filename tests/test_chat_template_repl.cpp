@@ -160,6 +160,19 @@ TEST(ChatRepl, ASessionResumesTheConversation) {
   }
 }
 
+TEST(ChatRepl, AResumedConversationKeepsItsSystemPromptThroughReset) {
+  const TempFile session_file("system.session"), save_file("system.json");
+  const std::string chat = "chat -m " + kModel + " --chat-template chatml -n 2 --temp 0 -t 1 " +
+                           "--session '" + session_file.path() + "'";
+  ASSERT_EQ(run_cli(chat + " --system 'Be kind.'", "hi\n").status, 0);
+  const CliResult r = run_cli(chat, "/reset\n/save " + save_file.path() + "\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto m = nlohmann::json::parse(slurp(save_file.path()))["messages"];
+  ASSERT_EQ(m.size(), 1u) << m.dump();
+  EXPECT_EQ(m[0]["role"], "system");
+  EXPECT_EQ(m[0]["content"], "Be kind.");
+}
+
 TEST(ChatRepl, SessionMisuseIsAClearError) {
   const TempFile session_file("misuse.session");
   const std::string& session = session_file.path();

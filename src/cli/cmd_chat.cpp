@@ -155,7 +155,8 @@ class ChatSession {
     memory_ = memory_params(o.memory, o.n_ctx);
     ctx_ = std::make_unique<Context>(*model_, pool_, ContextParams{o.n_ctx, o.n_batch},
                                      make_memory_policy(memory_, model_shape(model_->config())));
-    if (!o.system.empty()) history_.push_back({"system", o.system});
+    system_ = o.system;
+    if (!system_.empty()) history_.push_back({"system", system_});
   }
 
   void repl() {
@@ -230,6 +231,7 @@ class ChatSession {
       }
     }
     history_ = std::move(saved.history);
+    if (!history_.empty() && history_[0].role == "system") system_ = history_[0].content;
     cached_ = std::move(saved.tokens);
     cached_text_ = std::move(saved.text);
     dropped_space_ = saved.dropped_space;
@@ -268,7 +270,7 @@ class ChatSession {
     if (cmd == "/quit" || cmd == "/exit") return false;
     if (cmd == "/reset") {
       history_.clear();
-      if (!o_.system.empty()) history_.push_back({"system", o_.system});
+      if (!system_.empty()) history_.push_back({"system", system_});
       reset_context();
       save_session_file();
       std::fprintf(stderr, "[conversation cleared]\n");
@@ -439,6 +441,7 @@ class ChatSession {
   Sampler sampler_;
   chat::StopStrings stops_;
   std::vector<ChatMessage> history_;
+  std::string system_;           // the system prompt, kept by /reset (from --system or the session)
   std::vector<int32_t> cached_;  // tokens in the context's memory, in order
   std::string cached_text_;      // the text those tokens spell
   static constexpr uint64_t kNone = ~uint64_t(0);
