@@ -1,7 +1,7 @@
 // libFuzzer target for saved sessions: any byte string, as a session of the golden test model,
 // either loads -- and the resumed stream then runs, and a chat note is decoded -- or raises
-// engram::Error. Anything else (a
-// crash, a sanitizer report, another exception, a huge allocation) is a bug.
+// engram::Error. Anything else (a crash, a sanitizer report, another exception, a huge
+// allocation) is a bug.
 //
 // Every record's checksum is set to match its payload before loading (when the input's first
 // byte is even): a mutated byte would otherwise almost always stop at the checksum, and the

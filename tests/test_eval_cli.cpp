@@ -212,6 +212,8 @@ TEST(EvalCli, SegmentReportsEverySegmentationAtTheSameEventCount) {
                "--tolerance must be >= 0, got -1");
   expect_error(run_cli("eval segment -m " + kModel + " --gammas=-1 -f '" + docs + "'"),
                "--gammas value -1 must be >= 0");
+  expect_error(run_cli("eval segment -m " + kModel + " --separator '\\q' -f '" + docs + "'"),
+               "--separator: unknown escape '\\q'");
   const TempFile one_file("segment_one.txt");
   const std::string& one = one_file.path();
   std::ofstream(one) << "just one document\n";

@@ -1,6 +1,6 @@
 // Saved sessions (include/engram/session.h). Records, in order:
 //   header   magic, format version, model fingerprint, the policy's MemoryParams
-//   note     the application's own data (chat: its conversation as JSON); format 2 on
+//   note     the application's own bytes (chat: src/chat/chat_note.h); from format 2 on
 //   stream   n_past, cells, last logits, ... (Context::save_state)
 //   policy   what the memory policy keeps beside the cells (MemoryPolicy::save_state)
 //   kv ...   the cells' K/V, 64 cells per record (after the policy: loading moves the cells
