@@ -173,6 +173,34 @@ TEST(ChatRepl, AResumedConversationKeepsItsSystemPromptThroughReset) {
   EXPECT_EQ(m[0]["content"], "Be kind.");
 }
 
+// A system prompt read from a file longer than the progress threshold (8192 tokens) is read
+// under a progress bar and answered as the same text given with --system.
+TEST(ChatRepl, ASystemFileIsReadUnderAProgressBar) {
+  const TempFile doc_file("system_doc.txt");
+  {
+    std::ofstream f(doc_file.path());
+    for (int i = 0; i < 400; ++i) f << "line " << i << " the cat sat on the mat. ";
+    f << "\n\n";  // trailing whitespace is left out, as `run -f` does
+  }
+  const std::string chat =
+      "chat -m " + kModel + " --chat-template chatml --memory sinks -n 6 --temp 0 -t 2 -v";
+  const CliResult from_file =
+      run_cli(chat + " --system-file '" + doc_file.path() + "'", "what was it about\n");
+  ASSERT_EQ(from_file.status, 0) << from_file.err;
+  EXPECT_NE(from_file.err.find("tok/s"), std::string::npos) << from_file.err;
+  const size_t at = from_file.err.find("[prompt ");
+  ASSERT_NE(at, std::string::npos) << from_file.err;
+  EXPECT_GT(std::stoll(from_file.err.substr(at + 8)), 8192) << from_file.err;
+  std::string text = slurp(doc_file.path());
+  text.erase(text.find_last_not_of(" \n") + 1);
+  const CliResult inline_text = run_cli(chat + " --system '" + text + "'", "what was it about\n");
+  ASSERT_EQ(inline_text.status, 0) << inline_text.err;
+  EXPECT_EQ(from_file.out, inline_text.out);
+  const CliResult both = run_cli(chat + " --system x --system-file '" + doc_file.path() + "'", "");
+  EXPECT_NE(both.status, 0);
+  EXPECT_NE(both.err.find("--system excludes --system-file"), std::string::npos) << both.err;
+}
+
 TEST(ChatRepl, SessionMisuseIsAClearError) {
   const TempFile session_file("misuse.session");
   const std::string& session = session_file.path();

@@ -216,5 +216,29 @@ TEST(MemoryStream, ClearStartsTheStreamOver) {
   for (size_t v = 0; v < a.logits().size(); ++v) EXPECT_EQ(a.logits()[v], b.logits()[v]);
 }
 
+// What the CLI's progress bar relies on: a long input evaluated in slices of whole chunks gives
+// bit for bit what one call gives (the same blocks reach the policy), ending in the same short
+// block that a policy takes for a question.
+TEST(MemoryStream, SlicesOfWholeChunksEqualOneCall) {
+  auto model = Model::load(kDir + "llama_f32.gguf");
+  ThreadPool pool(2);
+  const auto tokens = random_tokens(1500, model->config().n_vocab, 6);
+  for (const char* kind : {"sinks", "episodic"}) {
+    Context whole(*model, pool, {}, policy(kind, *model));
+    whole.eval(tokens);
+    Context sliced(*model, pool, {}, policy(kind, *model));
+    const size_t slice = 2 * static_cast<size_t>(sliced.block_limit());
+    ASSERT_LT(slice, tokens.size());
+    for (size_t i = 0; i < tokens.size(); i += slice) {
+      sliced.eval(std::span<const int32_t>(tokens).subspan(i, std::min(slice, tokens.size() - i)));
+    }
+    ASSERT_EQ(sliced.n_past(), whole.n_past());
+    EXPECT_EQ(sliced.memory_stats().units, whole.memory_stats().units) << kind;
+    for (size_t v = 0; v < whole.logits().size(); ++v) {
+      ASSERT_EQ(sliced.logits()[v], whole.logits()[v]) << kind << " logit " << v;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace engram

@@ -99,6 +99,7 @@ struct ChatOptions {
   std::string model;
   std::string chat_template;
   std::string system;
+  std::string system_file;  // the system prompt read from a file (a document to talk about)
   std::vector<std::string> stop;
   int n_predict = 512;  // per reply
   int threads = 0;
@@ -156,6 +157,10 @@ class ChatSession {
     ctx_ = std::make_unique<Context>(*model_, pool_, ContextParams{o.n_ctx, o.n_batch},
                                      make_memory_policy(memory_, model_shape(model_->config())));
     system_ = o.system;
+    if (!o.system_file.empty()) {
+      system_ = read_text_file(o.system_file);
+      system_.erase(system_.find_last_not_of(" \t\r\n") + 1);  // as `run -f` reads a file
+    }
     if (!system_.empty()) history_.push_back({"system", system_});
   }
 
@@ -199,8 +204,11 @@ class ChatSession {
     if (cmd.count("--ctx") > 0) {
       throw Error("--ctx cannot be used here: --session resumes the saved context size");
     }
-    if (cmd.count("--system") > 0) {
-      throw Error("--system cannot be used here: the resumed conversation keeps its own");
+    for (const char* flag : {"--system", "--system-file"}) {
+      if (cmd.count(flag) > 0) {
+        throw Error(fmt::format(
+            "{} cannot be used here: the resumed conversation keeps its own system prompt", flag));
+      }
     }
     LoadedSession loaded = load_session(path, *model_, pool_, ContextParams{o_.n_ctx, o_.n_batch},
                                         o_.memory.params.kv_dir, o_.memory.params.kv_cache_mib);
@@ -366,7 +374,13 @@ class ChatSession {
                    tokens.size(), cached_.size(), how, fresh.size());
     }
     for (int32_t t : fresh) sampler_.accept(t);
-    ctx_->eval(fresh);
+    // A long turn (a system file, a pasted document) is read under a progress bar, in slices
+    // of whole chunks: the same blocks as one call, so the same result.
+    if (fresh.size() > kProgressTokens) {
+      prefill(*ctx_, fresh, true);
+    } else {
+      ctx_->eval(fresh);
+    }
     cached_.insert(cached_.end(), fresh.begin(), fresh.end());
     cached_text_ = prompt;
     dropped_space_ = kNone;
@@ -441,6 +455,7 @@ class ChatSession {
   Sampler sampler_;
   chat::StopStrings stops_;
   std::vector<ChatMessage> history_;
+  static constexpr size_t kProgressTokens = 8192;
   std::string system_;           // the system prompt, kept by /reset (from --system or the session)
   std::vector<int32_t> cached_;  // tokens in the context's memory, in order
   std::string cached_text_;      // the text those tokens spell
@@ -523,7 +538,11 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
   cmd->add_option("--chat-template", o->chat_template,
                   "Use a built-in template: llama3, llama2, mistral, chatml");
-  cmd->add_option("--system", o->system, "System prompt");
+  CLI::Option* sys = cmd->add_option("--system", o->system, "System prompt");
+  cmd->add_option("--system-file", o->system_file,
+                  "System prompt read from a file, e.g. a document to talk about (read once "
+                  "under a progress bar; with --memory it may be far longer than the context)")
+      ->excludes(sys);
   cmd->add_option("--stop", o->stop, "Stop a reply at this text (repeatable)");
   cmd->add_option("-n,--n-predict", o->n_predict, "Max tokens per reply")->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
