@@ -5,32 +5,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
+# Each stage's header says how long the run has taken so far (CI has a time budget).
+stage() { echo "== $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"; }
 
 ./scripts/setup.sh
 
-echo "== clang-format (.clang-format) over every C++ source"
+stage "clang-format (.clang-format) over every C++ source"
 find src include tests fuzz bench -maxdepth 2 \( -name '*.cpp' -o -name '*.h' \) -print0 |
   xargs -0 clang-format --dry-run -Werror
 
-echo "== release build + tests"
+stage "release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BENCH=ON >/dev/null
 cmake --build build -j"$jobs"
 ctest --test-dir build --output-on-failure -j"$jobs"
 
-echo "== tokenizer conformance against transformers.js (node, offline)"
+stage "tokenizer conformance against transformers.js (node, offline)"
 tools/tokenizer/check_conformance.sh build/engram
 
 # One clang build serves both sanitizer stages: the library is compiled with ASan/UBSan (its
 # parsers also with libFuzzer's coverage hooks), the unit tests link it under ASan/UBSan, the
 # fuzz targets with libFuzzer's main. (Two separate builds took most of CI's time on two cores.)
-echo "== ASan/UBSan build (clang) + tests"
+stage "ASan/UBSan build (clang) + tests"
 CXX=clang++ cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_FUZZ=ON \
   -DENGRAM_BENCH=OFF >/dev/null
 cmake --build build-san -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir build-san --output-on-failure -j"$jobs"
 
-echo "== fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
+stage "fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
 # Saved sessions of the golden test model, one per policy and one of a chat, made by this build
 # (so they follow the format): the session fuzzer's seeds beside its committed ones.
 sessions=$(mktemp -d)
@@ -53,4 +55,4 @@ for target in build-san/*_fuzz; do
   [ "$name" = session ] && extra=("$sessions")
   "$target" -runs=0 "$corpus" "${extra[@]}"
 done
-echo "all test stages passed"
+echo "all test stages passed in $((SECONDS / 60))m$((SECONDS % 60))s"
