@@ -1,6 +1,7 @@
 // The command line's error paths and a smoke run of run/perplexity/bench on a golden model.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -21,11 +22,20 @@ void expect_error(const CliResult& r, const std::string& needle) {
   EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
 }
 
+// Command-line errors are bad input like any other: one line "engram: error: ...", exit 1.
 TEST(Cli, UnknownSubcommandAndFlagAreRefused) {
-  CliResult r = run_cli("frobnicate");
-  EXPECT_NE(r.status, 0);
-  r = run_cli("run --no-such-flag -p hi");
-  expect_error(r, "no-such-flag");
+  for (const char* args : {"frobnicate", "", "run --no-such-flag -p hi", "run -p hi -n abc",
+                           "chat --system x --system-file y"}) {
+    const CliResult r = run_cli(args);
+    EXPECT_EQ(r.status, 1) << args << ": " << r.err;
+    EXPECT_TRUE(r.err.starts_with("engram: error: ")) << args << ": " << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << args << ": " << r.err;
+  }
+  expect_error(run_cli("run --no-such-flag -p hi"), "no-such-flag");
+  expect_error(run_cli("run -p hi -n abc"), "--n-predict = abc");
+  // --help and --version still succeed.
+  EXPECT_EQ(run_cli("--version").status, 0);
+  EXPECT_EQ(run_cli("run --help").status, 0);
 }
 
 TEST(Cli, RunNamesAMissingModelFile) {

@@ -23,7 +23,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version print and succeed; any other parse error is bad input like the rest:
+    // one line naming it, exit code 1.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "engram: error: %s (see --help)\n", e.what());
+    return 1;
   } catch (const engram::Error& e) {
     std::fprintf(stderr, "engram: error: %s\n", e.what());
     return 1;
