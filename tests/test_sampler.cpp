@@ -64,6 +64,26 @@ TEST(Sampler, PenaltiesLowerRecentTokens) {
   EXPECT_FLOAT_EQ(c[2].logit, 2.0f);  // not recent
 }
 
+// Accepting a span is accepting each token in turn: the window keeps the last penalty_last_n.
+TEST(Sampler, AcceptingASpanKeepsTheLastWindowOfTokens) {
+  SamplerParams p;
+  p.temperature = 0;
+  p.repeat_penalty = 100;
+  p.penalty_last_n = 2;
+  const std::vector<float> logits = {3.0f, 2.9f, 2.8f, 0.0f};
+  const std::vector<int32_t> seen = {2, 2, 0, 1};
+  Sampler one_by_one(p), spanned(p);
+  for (int32_t t : seen) one_by_one.accept(t);
+  spanned.accept(seen);
+  // 0 and 1 are in the window, 2 has left it.
+  EXPECT_EQ(one_by_one.sample(logits), 2);
+  EXPECT_EQ(spanned.sample(logits), 2);
+  p.penalty_last_n = 0;  // no penalties: nothing is kept
+  Sampler none(p);
+  none.accept(seen);
+  EXPECT_EQ(none.sample(logits), 0);
+}
+
 TEST(Sampler, GreedyPicksTheArgmax) {
   SamplerParams p;
   p.temperature = 0;

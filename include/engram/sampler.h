@@ -39,6 +39,9 @@ class Sampler {
   int32_t sample(std::span<const float> logits);
   // Records a token of the context (prompt or generated) for the penalties.
   void accept(int32_t token);
+  // Records tokens in order, as one accept() each would; only the last penalty_last_n are read
+  // (a stream resumed from a session may hold millions).
+  void accept(std::span<const int32_t> tokens);
   void reset();
 
   // The stages, exposed for tests. Each works on a candidate list sorted or not as stated.

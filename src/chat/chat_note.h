@@ -12,14 +12,17 @@
 
 namespace engram::chat {
 
+// ChatState::dropped_space when the last reply did not begin with a dropped space.
+constexpr uint64_t kNoDroppedSpace = ~uint64_t(0);
+
 struct ChatState {
   std::string chat_template;
   std::vector<ChatMessage> history;
   std::vector<int32_t> tokens;  // what the context holds, in order
   std::string text;             // the text those tokens spell
   // Where in `text` the last reply began with a space that the reply as shown leaves out
-  // (a SentencePiece decoder drops it); ~0: none.
-  uint64_t dropped_space = ~uint64_t(0);
+  // (a SentencePiece decoder drops it).
+  uint64_t dropped_space = kNoDroppedSpace;
 };
 
 std::string encode_chat_note(const ChatState& c);

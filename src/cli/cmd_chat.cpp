@@ -30,6 +30,7 @@
 #include "engram/session.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
+#include "util/trailing_space.h"
 
 namespace engram::cli {
 namespace {
@@ -158,8 +159,7 @@ class ChatSession {
                                      make_memory_policy(memory_, model_shape(model_->config())));
     system_ = o.system;
     if (!o.system_file.empty()) {
-      system_ = read_text_file(o.system_file);
-      system_.erase(system_.find_last_not_of(" \t\r\n") + 1);  // as `run -f` reads a file
+      system_ = without_trailing_space(read_text_file(o.system_file));  // as `run -f` reads it
     }
     if (!system_.empty()) history_.push_back({"system", system_});
   }
@@ -244,9 +244,7 @@ class ChatSession {
     cached_text_ = std::move(saved.text);
     dropped_space_ = saved.dropped_space;
     // Repetition penalties look back over the last tokens, as if the session had not stopped.
-    for (size_t i = cached_.size() > 1024 ? cached_.size() - 1024 : 0; i < cached_.size(); ++i) {
-      sampler_.accept(cached_[i]);
-    }
+    sampler_.accept(cached_);
     std::fprintf(stderr, "[resumed %zu messages from %s: %lld tokens, %s memory, %s]\n",
                  history_.size(), path.c_str(), static_cast<long long>(ctx_->n_past()),
                  ctx_->policy().name().c_str(), format_bytes(ctx_->memory_bytes()).c_str());
@@ -305,7 +303,7 @@ class ChatSession {
     ctx_->clear();
     cached_.clear();
     cached_text_.clear();
-    dropped_space_ = kNone;
+    dropped_space_ = chat::kNoDroppedSpace;
     sampler_.reset();
   }
 
@@ -373,7 +371,7 @@ class ChatSession {
       std::fprintf(stderr, "[prompt %zu tokens: %zu reused (prefix match: %s), %zu evaluated]\n",
                    tokens.size(), cached_.size(), how, fresh.size());
     }
-    for (int32_t t : fresh) sampler_.accept(t);
+    sampler_.accept(fresh);
     // A long turn (a system file, a pasted document) is read under a progress bar, in slices
     // of whole chunks: the same blocks as one call, so the same result.
     if (fresh.size() > kProgressTokens) {
@@ -383,7 +381,7 @@ class ChatSession {
     }
     cached_.insert(cached_.end(), fresh.begin(), fresh.end());
     cached_text_ = prompt;
-    dropped_space_ = kNone;
+    dropped_space_ = chat::kNoDroppedSpace;
 
     g_interrupts.store(0);
     std::string reply = generate();
@@ -459,8 +457,8 @@ class ChatSession {
   std::string system_;           // the system prompt, kept by /reset (from --system or the session)
   std::vector<int32_t> cached_;  // tokens in the context's memory, in order
   std::string cached_text_;      // the text those tokens spell
-  static constexpr uint64_t kNone = ~uint64_t(0);
-  uint64_t dropped_space_ = kNone;  // where in cached_text_ the last reply began with a space
+  // Where in cached_text_ the last reply began with a space the shown reply drops.
+  uint64_t dropped_space_ = chat::kNoDroppedSpace;
   std::string bos_text_;
 };
 

@@ -19,6 +19,7 @@
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 #include "tokenizer/file_encoder.h"
+#include "util/trailing_space.h"
 
 namespace engram::cli {
 namespace {
@@ -58,21 +59,12 @@ std::string question_text(const RunOptions& o) {
   return " " + o.prompt;
 }
 
-// A file's text without its trailing whitespace (an editor's final newline, say): whatever
-// follows -- generated text, a question now, or one asked later of a saved session -- follows
-// the text itself. engram-tiny reads what comes after a newline as a new document (see
-// question_text).
-std::string trim_end(std::string text) {
-  text.erase(text.find_last_not_of(" \t\r\n") + 1);
-  return text;
-}
-
 // Prefills the file piece by piece; returns the tokens. Evaluates whole multiples of the
 // context's chunk and carries the rest into the next piece, so that only the file's last few
 // tokens form a short block (which the memory policy would take for a question).
 int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
   // A resumed session's stream already began (with its BOS). Trailing whitespace is left out,
-  // as for a short file (see trim_end).
+  // as for a short file (see without_trailing_space).
   FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos && ctx.n_past() == 0, size_t(1) << 20,
                   /*trim_end=*/true);
   const bool progress = !o.quiet;
@@ -85,7 +77,7 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
   auto feed = [&](size_t count) {
     const std::span<const int32_t> part(pending.data() + done, count);
     ctx.eval(part);
-    for (int32_t t : part) sampler.accept(t);
+    sampler.accept(part);
     n += static_cast<int64_t>(count);
     done += count;
     if (progress) {
@@ -133,7 +125,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   // so does a prompt after a resumed session.
   const std::string text = stream           ? std::string()
                            : o.file.empty() ? (o.load_session.empty() ? o.prompt : std::string())
-                                            : trim_end(read_text_file(o.file));
+                                            : without_trailing_space(read_text_file(o.file));
   auto model = Model::load(o.model);
   auto tok = Tokenizer::from_gguf(model->file());
   ThreadPool pool(o.threads > 0 ? o.threads : default_thread_count());
@@ -153,10 +145,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
     memory = loaded.memory;
     owned = std::move(loaded.ctx);
     // Repetition penalties look back over the last tokens the stream holds.
-    const std::vector<int32_t> held = owned->tokens();
-    for (size_t i = held.size() > 1024 ? held.size() - 1024 : 0; i < held.size(); ++i) {
-      sampler.accept(held[i]);
-    }
+    sampler.accept(owned->tokens());
     if (!o.quiet) {
       std::fprintf(
           stderr, "session: %lld tokens, %s memory, %lld units, %s (+ %s on disk), %.1f s\n",
@@ -190,14 +179,14 @@ void run(const RunOptions& o, const CLI::App& cmd) {
       std::fputs(question_str.c_str(), stdout);
       std::fflush(stdout);
     }
-    for (int32_t t : prompt) sampler.accept(t);
+    sampler.accept(prompt);
     t0 = std::chrono::steady_clock::now();
     prefill(ctx, prompt, !o.quiet && long_prompt);
     n_prompt = static_cast<int64_t>(prompt.size());
   }
   if (!question.empty()) {
     ctx.eval(question);
-    for (int32_t t : question) sampler.accept(t);
+    sampler.accept(question);
     n_prompt += static_cast<int64_t>(question.size());
   }
   if (n_prompt == 0 && ctx.n_past() == 0)

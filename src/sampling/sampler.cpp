@@ -51,6 +51,13 @@ void Sampler::accept(int32_t token) {
   while (static_cast<int>(recent_.size()) > params_.penalty_last_n) recent_.pop_front();
 }
 
+void Sampler::accept(std::span<const int32_t> tokens) {
+  const size_t window = static_cast<size_t>(params_.penalty_last_n);
+  for (size_t i = tokens.size() > window ? tokens.size() - window : 0; i < tokens.size(); ++i) {
+    accept(tokens[i]);
+  }
+}
+
 void Sampler::apply_penalties(std::vector<TokenProb>& c, const std::deque<int32_t>& recent,
                               float repeat, float frequency, float presence) {
   if (recent.empty() || (repeat == 1.0f && frequency == 0.0f && presence == 0.0f)) return;

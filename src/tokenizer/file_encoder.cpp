@@ -9,6 +9,7 @@
 
 #include "engram/error.h"
 #include "engram/tokenizer.h"
+#include "util/trailing_space.h"
 
 namespace engram {
 namespace {
@@ -81,7 +82,7 @@ bool FileEncoder::next(std::vector<int32_t>& ids) {
   if (eof_) {
     done_bytes_ += pending_.size();
     // Trailing whitespace is never cut off into an earlier piece (cuts fall between words).
-    if (trim_end_) pending_.erase(pending_.find_last_not_of(" \t\r\n") + 1);
+    if (trim_end_) pending_ = without_trailing_space(std::move(pending_));
     ids = tok_.encode(pending_, bos, false);
     pending_.clear();
     pending_.shrink_to_fit();
