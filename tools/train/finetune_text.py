@@ -8,6 +8,7 @@ weights and trains on Brown's training split plus the text of other npm data pac
 result is exported with export_gguf.py and measured by `engram eval segment` like the shipped model.
 
 --mix text: language modelling only (windows of the combined stream);
+--grow N:   N more blocks on top (identity at first): a larger model, for the same question.
 --mix c2:   the shipped run's last stage (recall tasks included), its Brown windows drawn from the
             combined stream.
 Batches come from PCG64(seed, step), as in train.py, so a resumed run sees the same data.
@@ -34,7 +35,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "py"))
 from gguf_reader import GGUFReader  # noqa: E402
-from model import Config, Model  # noqa: E402
+from model import Config, Model, grow_identity  # noqa: E402
 from tasks import TaskGen  # noqa: E402
 from train import STAGES, heldout_sentences, load_data, make_batch, passkey_probe  # noqa: E402
 
@@ -92,6 +93,7 @@ def main():
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--grow", type=int, default=0, help="blocks added on top, starting as identity maps")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     os.makedirs(a.out, exist_ok=True)
@@ -129,6 +131,14 @@ def main():
     else:
         model, cfg = model_from_gguf(a.gguf)
         ck, step, elapsed = None, 0, 0.0
+        if a.grow:
+            n_old = cfg.n_layer
+            cfg = Config(**dict(cfg.to_dict(), n_layer=n_old + a.grow))
+            grown = Model(cfg)
+            missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+            assert not unexpected and all(k.startswith("blocks.") for k in missing), (missing, unexpected)
+            grow_identity(grown, n_old)  # the grown model computes what the loaded one did
+            model = grown
     opt = torch.optim.AdamW(model.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
     if ck is not None:
         opt.load_state_dict(ck["opt"])
