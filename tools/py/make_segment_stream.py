@@ -17,7 +17,6 @@ import argparse
 import glob
 import os
 import random
-import re
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

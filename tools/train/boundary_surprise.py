@@ -28,8 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from finetune_text import model_from_gguf  # noqa: E402
-
-BOS = 1
+from tasks import BOS  # noqa: E402
 
 
 def stream_of(sp, docs):
@@ -48,6 +47,7 @@ def surprise(model, toks, L=512, batch=16):
     starts = list(range(0, max(1, n - L) + 1, L // 2))
     if starts[-1] + L < n:
         starts.append(n - L)
+    scored = 1  # tokens before this index have their surprise (toks[0] never does)
     model.eval()
     with torch.no_grad():
         for b in range(0, len(starts), batch):
@@ -57,10 +57,10 @@ def surprise(model, toks, L=512, batch=16):
             lg = model(x[:, :-1])
             ce = F.cross_entropy(lg.reshape(-1, lg.size(-1)), x[:, 1:].reshape(-1), reduction="none").view(len(ss), -1)
             for j, s in enumerate(ss):
-                first = 1 if s == 0 else L // 2  # score each token once, with at least 256 tokens before it
-                if s == starts[-1] and s != 0:
-                    first = max(1, (starts[-2] + L) - s) if len(starts) > 1 else 1
-                out[s + first:s + L] = ce[j, first - 1:].numpy()
+                # each token once, from the first window that gives it 256+ tokens before it
+                first = scored - s
+                out[scored:s + L] = ce[j, first - 1:].numpy()
+                scored = s + L
     return out
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "py"))
 from gguf_reader import GGUFReader  # noqa: E402
 from model import Config, Model, grow_identity  # noqa: E402
-from tasks import TaskGen  # noqa: E402
+from tasks import BOS, TaskGen  # noqa: E402
 from train import STAGES, heldout_sentences, load_data, make_batch, passkey_probe  # noqa: E402
 
 
@@ -101,13 +101,8 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
     toks, sents = load_data(sp)
     docs = extra_documents(a.extra)
-    cache = os.path.join(a.out, "extra_tokens.npy")
-    if os.path.exists(cache):
-        extra = np.load(cache)
-    else:
-        extra = np.array(sp.encode("\n\n".join(docs)), dtype=np.int32) if docs else np.zeros(0, np.int32)
-        np.save(cache, extra)
-    stream = np.concatenate([toks, np.array([13, 13], np.int32), extra])
+    extra = np.array(sp.encode("\n\n".join(docs)), dtype=np.int32) if docs else np.zeros(0, np.int32)
+    stream = np.concatenate([toks, np.array([13, 13], np.int32), extra])  # joined by "\n\n" (<0x0A> is 13)
     print(f"Brown training tokens {len(toks):,}; extra documents {len(docs)}, tokens {len(extra):,}", flush=True)
     gen = TaskGen(sp, stream, sents)
     c2 = next(s for s in STAGES if s["name"] == "C2")
@@ -118,7 +113,7 @@ def main():
         ho = np.array(sp.encode(f.read()), dtype=np.int64)
     starts = np.linspace(0, len(ho) - 513, 24).astype(np.int64)
     ho_x = torch.tensor(np.stack([ho[s:s + 512] for s in starts]))
-    ho_x[:, 0] = 1  # BOS
+    ho_x[:, 0] = BOS
     held_sents = heldout_sentences()
 
     ckpt = os.path.join(a.out, "last.pt")
