@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libfmt-dev libcli11-dev nlohmann-json3-dev
+  libsqlite3-dev libpq-dev   # agent memory store backends
+  postgresql-15              # a throwaway server for the PostgreSQL store tests (scripts/with_postgres.sh)
   libgtest-dev libgmock-dev libbenchmark-dev
   clang libclang-rt-14-dev   # libFuzzer + sanitizers
   clang-format               # the style check that opens scripts/test.sh
