@@ -3,6 +3,7 @@
 logged step both have).
 
 Usage: python3 tools/train/compare_logs.py RERUN.csv [--ref tools/train/logs/engram-tiny.csv] [--tol 0.02]
+         [--fields loss,copy_loss_train,copy_loss_eval]   (engram-tiny-chat: --fields loss,chat_loss,lm_loss)
 Exit status 1 when a step differs by more than the tolerance.
 """
 import argparse
@@ -19,16 +20,18 @@ def main():
     ap.add_argument("rerun")
     ap.add_argument("--ref", default=os.path.join(ROOT, "tools", "train", "logs", "engram-tiny.csv"))
     ap.add_argument("--tol", type=float, default=0.02)
+    ap.add_argument("--fields", default=",".join(FIELDS))
     a = ap.parse_args()
+    fields = a.fields.split(",")
     ref = {r["step"]: r for r in csv.DictReader(open(a.ref))}
-    worst, n, bad = {f: 0.0 for f in FIELDS}, 0, []
+    worst, n, bad = {f: 0.0 for f in fields}, 0, []
     for r in csv.DictReader(open(a.rerun)):
         o = ref.get(r["step"])
         if o is None:
             continue
         n += 1
-        for f in FIELDS:
-            if not r[f] or not o[f]:
+        for f in fields:
+            if not r.get(f) or not o.get(f):
                 continue
             d = abs(float(r[f]) - float(o[f])) / abs(float(o[f]))
             worst[f] = max(worst[f], d)
@@ -36,7 +39,7 @@ def main():
                 bad.append((r["step"], f, o[f], r[f]))
     last = max((int(s) for s in ref), default=0)
     print(f"{n} common logged steps; worst relative difference: " +
-          ", ".join(f"{f} {worst[f]:.2e}" for f in FIELDS))
+          ", ".join(f"{f} {worst[f]:.2e}" for f in fields))
     for step, f, o, r in bad[:20]:
         print(f"  step {step} {f}: committed {o}, rerun {r}")
     if n == 0:

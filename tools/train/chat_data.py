@@ -1,0 +1,510 @@
+"""Synthetic chat data for engram-tiny-chat: conversations about a user's personal facts.
+
+Everything is drawn from a numpy Generator the caller seeds (train_chat.py: PCG64(seed, step)),
+so a batch is a pure function of (seed, step). Every list of names, values and wordings is cut in
+two by index: the held-out part (split="heldout") is never produced for training and is what
+chat_eval.py measures on.
+
+Format (ChatML; the GGUF's tokenizer.chat_template renders exactly this):
+  <|im_start|>{role}\n{content}<|im_end|>\n   for every message, then <|im_start|>assistant\n
+Tokens are made as engram and llama.cpp make them from the rendered text: the control tokens are
+split out and every text fragment between them is SentencePiece-encoded on its own (with its
+dummy-prefix space). Only assistant content and its closing <|im_end|> are scored.
+
+The five tasks of issue 19 (plus the pass key in a user message):
+  recall      facts stated in the conversation (some in passing, some corrected), questions later
+  memory      the memory block (MEMORY_HEAD / [i] lines / MEMORY_TAIL) in the system prompt; answer
+              citing [i], or ABSTAIN when no memory holds the answer
+  extract     a numbered conversation -> {"extracted_memories": [{"summary": ..., "reference": [..]}]}
+  addmerge    existing memories + a new one -> Add() or Merge(i, "merged summary")
+  chitchat    small talk
+  passkey     a pass key hidden in Brown text inside a user message
+"""
+import json
+
+import numpy as np
+
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+BOS = 1
+
+SYSTEM_PLAIN = "You are a helpful assistant."
+MEMORY_HEAD = "You are a helpful assistant. Memories about the user:"
+MEMORY_TAIL = "Cite the memory you use as [i]. If none applies, say you don't know."
+ABSTAIN = "I don't know. You haven't told me that."
+EXTRACT_SYSTEM = ("Extract memories about the user from the conversation. Answer with JSON: "
+                  "{\"extracted_memories\": [{\"summary\": ..., \"reference\": [turn ids]}]}.")
+MERGE_SYSTEM = ("Decide how to store the new memory. Answer Add() if it is a new fact, or "
+                "Merge(i, \"summary\") to combine it with existing memory [i].")
+
+
+def split(items, heldout):
+    """every 4th item (index 3, 7, ...) is held out"""
+    return [x for i, x in enumerate(items) if (i % 4 == 3) == heldout]
+
+
+def wsplit(items, heldout):
+    """wordings: the last one is held out"""
+    return items[-1:] if heldout else items[:-1]
+
+
+NAMES = ["Alice", "Bob", "Carol", "David", "Emma", "Frank", "Grace", "Henry", "Irene", "Jack", "Kate", "Louis",
+         "Mary", "Nora", "Oscar", "Paul", "Ruth", "Sam", "Tom", "Vera", "Anna", "Ben", "Clara", "Daniel",
+         "Ella", "Felix", "Hannah", "Ivan", "Julia", "Kevin", "Laura", "Martin", "Nina", "Owen", "Peter",
+         "Rachel", "Simon", "Tina", "Victor", "Wendy", "Adam", "Beth", "Chris", "Diana", "Eric", "Fiona",
+         "George", "Helen", "Isaac", "Jane", "Karl", "Lucy", "Mike", "Nancy", "Oliver", "Pam", "Rose", "Steve",
+         "Tara", "Walter", "Amy", "Brian", "Cindy", "Dennis", "Eva", "Fred", "Gina", "Harry", "Ida", "Joe",
+         "Kim", "Leo", "Maria", "Ned", "Olga", "Philip", "Rita", "Sarah", "Ted", "Ursula"]
+PET_NAMES = ["Rex", "Max", "Luna", "Bella", "Charlie", "Milo", "Coco", "Daisy", "Buddy", "Rocky", "Pepper",
+             "Biscuit", "Ziggy", "Mango", "Shadow", "Whiskers", "Noodle", "Pickles", "Toby", "Ginger", "Oreo",
+             "Peanut", "Sunny", "Smokey", "Bandit", "Cookie", "Honey", "Jasper", "Lucky", "Muffin", "Pixel",
+             "Rusty"]
+JOBS = ["nurse", "teacher", "software engineer", "carpenter", "lawyer", "chef", "pilot", "accountant", "dentist",
+        "electrician", "librarian", "firefighter", "architect", "plumber", "pharmacist", "journalist", "farmer",
+        "baker", "mechanic", "photographer", "doctor", "painter", "waiter", "translator"]
+COMPANIES = ["Northwind Bank", "Blue Harbor Foods", "Acme Tools", "Summit Health", "Redwood Press",
+             "Silver Lake Motors", "Green Valley Farms", "Orion Software", "Maple Street Bakery", "Atlas Shipping",
+             "City Hospital", "Bright Star Media", "Pine Hill School", "Golden Gate Insurance", "River Rock Hotel",
+             "Iron Bridge Steel", "Sunrise Airlines", "Cedar Grove Library", "Harbor Light Energy",
+             "Crystal Water Company", "Eagle Eye Security", "Lakeside Clinic", "Falcon Games", "Oak Tree Bank"]
+CITIES = ["Boston", "Denver", "Chicago", "Seattle", "Austin", "Portland", "Dallas", "Miami", "Atlanta", "Phoenix",
+          "Detroit", "Toronto", "London", "Paris", "Berlin", "Madrid", "Rome", "Dublin", "Oslo", "Vienna", "Prague",
+          "Lisbon", "Sydney", "Tokyo", "Houston", "Nashville", "Memphis", "Omaha", "Tampa", "Geneva", "Milan",
+          "Munich"]
+HOBBIES = ["chess", "hiking", "painting", "knitting", "tennis", "swimming", "gardening", "fishing", "cooking",
+           "photography", "cycling", "pottery", "running", "birdwatching", "surfing", "dancing", "climbing",
+           "baking", "sailing", "yoga", "golf", "singing", "skiing", "reading"]
+FOODS = ["pizza", "sushi", "pasta", "tacos", "curry", "pancakes", "ramen", "lasagna", "dumplings", "burritos",
+         "falafel", "paella", "risotto", "steak", "soup", "burgers", "noodles", "waffles", "salmon", "chili",
+         "omelets", "pie", "kebabs", "chowder"]
+DISLIKES = ["mushrooms", "olives", "onions", "cilantro", "broccoli", "tomatoes", "eggplant", "celery", "beets",
+            "spinach", "anchovies", "liver", "peppers", "cabbage", "tofu", "radishes", "garlic", "pickles",
+            "carrots", "peas", "oysters", "lentils", "cucumbers", "raisins"]
+ALLERGIES = ["peanuts", "shellfish", "penicillin", "cats", "pollen", "eggs", "milk", "bees", "latex", "gluten",
+             "dust", "soy", "strawberries", "walnuts", "sesame", "wheat"]
+CONDITIONS = ["asthma", "diabetes", "migraines", "high blood pressure", "a bad knee", "back pain", "insomnia",
+              "arthritis", "eczema", "anemia", "a heart murmur", "a weak ankle"]
+COLORS = ["red", "blue", "green", "black", "white", "silver", "gray", "yellow"]
+MAKES = ["Toyota", "Honda", "Ford", "Volvo", "Subaru", "Mazda", "Nissan", "Kia", "Fiat", "Jeep"]
+CARS = [f"{c} {m}" for c in COLORS for m in MAKES]  # index % 4 == 3 held out: a mix of both parts
+MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+          "November", "December"]
+DATES = [f"{m} {d}" for m in MONTHS for d in (3, 5, 8, 11, 14, 17, 19, 22, 25, 28)]
+
+RELATIONS = ["sister", "brother", "mother", "father", "wife", "husband", "son", "daughter", "cousin",
+             "best friend", "boss", "neighbor"]
+PET_KINDS = ["dog", "cat", "parrot", "rabbit", "hamster", "horse", "turtle", "goldfish"]
+EVENTS = ["dentist appointment", "job interview", "flight", "doctor's appointment", "birthday party", "concert",
+          "exam", "haircut", "meeting with the bank", "piano recital"]
+
+
+def art(w):
+    return ("an " if w[0] in "aeiou" else "a ") + w
+
+
+# Each category: slots (a word that tells two facts of the category apart, or [""]), values, statement
+# wordings (the last held out), question wordings (the last held out), the answer and the summary.
+# {s} slot, {v} value, {a} value with its article.
+CATS = {
+    "family": dict(
+        slots=RELATIONS, values=NAMES,
+        state=["My {s} is called {v}.", "My {s}'s name is {v}.", "I had lunch with my {s} {v} today.",
+               "{v} is my {s}.", "I just got off the phone with my {s}, {v}.", "My {s} {v} is visiting this week."],
+        ask=["What is my {s}'s name?", "What's my {s} called?", "Do you remember my {s}'s name?",
+             "Who is my {s}?"],
+        answer="Your {s} is named {v}.", summary="User's {s} is named {v}.", multi=None),
+    "pet": dict(
+        slots=PET_KINDS, values=PET_NAMES,
+        state=["I have a {s} named {v}.", "My {s} is called {v}.", "My {s} {v} woke me up early today.",
+               "We adopted a {s} and named it {v}.", "Our {s}, {v}, is getting old."],
+        ask=["What is my {s}'s name?", "What did I name my {s}?", "What's my {s} called?"],
+        answer="Your {s} is named {v}.", summary="User has a {s} named {v}.", multi=None),
+    "job": dict(
+        slots=[""], values=JOBS,
+        state=["I work as {a}.", "I'm {a}.", "I have been {a} for ten years.", "My job? I am {a}.",
+               "Being {a} is tiring some days."],
+        ask=["What do I do for a living?", "What is my job?", "What's my profession?"],
+        answer="You work as {a}.", summary="User works as {a}.", multi=None),
+    "employer": dict(
+        slots=[""], values=COMPANIES,
+        state=["I work at {v}.", "My employer is {v}.", "I got a job at {v}.", "I have worked for {v} since May.",
+               "Things are busy at {v}, where I work."],
+        ask=["Where do I work?", "Which company do I work for?", "Who is my employer?"],
+        answer="You work at {v}.", summary="User works at {v}.", multi=None),
+    "hometown": dict(
+        slots=[""], values=CITIES,
+        state=["I grew up in {v}.", "My home town is {v}.", "I was born and raised in {v}.",
+               "Back in {v}, where I grew up, it snowed a lot.", "I spent my childhood in {v}."],
+        ask=["Where did I grow up?", "What is my home town?", "Where was I raised?"],
+        answer="You grew up in {v}.", summary="User grew up in {v}.", multi=None),
+    "city": dict(
+        slots=[""], values=CITIES,
+        state=["I live in {v}.", "These days I live in {v}.", "I moved to {v} last year.",
+               "My apartment in {v} is small.", "I'm based in {v} now."],
+        ask=["Where do I live?", "Which city do I live in?", "What city am I living in now?"],
+        answer="You live in {v}.", summary="User lives in {v}.", multi=None),
+    "hobby": dict(
+        slots=[""], values=HOBBIES,
+        state=["My hobby is {v}.", "In my free time I enjoy {v}.", "I love {v}.",
+               "I spent the weekend {v} again, my favorite hobby.", "I'm really into {v} lately."],
+        ask=["What is my hobby?", "What do I like to do in my free time?", "What hobby do I have?"],
+        answer="Your hobby is {v}.", summary="User's hobby is {v}.", multi="User's hobbies are {v} and {w}."),
+    "food": dict(
+        slots=[""], values=FOODS,
+        state=["My favorite food is {v}.", "I could eat {v} every day.", "Nothing beats {v}, my favorite.",
+               "I love {v} more than any other food.", "For me the best food is {v}."],
+        ask=["What is my favorite food?", "What food do I like best?", "Which food is my favorite?"],
+        answer="Your favorite food is {v}.", summary="User's favorite food is {v}.", multi=None),
+    "dislike": dict(
+        slots=[""], values=DISLIKES,
+        state=["I can't stand {v}.", "I really dislike {v}.", "Please, no {v} for me, I hate them.",
+               "I never eat {v}.", "I find {v} disgusting."],
+        ask=["What food do I dislike?", "Which food do I hate?", "What do I refuse to eat?"],
+        answer="You dislike {v}.", summary="User dislikes {v}.", multi="User dislikes {v} and {w}."),
+    "plan": dict(
+        slots=EVENTS, values=DATES,
+        state=["I have a {s} on {v}.", "My {s} is on {v}.", "Remind me that my {s} is on {v}.",
+               "I'm nervous about my {s} on {v}.", "On {v} I have my {s}."],
+        ask=["When is my {s}?", "What is the date of my {s}?", "On what day is my {s}?"],
+        answer="Your {s} is on {v}.", summary="User has a {s} on {v}.", multi=None),
+    "car": dict(
+        slots=[""], values=CARS,
+        state=["I drive a {v}.", "My car is a {v}.", "I just bought a {v}.", "My old {v} broke down again.",
+               "I parked my {v} outside."],
+        ask=["What car do I drive?", "What kind of car do I have?", "Which car is mine?"],
+        answer="You drive a {v}.", summary="User drives a {v}.", multi=None),
+    "allergy": dict(
+        slots=[""], values=ALLERGIES,
+        state=["I'm allergic to {v}.", "I have an allergy to {v}.", "My doctor says I am allergic to {v}.",
+               "I have to stay away from {v} because of my allergy.", "Being allergic to {v} is a pain."],
+        ask=["What am I allergic to?", "What is my allergy?", "Do you know what I'm allergic to?"],
+        answer="You are allergic to {v}.", summary="User is allergic to {v}.",
+        multi="User is allergic to {v} and {w}."),
+    "health": dict(
+        slots=[""], values=CONDITIONS,
+        state=["I have {v}.", "I was diagnosed with {v}.", "I've been living with {v} for years.",
+               "My {v} has been bad this week.", "I suffer from {v}."],
+        ask=["What health condition do I have?", "What was I diagnosed with?", "What health problem do I have?"],
+        answer="You have {v}.", summary="User has {v}.", multi=None),
+}
+CORRECTIONS = ["Actually, {t}", "Wait, I was wrong. {t}", "Correction: {t}", "Sorry, I misspoke. {t}",
+               "Let me fix that: {t}"]
+ACKS = ["Got it.", "Thanks for telling me.", "Good to know!", "I'll remember that.", "Noted.",
+        "That's nice.", "Okay, thanks."]
+CHITCHAT = [
+    ("Hello!", "Hello! How can I help you today?"),
+    ("Hi there.", "Hi! What can I do for you?"),
+    ("How are you today?", "I'm doing well, thanks for asking. How are you?"),
+    ("Thanks for your help.", "You're welcome!"),
+    ("Good morning!", "Good morning! I hope you slept well."),
+    ("The weather is nice today.", "That sounds lovely. Enjoy the sunshine."),
+    ("I'm a bit tired.", "I'm sorry to hear that. Maybe a short break would help."),
+    ("Can you help me plan my week?", "Of course. What do you have coming up?"),
+    ("Tell me something nice.", "You are doing better than you think."),
+    ("What can you do?", "I can chat with you and remember what you tell me."),
+    ("Who are you?", "I am a small assistant. I remember what you tell me."),
+    ("I had a long day at work.", "That sounds exhausting. I hope you can rest tonight."),
+    ("Goodbye!", "Goodbye! Talk to you soon."),
+    ("Do you like music?", "I don't listen to music, but I like hearing what you enjoy."),
+    ("It is raining again.", "Rainy days are good for staying in with a cup of tea."),
+    ("I finished my book.", "Well done! Did you like the ending?"),
+    ("Any advice for a busy day?", "Make a short list and start with the hardest task."),
+    ("I'm bored.", "Maybe try a walk or call a friend."),
+    ("Good night.", "Good night! Sleep well."),
+    ("What day is it?", "I don't have a calendar, but you can tell me your plans."),
+]
+PK_INTROS = ["There is an important info hidden inside a lot of irrelevant text. Find it and memorize them. "
+             "I will quiz you about the important information there.",
+             "Read the following text carefully. Somewhere in it there is a pass key that you must remember.",
+             "Below is a long passage. One sentence in it holds a key. Remember the key.",
+             "Pay attention to the important detail in the text below."]
+PK_NEEDLES = ["The pass key is {k}. Remember it. {k} is the pass key.", "The pass key is {k}.",
+              "Remember this pass key: {k}.", "Important: the pass key is {k}. {k} is the pass key.",
+              "My pass key is {k}, remember it."]
+PK_QUESTIONS = ["What is the pass key?", "What is the pass key mentioned in the text?",
+                "Tell me the pass key.", "Which pass key did the text hold?"]
+PK_ANSWER = "The pass key is {k}."
+
+
+class Fact:
+    def __init__(self, cat, slot, value, rng, split_name):
+        self.cat, self.slot, self.value = cat, slot, value
+        self.c = CATS[cat]
+        self.held = split_name == "heldout"
+        self.rng = rng
+
+    def fill(self, t, v=None, w=None):
+        v = self.value if v is None else v
+        out = t.replace("{s}", self.slot).replace("{a}", art(v)).replace("{v}", v)
+        return out.replace("{w}", w) if w is not None else out
+
+    def statement(self, v=None):
+        return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
+
+    def question(self):
+        return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.held))))
+
+    def answer(self):
+        return cap(self.fill(self.c["answer"]))
+
+    def summary(self):
+        return self.fill(self.c["summary"])
+
+    def key(self):
+        return (self.cat, self.slot)
+
+
+def cap(s):
+    return s[0].upper() + s[1:]
+
+
+def low(s):
+    return s if s.startswith("I ") or s.startswith("I'") else s[0].lower() + s[1:]
+
+
+class ChatGen:
+    def __init__(self, sp, sentences, split_name="train"):
+        """sp: SentencePiece processor of engram-tiny; sentences: Brown sentences of the same split"""
+        self.sp = sp
+        self.sent = sentences
+        self.split = split_name
+        self.held = split_name == "heldout"
+        self.vocab = sp.get_piece_size()
+        self.im_start, self.im_end = self.vocab, self.vocab + 1
+        self.vals = {c: split(d["values"], self.held) for c, d in CATS.items()}
+
+    # -- facts ----------------------------------------------------------------
+    def facts(self, rng, n, cats=None):
+        """n facts of distinct (category, slot) keys"""
+        out, keys = [], set()
+        names = list(CATS) if cats is None else cats
+        while len(out) < n:
+            cat = str(rng.choice(names))
+            slot = str(rng.choice(CATS[cat]["slots"]))
+            if (cat, slot) in keys:
+                continue
+            keys.add((cat, slot))
+            out.append(self.fact(rng, cat, slot))
+        return out
+
+    def fact(self, rng, cat, slot, avoid=()):
+        vals = [v for v in self.vals[cat] if v not in avoid]
+        return Fact(cat, slot, str(rng.choice(vals)), rng, self.split)
+
+    def other_value(self, rng, f):
+        return str(rng.choice([v for v in self.vals[f.cat] if v != f.value]))
+
+    def chit(self, rng):
+        u, a = CHITCHAT[int(rng.choice(split(list(range(len(CHITCHAT))), self.held)))]
+        return [("user", u), ("assistant", a)]
+
+    # -- tasks: each returns a list of (role, content) messages ---------------
+    def recall(self, rng, n_facts=None, n_questions=None):
+        """facts stated (some corrected), chit-chat between, questions at the end.
+        Returns messages and the (fact, answered-by-value) list of the questions asked."""
+        n = int(rng.integers(1, 5)) if n_facts is None else n_facts
+        facts = self.facts(rng, n)
+        msgs = [("system", SYSTEM_PLAIN)] if rng.random() < 0.5 else []
+        i = 0
+        while i < len(facts):
+            if rng.random() < 0.25:
+                msgs += list(self.chit(rng))
+            f = facts[i]
+            if i + 1 < len(facts) and rng.random() < 0.25:  # two facts in one message
+                g = facts[i + 1]
+                msgs += [("user", f.statement() + " " + g.statement()), ("assistant", str(rng.choice(ACKS)))]
+                i += 2
+                continue
+            ack = str(rng.choice(ACKS)) if rng.random() < 0.6 else "Got it: " + low(f.answer())
+            if rng.random() < 0.15:  # stated wrongly first, then corrected
+                wrong = self.other_value(rng, f)
+                msgs += [("user", f.statement(wrong)), ("assistant", str(rng.choice(ACKS)))]
+                corr = str(rng.choice(wsplit(CORRECTIONS, self.held)))
+                msgs += [("user", corr.replace("{t}", low(f.statement()))), ("assistant", ack)]
+            else:
+                msgs += [("user", f.statement()), ("assistant", ack)]
+            i += 1
+        if rng.random() < 0.3:
+            msgs += list(self.chit(rng))
+        nq = int(rng.integers(1, min(3, len(facts)) + 1)) if n_questions is None else n_questions
+        asked = []
+        for f in [facts[int(j)] for j in rng.permutation(len(facts))[:nq]]:
+            msgs += [("user", f.question()), ("assistant", f.answer())]
+            asked.append(f)
+        if n_questions is None and rng.random() < 0.1:  # a question about something never said
+            keys = {f.key() for f in facts}
+            g = self.facts(rng, 1)[0]
+            if g.key() not in keys:
+                msgs += [("user", g.question()), ("assistant", ABSTAIN)]
+        return msgs, asked
+
+    def memory_block(self, sums):
+        return "\n".join([MEMORY_HEAD] + [f"[{i + 1}] {s}" for i, s in enumerate(sums)] + [MEMORY_TAIL])
+
+    def memory(self, rng, n_mem=None, holds=None):
+        """-> messages, the fact asked about, index (1-based) of the memory that holds it or 0"""
+        n = int(rng.integers(1, 7)) if n_mem is None else n_mem
+        holds = (rng.random() < 0.8) if holds is None else holds
+        facts = self.facts(rng, n + 1)
+        target, others = facts[0], facts[1:]
+        if holds:
+            pos = int(rng.integers(0, n))
+            mems = others[:pos] + [target] + others[pos + 1:]
+        else:
+            mems = others
+            # a near miss (same category, another slot) is the hard case of abstention
+            if target.c["slots"] != [""] and rng.random() < 0.5:
+                slot = str(rng.choice([s for s in target.c["slots"] if s != target.slot]))
+                if (target.cat, slot) not in {m.key() for m in others}:
+                    mems = others[:-1] + [self.fact(rng, target.cat, slot)]
+                    mems = [mems[int(j)] for j in rng.permutation(len(mems))]
+            pos = -1
+        msgs = [("system", self.memory_block([m.summary() for m in mems]))]
+        if rng.random() < 0.2:
+            msgs += list(self.chit(rng))
+        ans = target.answer()[:-1] + f" [{pos + 1}]." if holds else ABSTAIN
+        msgs += [("user", target.question()), ("assistant", ans)]
+        return msgs, target, pos + 1
+
+    def extraction_conv(self, rng, n_facts=None):
+        """a finished conversation, its numbered rendering and the expected memories"""
+        n = int(rng.integers(1, 5)) if n_facts is None else n_facts
+        facts = self.facts(rng, n)
+        turns, refs = [], {}
+        for f in facts:
+            if rng.random() < 0.3:
+                turns += list(self.chit(rng))
+            if rng.random() < 0.12:
+                wrong = self.other_value(rng, f)
+                turns += [("user", f.statement(wrong)), ("assistant", str(rng.choice(ACKS)))]
+                first = len(turns) - 2
+                corr = str(rng.choice(wsplit(CORRECTIONS, self.held)))
+                turns += [("user", corr.replace("{t}", low(f.statement()))), ("assistant", str(rng.choice(ACKS)))]
+                refs[f.key()] = [first, len(turns) - 2]
+            else:
+                turns += [("user", f.statement()), ("assistant", str(rng.choice(ACKS)))]
+                refs[f.key()] = [len(turns) - 2]
+        if rng.random() < 0.3:
+            turns += list(self.chit(rng))
+        text = "\n".join(f"[{i}] {'User' if r == 'user' else 'Assistant'}: {c}" for i, (r, c) in enumerate(turns))
+        mems = [{"summary": f.summary(), "reference": refs[f.key()]} for f in facts]
+        return text, facts, mems
+
+    def extract(self, rng, n_facts=None):
+        if rng.random() < 0.05 and n_facts is None:  # nothing personal said
+            turns = [x for _ in range(int(rng.integers(1, 3))) for x in self.chit(rng)]
+            text = "\n".join(f"[{i}] {'User' if r == 'user' else 'Assistant'}: {c}" for i, (r, c) in enumerate(turns))
+            facts, mems = [], []
+        else:
+            text, facts, mems = self.extraction_conv(rng, n_facts)
+        out = json.dumps({"extracted_memories": mems})
+        return [("system", EXTRACT_SYSTEM), ("user", text), ("assistant", out)], facts, mems
+
+    def addmerge(self, rng, n_mem=None, merge=None):
+        """-> messages, expected reply"""
+        n = int(rng.integers(1, 6)) if n_mem is None else n_mem
+        merge = (rng.random() < 0.5) if merge is None else merge
+        facts = self.facts(rng, n + 1)
+        new, mems = facts[0], facts[1:]
+        if merge:
+            pos = int(rng.integers(0, n))
+            old = Fact(new.cat, new.slot, self.other_value(rng, new), rng, self.split)
+            mems = mems[:pos] + [old] + mems[pos + 1:]
+            merged = new.fill(new.c["multi"], old.value, new.value) if new.c["multi"] else new.summary()
+            reply = f"Merge({pos + 1}, \"{merged}\")"
+        else:
+            reply = "Add()"
+        user = "\n".join(["Existing memories:"] + [f"[{i + 1}] {m.summary()}" for i, m in enumerate(mems)]
+                         + [f"New memory: {new.summary()}"])
+        return [("system", MERGE_SYSTEM), ("user", user), ("assistant", reply)], reply
+
+    def chitchat(self, rng):
+        msgs = [("system", SYSTEM_PLAIN)] if rng.random() < 0.5 else []
+        for _ in range(int(rng.integers(1, 4))):
+            msgs += list(self.chit(rng))
+        return msgs
+
+    def passkey(self, rng, n_tokens=None, key=None, depth=None):
+        """a pass key hidden in about n_tokens tokens of Brown text inside a user message"""
+        n_tokens = int(rng.integers(60, 420)) if n_tokens is None else n_tokens
+        key = str(rng.integers(10000, 100000)) if key is None or key == "" else key
+        if rng.random() < 0.3 and depth is None:
+            key = "".join(str(d) for d in rng.integers(0, 10, int(rng.integers(3, 9))))
+        depth = rng.random() if depth is None else depth
+        intro = str(rng.choice(wsplit(PK_INTROS, self.held)))
+        needle = str(rng.choice(wsplit(PK_NEEDLES, self.held))).replace("{k}", key)
+        question = str(rng.choice(wsplit(PK_QUESTIONS, self.held)))
+        i = int(rng.integers(0, len(self.sent)))
+        fill, n = [], 0
+        while n < n_tokens:
+            s = self.sent[i % len(self.sent)]
+            fill.append(s)
+            n += len(self.sp.encode(s))
+            i += 1
+        if n > n_tokens and len(fill) > 1:
+            fill = fill[:-1]
+        pos = int(round(depth * len(fill)))
+        user = " ".join([intro] + fill[:pos] + [needle] + fill[pos:] + [question])
+        return [("user", user), ("assistant", PK_ANSWER.replace("{k}", key))], key
+
+    # -- rendering --------------------------------------------------------------
+    def encode_messages(self, msgs, add_generation_prompt=False):
+        """-> token ids (BOS first), score mask (True where the token is an assistant target)"""
+        ids, mask = [BOS], [False]
+        for role, content in msgs:
+            ids.append(self.im_start)
+            mask.append(False)
+            head = self.sp.encode(role + "\n")
+            body = self.sp.encode(role + "\n" + content)
+            assert body[:len(head)] == head, (role, content)
+            ids += body
+            mask += [False] * len(head) + [role == "assistant"] * (len(body) - len(head))
+            ids.append(self.im_end)
+            mask.append(role == "assistant")
+            nl = self.sp.encode("\n")
+            ids += nl
+            mask += [False] * len(nl)
+        if add_generation_prompt:
+            ids.append(self.im_start)
+            mask.append(False)
+            h = self.sp.encode("assistant\n")
+            ids += h
+            mask += [False] * len(h)
+        return ids, mask
+
+    def prompt_ids(self, msgs):
+        """the prompt for generating the last assistant message of msgs"""
+        assert msgs[-1][0] == "assistant"
+        return self.encode_messages(msgs[:-1], add_generation_prompt=True)[0]
+
+    TASKS = {"recall": 0.28, "memory": 0.24, "extract": 0.14, "addmerge": 0.12, "chitchat": 0.06, "passkey": 0.16}
+
+    def sample(self, rng, kind=None):
+        if kind is None:
+            ks = list(self.TASKS)
+            p = np.array([self.TASKS[k] for k in ks])
+            kind = ks[int(rng.choice(len(ks), p=p / p.sum()))]
+        if kind == "recall":
+            return self.recall(rng)[0]
+        if kind == "memory":
+            return self.memory(rng)[0]
+        if kind == "extract":
+            return self.extract(rng)[0]
+        if kind == "addmerge":
+            return self.addmerge(rng)[0]
+        if kind == "chitchat":
+            return self.chitchat(rng)
+        return self.passkey(rng)[0]
+
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+
+def render(msgs, add_generation_prompt=False):
+    """the text CHAT_TEMPLATE renders (without BOS, which the engine adds)"""
+    t = "".join(f"{IM_START}{r}\n{c}{IM_END}\n" for r, c in msgs)
+    return t + (f"{IM_START}assistant\n" if add_generation_prompt else "")

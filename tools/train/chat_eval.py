@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Evaluate engram-tiny-chat on issue 19's acceptance tasks: held-out names, values and wordings
+(chat_data.py's held-out split) and held-out Brown text; greedy decoding; fixed seeds.
+
+  recall     (acceptance 1) facts stated earlier in the conversation, one question at the end;
+             right when the reply names the fact's (last, corrected) value
+  memory     (acceptance 2) 5 memories in the system prompt; when one holds the answer: the reply
+             names the value / cites the right [i]; when none does: it abstains ("don't know")
+  extract    (acceptance 3) JSON of the memories of a numbered conversation; recall = stated facts
+             whose value some summary names; precision = summaries that are true to the
+             conversation (name a stated fact's current value and, for facts with a slot such as
+             "sister", that slot); decoded WITHOUT a grammar (the JSON-schema engine is not merged yet)
+  addmerge   (acceptance 4) Add() or Merge(i, ...): the decision and the index
+  passkey    (acceptance 6) a 5-digit key in 400 tokens of held-out Brown inside a user message
+
+Usage:
+  /usr/bin/python3 tools/train/chat_eval.py [--model models/engram-tiny-chat.gguf | --ckpt CKPT]
+        [--scale 1.0] [--out tools/train/logs/engram-tiny-chat-eval.json] [--tasks recall,memory,...]
+"""
+import argparse
+import json
+import math
+import os
+import re
+import sys
+import time
+
+import numpy as np
+import sentencepiece as spm
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, HERE)
+from chat_data import CATS, ChatGen  # noqa: E402
+from model import Config, Model, apply_rope, rope_tables  # noqa: E402
+from tasks import split_sentences  # noqa: E402
+
+
+def load_model(a):
+    if a.ckpt:
+        ck = torch.load(a.ckpt, map_location="cpu")
+        model = Model(Config(**ck["cfg"]))
+        model.load_state_dict(ck["model"])
+    else:
+        from finetune_text import model_from_gguf
+        model, _ = model_from_gguf(a.model)
+    model.eval()
+    return model
+
+
+class Generator:
+    """greedy decoding with a key/value cache over model.Model's weights"""
+
+    def __init__(self, model, im_end, max_ctx=1024):
+        self.m = model
+        self.cfg = model.cfg
+        self.im_end = im_end
+        self.cos, self.sin = rope_tables(self.cfg, max_ctx)
+
+    @torch.no_grad()
+    def step(self, ids, cache, pos):
+        cfg, m = self.cfg, self.m
+        hd = cfg.dim // cfg.n_head
+        T = len(ids)
+        x = m.tok(torch.tensor([ids]))
+        cos, sin = self.cos[pos:pos + T], self.sin[pos:pos + T]
+        for i, b in enumerate(m.blocks):
+            h = b.attn_norm(x)
+            q = apply_rope(b.wq(h).view(1, T, cfg.n_head, hd).transpose(1, 2), cos, sin)
+            k = apply_rope(b.wk(h).view(1, T, cfg.n_head_kv, hd).transpose(1, 2), cos, sin)
+            v = b.wv(h).view(1, T, cfg.n_head_kv, hd).transpose(1, 2)
+            if i in cache:
+                k = torch.cat([cache[i][0], k], 2)
+                v = torch.cat([cache[i][1], v], 2)
+            cache[i] = (k, v)
+            rep = cfg.n_head // cfg.n_head_kv
+            kk, vv = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+            att = (q @ kk.transpose(-1, -2)) / math.sqrt(hd)
+            S = kk.size(2)
+            mask = torch.ones(T, S, dtype=torch.bool).triu(S - T + 1)
+            att = att.masked_fill(mask, float("-inf")).softmax(-1)
+            o = (att @ vv).transpose(1, 2).reshape(1, T, cfg.dim)
+            x = x + b.wo(o)
+            h = b.ffn_norm(x)
+            x = x + b.w_down(F.silu(b.w_gate(h)) * b.w_up(h))
+        return m.out(m.norm(x))[0, -1]
+
+    def greedy(self, prompt, max_new=48):
+        cache = {}
+        logits = self.step(prompt, cache, 0)
+        out, pos = [], len(prompt)
+        for _ in range(max_new):
+            t = int(logits.argmax())
+            out.append(t)
+            if t == self.im_end or pos + 1 >= self.cos.size(0):
+                break
+            logits = self.step([t], cache, pos)
+            pos += 1
+        return out
+
+
+def decode(sp, ids, im_end):
+    return sp.decode([i for i in ids if i < sp.get_piece_size()])
+
+
+def mentions(text, value):
+    return value.lower() in text.lower()
+
+
+def eval_recall(g, chat, sp, n, rng):
+    ok = exact = 0
+    for i in range(n):
+        msgs, asked = chat.recall(rng, n_facts=int(rng.integers(1, 5)), n_questions=1)
+        reply = decode(sp, g.greedy(chat.prompt_ids(msgs)), chat.im_end)
+        ok += mentions(reply, asked[0].value)
+        exact += reply.strip() == msgs[-1][1]
+    return dict(n=n, value_named=ok / n, exact_reply=exact / n)
+
+
+def eval_memory(g, chat, sp, n, rng):
+    r = dict(n_holds=n, answer_right=0, cite_right=0, both_right=0, n_none=n // 2, abstained=0,
+             false_abstain=0)
+    for i in range(n):
+        msgs, target, idx = chat.memory(rng, n_mem=5, holds=True)
+        reply = decode(sp, g.greedy(chat.prompt_ids(msgs)), chat.im_end)
+        cites = re.findall(r"\[(\d+)\]", reply)
+        a, c = mentions(reply, target.value), bool(cites) and cites[0] == str(idx)
+        r["answer_right"] += a
+        r["cite_right"] += c
+        r["both_right"] += a and c
+        r["false_abstain"] += "don't know" in reply.lower()
+    for i in range(n // 2):
+        msgs, target, idx = chat.memory(rng, n_mem=5, holds=False)
+        reply = decode(sp, g.greedy(chat.prompt_ids(msgs)), chat.im_end)
+        r["abstained"] += "don't know" in reply.lower()
+    for k in ("answer_right", "cite_right", "both_right", "false_abstain"):
+        r[k] /= n
+    r["abstained"] /= n // 2
+    return r
+
+
+def summary_true(s, facts):
+    s = s.lower()
+    for f in facts:
+        if f.value.lower() in s and (f.slot == "" or f.slot.lower() in s):
+            return True
+    return False
+
+
+def eval_extract(g, chat, sp, n, rng):
+    stated = found = n_sum = true_sum = valid = exact_sum = 0
+    for i in range(n):
+        while True:
+            msgs, facts, mems = chat.extract(rng, n_facts=int(rng.integers(1, 5)))
+            ids = chat.encode_messages(msgs)[0]
+            if len(ids) <= 512:
+                break
+        reply = decode(sp, g.greedy(chat.prompt_ids(msgs), max_new=300), chat.im_end)
+        try:
+            got = json.loads(reply)["extracted_memories"]
+            sums = [str(m["summary"]) for m in got]
+            valid += 1
+        except (ValueError, KeyError, TypeError):
+            sums = re.findall(r'"summary": "([^"]*)"', reply)
+        stated += len(facts)
+        found += sum(any(mentions(s, f.value) for s in sums) for f in facts)
+        n_sum += len(sums)
+        true_sum += sum(summary_true(s, facts) for s in sums)
+        exact_sum += sum(s in {m["summary"] for m in mems} for s in sums)
+    return dict(n=n, facts_stated=stated, fact_recall=found / max(1, stated), summaries=n_sum,
+                summary_precision=true_sum / max(1, n_sum), summary_exact=exact_sum / max(1, n_sum),
+                valid_json=valid / n, constrained=False)
+
+
+def eval_addmerge(g, chat, sp, n, rng):
+    right = exact = 0
+    for i in range(n):
+        msgs, want = chat.addmerge(rng, n_mem=int(rng.integers(1, 6)), merge=i % 2 == 0)
+        reply = decode(sp, g.greedy(chat.prompt_ids(msgs), max_new=40), chat.im_end).strip()
+        head = lambda s: s if s.startswith("Add()") else s.split(",")[0]  # noqa: E731
+        right += head(reply) == head(want)
+        exact += reply == want
+    return dict(n=n, decision_right=right / n, exact_reply=exact / n)
+
+
+def eval_passkey(g, chat, sp, n, rng, n_tokens=400):
+    ok = 0
+    lens = []
+    for i in range(n):
+        key = str(rng.integers(10000, 100000))
+        msgs, key = chat.passkey(rng, n_tokens=n_tokens, key=key, depth=i / max(1, n - 1))
+        p = chat.prompt_ids(msgs)
+        lens.append(len(p))
+        reply = decode(sp, g.greedy(p, max_new=16), chat.im_end)
+        ok += key in reply
+    return dict(n=n, filler_tokens=n_tokens, mean_prompt_tokens=float(np.mean(lens)), key_right=ok / n)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default=os.path.join(ROOT, "models", "engram-tiny-chat.gguf"))
+    ap.add_argument("--ckpt", default=None)
+    ap.add_argument("--tokenizer", default=os.path.join(ROOT, "models", "engram-tiny.tokenizer.model"))
+    ap.add_argument("--data", default=os.path.join(ROOT, "build-chatmodel", "data"))
+    ap.add_argument("--scale", type=float, default=1.0, help="fraction of the full trial counts")
+    ap.add_argument("--tasks", default="recall,memory,extract,addmerge,passkey")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
+    with open(os.path.join(a.data, "heldout.txt"), encoding="utf-8") as f:
+        sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
+    chat = ChatGen(sp, sents, "heldout")
+    model = load_model(a)
+    g = Generator(model, chat.im_end)
+    full = dict(recall=200, memory=200, extract=100, addmerge=200, passkey=100)
+    fns = dict(recall=eval_recall, memory=eval_memory, extract=eval_extract, addmerge=eval_addmerge,
+               passkey=eval_passkey)
+    res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split="heldout", decoding="greedy")
+    for t in a.tasks.split(","):
+        rng = np.random.Generator(np.random.PCG64([2026, list(full).index(t)]))
+        t0 = time.time()
+        res[t] = fns[t](g, chat, sp, max(2, int(full[t] * a.scale)), rng)
+        res[t]["seconds"] = round(time.time() - t0, 1)
+        print(t, json.dumps(res[t]), flush=True)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(res, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
