@@ -21,6 +21,7 @@ The five tasks of issue 19 (plus the pass key in a user message):
   passkey     a pass key hidden in Brown text inside a user message
 """
 import json
+import re
 
 import numpy as np
 
@@ -90,6 +91,10 @@ MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augus
           "November", "December"]
 DATES = [f"{m} {d}" for m in MONTHS for d in (3, 5, 8, 11, 14, 17, 19, 22, 25, 28)]
 
+SYLLABLES = ["ka", "lo", "mi", "ra", "te", "vo", "ben", "dor", "fi", "gal", "ha", "jo", "kel", "lin", "mar", "no",
+             "pa", "ri", "sa", "tor", "ul", "va", "wen", "ya", "zo", "bri", "cha", "del", "ek", "fen"]
+COMPANY_KINDS = ["Bank", "Foods", "Tools", "Health", "Press", "Motors", "Media", "Labs", "Group", "Company",
+                 "Works", "Studio", "Systems", "Hotel"]
 RELATIONS = ["sister", "brother", "mother", "father", "wife", "husband", "son", "daughter", "cousin",
              "best friend", "boss", "neighbor"]
 PET_KINDS = ["dog", "cat", "parrot", "rabbit", "hamster", "horse", "turtle", "goldfish"]
@@ -216,11 +221,14 @@ PK_INTROS = ["There is an important info hidden inside a lot of irrelevant text.
              "I will quiz you about the important information there.",
              "Read the following text carefully. Somewhere in it there is a pass key that you must remember.",
              "Below is a long passage. One sentence in it holds a key. Remember the key.",
+             "Here is some text with a secret number in it.", "Memorize the key hidden in this passage.",
              "Pay attention to the important detail in the text below."]
 PK_NEEDLES = ["The pass key is {k}. Remember it. {k} is the pass key.", "The pass key is {k}.",
               "Remember this pass key: {k}.", "Important: the pass key is {k}. {k} is the pass key.",
+              "The secret key is {k}.", "Note that the pass key is {k}.", "Pass key: {k}.",
               "My pass key is {k}, remember it."]
-PK_QUESTIONS = ["What is the pass key?", "What is the pass key mentioned in the text?",
+PK_QUESTIONS = ["What is the pass key?", "What is the pass key mentioned in the text?", "What was the key?",
+                "Do you remember the pass key?",
                 "Tell me the pass key.", "Which pass key did the text hold?"]
 PK_ANSWER = "The pass key is {k}."
 
@@ -271,6 +279,15 @@ class ChatGen:
         self.vocab = sp.get_piece_size()
         self.im_start, self.im_end = self.vocab, self.vocab + 1
         self.vals = {c: split(d["values"], self.held) for c, d in CATS.items()}
+        # Open values (training only): a closed list of a few dozen values is memorised instead of
+        # copied (measured: 90% recall of training values, 20% of held-out ones after 700 steps),
+        # so most training facts take a made-up value that can only be copied from the context.
+        held_vals = {v.lower() for d in CATS.values() for v in split(d["values"], True)}
+        words = sorted({w for t in sentences[:20000] for w in re.findall(r"[A-Za-z]+", t)})
+        self.lower = [w for w in words if w.islower() and 4 <= len(w) <= 10 and w not in held_vals]
+        self.upper = [w for w in words if w[0].isupper() and w[1:].islower() and 4 <= len(w) <= 10
+                      and w.lower() not in held_vals]
+        self.held_vals = held_vals
 
     # -- facts ----------------------------------------------------------------
     def facts(self, rng, n, cats=None):
@@ -287,11 +304,36 @@ class ChatGen:
         return out
 
     def fact(self, rng, cat, slot, avoid=()):
-        vals = [v for v in self.vals[cat] if v not in avoid]
-        return Fact(cat, slot, str(rng.choice(vals)), rng, self.split)
+        return Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split)
 
     def other_value(self, rng, f):
-        return str(rng.choice([v for v in self.vals[f.cat] if v != f.value]))
+        return self.value(rng, f.cat, (f.value,))
+
+    def value(self, rng, cat, avoid=()):
+        while True:
+            if self.held or rng.random() < 0.35:
+                v = str(rng.choice(self.vals[cat]))
+            else:
+                v = self.open_value(rng, cat)
+            if v not in avoid and (self.held or v.lower() not in self.held_vals):
+                return v
+
+    def open_value(self, rng, cat):
+        """a made-up value of the category's shape: syllable names, Brown words, dates"""
+        if cat in ("family", "pet", "city", "hometown"):
+            if rng.random() < 0.5:
+                return str(rng.choice(self.upper))
+            n = int(rng.integers(2, 4))
+            return "".join(str(rng.choice(SYLLABLES)) for _ in range(n)).capitalize()
+        if cat == "employer":
+            return f"{rng.choice(self.upper)} {rng.choice(COMPANY_KINDS)}"
+        if cat == "car":
+            make = "".join(str(rng.choice(SYLLABLES)) for _ in range(2)).capitalize()
+            return f"{rng.choice(COLORS)} {make if rng.random() < 0.5 else rng.choice(self.upper)}"
+        if cat == "plan":
+            return f"{rng.choice(MONTHS)} {int(rng.integers(1, 29))}"
+        w = str(rng.choice(self.lower))
+        return w if cat != "health" or rng.random() < 0.5 else "a bad " + w
 
     def chit(self, rng):
         u, a = CHITCHAT[int(rng.choice(split(list(range(len(CHITCHAT))), self.held)))]
@@ -343,7 +385,7 @@ class ChatGen:
     def memory(self, rng, n_mem=None, holds=None):
         """-> messages, the fact asked about, index (1-based) of the memory that holds it or 0"""
         n = int(rng.integers(1, 7)) if n_mem is None else n_mem
-        holds = (rng.random() < 0.8) if holds is None else holds
+        holds = (rng.random() < 0.65) if holds is None else holds
         facts = self.facts(rng, n + 1)
         target, others = facts[0], facts[1:]
         if holds:
@@ -423,8 +465,9 @@ class ChatGen:
             msgs += list(self.chit(rng))
         return msgs
 
-    def passkey(self, rng, n_tokens=None, key=None, depth=None):
-        """a pass key hidden in about n_tokens tokens of Brown text inside a user message"""
+    def passkey(self, rng, n_tokens=None, key=None, depth=None, ib=False):
+        """a pass key hidden in about n_tokens tokens of Brown text inside a user message;
+        ib: engram-tiny's InfiniteBench wording (a training wording) whatever the split"""
         n_tokens = int(rng.integers(60, 420)) if n_tokens is None else n_tokens
         key = str(rng.integers(10000, 100000)) if key is None or key == "" else key
         if rng.random() < 0.3 and depth is None:
@@ -433,6 +476,8 @@ class ChatGen:
         intro = str(rng.choice(wsplit(PK_INTROS, self.held)))
         needle = str(rng.choice(wsplit(PK_NEEDLES, self.held))).replace("{k}", key)
         question = str(rng.choice(wsplit(PK_QUESTIONS, self.held)))
+        if ib:
+            intro, needle, question = PK_INTROS[0], PK_NEEDLES[0].replace("{k}", key), PK_QUESTIONS[0]
         i = int(rng.integers(0, len(self.sent)))
         fill, n = [], 0
         while n < n_tokens:

@@ -186,16 +186,20 @@ def eval_addmerge(g, chat, sp, n, rng):
 
 
 def eval_passkey(g, chat, sp, n, rng, n_tokens=400):
-    ok = 0
-    lens = []
-    for i in range(n):
-        key = str(rng.integers(10000, 100000))
-        msgs, key = chat.passkey(rng, n_tokens=n_tokens, key=key, depth=i / max(1, n - 1))
-        p = chat.prompt_ids(msgs)
-        lens.append(len(p))
-        reply = decode(sp, g.greedy(p, max_new=16), chat.im_end)
-        ok += key in reply
-    return dict(n=n, filler_tokens=n_tokens, mean_prompt_tokens=float(np.mean(lens)), key_right=ok / n)
+    """the InfiniteBench wording (engram-tiny's, also trained here) and the held-out wording"""
+    res = dict(n=n, filler_tokens=n_tokens)
+    for ib in (True, False):
+        ok, lens = 0, []
+        for i in range(n):
+            key = str(rng.integers(10000, 100000))
+            msgs, key = chat.passkey(rng, n_tokens=n_tokens, key=key, depth=i / max(1, n - 1), ib=ib)
+            p = chat.prompt_ids(msgs)
+            lens.append(len(p))
+            reply = decode(sp, g.greedy(p, max_new=16), chat.im_end)
+            ok += key in reply
+        name = "ib_wording" if ib else "heldout_wording"
+        res[name] = dict(key_right=ok / n, mean_prompt_tokens=float(np.mean(lens)))
+    return res
 
 
 def main():
