@@ -191,6 +191,36 @@ CATS = {
         ask=["What health condition do I have?", "What was I diagnosed with?", "What health problem do I have?"],
         answer="You have {v}.", summary="User has {v}.", multi=None),
 }
+# Training-only question wordings and frames, used from --augment-from on (train_chat.py): with two or
+# three wordings a kind, a question in an unseen wording was mapped to the wrong kind (held-out
+# values with training wordings 75%, with the held-out wordings 20%, at step 564).
+EXTRA_ASK = {
+    "family": ["What's the name of my {s}?", "Tell me my {s}'s name.", "How is my {s} called?",
+               "What name does my {s} have?"],
+    "pet": ["What name does my {s} have?", "Tell me my {s}'s name.", "How did I name my {s}?",
+            "What is the name of my {s}?"],
+    "job": ["What work do I do?", "What is my occupation?", "Tell me what my job is.", "What do I work as?"],
+    "employer": ["What company do I work at?", "Where is my job?", "Which firm employs me?", "Tell me where I work."],
+    "hometown": ["Which town did I grow up in?", "Where is my home town?", "Where did I spend my childhood?",
+                 "Where am I from originally?"],
+    "city": ["Where is my home now?", "Which city is home for me?", "In what city do I live?", "Where am I based?"],
+    "hobby": ["How do I spend my free time?", "What do I enjoy doing?", "Tell me my hobby.",
+              "What is my favorite pastime?"],
+    "food": ["What do I love to eat?", "What is the food I like most?", "Tell me my favorite food.",
+             "What dish do I love?"],
+    "dislike": ["Which food can't I stand?", "What food do I not like?", "Tell me what food I hate.",
+                "What food should you never offer me?"],
+    "plan": ["What day is my {s}?", "When do I have my {s}?", "Tell me the date of my {s}.",
+             "Which date is my {s} on?"],
+    "car": ["What do I drive?", "Tell me what car I have.", "What is my car?", "Which car do I own?"],
+    "allergy": ["What allergy do I have?", "What am I allergic to again?", "Tell me my allergy.",
+                "What should I avoid because of my allergy?"],
+    "health": ["What is my health condition?", "What illness do I have?", "Tell me my diagnosis.",
+               "What medical condition do I have?"],
+}
+ASK_FRAMES = ["Quick question: {q}", "Hey, {q}", "Can you remind me? {q}", "I forgot. {q}", "{q} Thanks.",
+              "{q} I can't remember.", "Remind me, {q}", "So, {q}"]
+STATE_FRAMES = ["By the way, {t}", "Oh, and {t}", "Fun fact: {t}", "So, {t}", "{t} Just so you know."]
 CORRECTIONS = ["Actually, {t}", "Wait, I was wrong. {t}", "Correction: {t}", "Sorry, I misspoke. {t}",
                "Let me fix that: {t}"]
 ACKS = ["Got it.", "Thanks for telling me.", "Good to know!", "I'll remember that.", "Noted.",
@@ -239,6 +269,7 @@ class Fact:
         self.c = CATS[cat]
         self.held = split_name == "heldout"
         self.rng = rng
+        self.aug = False  # training-only wordings (ChatGen.augment)
 
     def fill(self, t, v=None, w=None):
         v = self.value if v is None else v
@@ -246,10 +277,19 @@ class Fact:
         return out.replace("{w}", w) if w is not None else out
 
     def statement(self, v=None):
-        return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
+        t = cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
+        if self.aug and self.rng.random() < 0.25:
+            t = str(self.rng.choice(STATE_FRAMES)).replace("{t}", low(t))
+        return t
 
     def question(self):
-        return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.held))))
+        if not self.aug:
+            return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.held))))
+        q = self.fill(str(self.rng.choice(wsplit(self.c["ask"], False) + EXTRA_ASK[self.cat])))
+        if self.rng.random() < 0.3:
+            q = str(self.rng.choice(ASK_FRAMES)).replace("{q}", low(q) if not q.startswith("{") else q)
+            q = cap(q)
+        return q
 
     def answer(self):
         return cap(self.fill(self.c["answer"]))
@@ -288,6 +328,7 @@ class ChatGen:
         self.upper = [w for w in words if w[0].isupper() and w[1:].islower() and 4 <= len(w) <= 10
                       and w.lower() not in held_vals]
         self.held_vals = held_vals
+        self.augment = False  # set by the trainer: EXTRA_ASK / ASK_FRAMES / STATE_FRAMES in use
 
     # -- facts ----------------------------------------------------------------
     def facts(self, rng, n, cats=None):
@@ -304,7 +345,9 @@ class ChatGen:
         return out
 
     def fact(self, rng, cat, slot, avoid=()):
-        return Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split)
+        f = Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split)
+        f.aug = self.augment and not self.held
+        return f
 
     def other_value(self, rng, f):
         return self.value(rng, f.cat, (f.value,))

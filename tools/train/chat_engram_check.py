@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """engram itself against PyTorch on held-out conversations: `engram chat` (greedy, the GGUF's own
 template) is fed the user turns of each conversation on stdin and answers every turn; PyTorch
-(chat_eval.Generator over the same GGUF's weights) plays the same conversation, its own replies
-put back into the history as text, as engram's conversation engine does. The transcripts must be
+(chat_eval.Generator over the same GGUF's weights) plays the same conversation, keeping its replies'
+tokens as generated and encoding only the new turns, as engram's conversation engine does (a
+reply's tokens need not be the canonical encoding of its text). The transcripts must be
 equal. Conversations: multi-turn recall (facts, then a question), memory questions (the memory
 block as --system), pass keys in 300 tokens of held-out Brown, chit-chat.
 
@@ -57,11 +58,17 @@ def main():
         system = msgs[0][1] if msgs[0][0] == "system" else None
         users = [c for r, c in msgs if r == "user"]
         hist = [("system", system)] if system else []
-        torch_replies = []
+        torch_replies, ids = [], None
         for u in users:
             hist.append(("user", u))
-            ids = chat.encode_messages(hist, add_generation_prompt=True)[0]
-            reply = decode(sp, g.greedy(ids, max_new=64), chat.im_end)
+            if ids is None:
+                ids = chat.encode_messages(hist, add_generation_prompt=True)[0]
+            else:  # the engine keeps the reply's tokens as generated and encodes only the new text
+                ids += (sp.encode("\n") + [chat.im_start] + sp.encode("user\n" + u) + [chat.im_end] + sp.encode("\n")
+                        + [chat.im_start] + sp.encode("assistant\n"))
+            out = g.greedy(ids, max_new=64)
+            ids = ids + out
+            reply = decode(sp, out, chat.im_end)
             torch_replies.append(reply)
             hist.append(("assistant", reply))
         cmd = [a.engram, "chat", "-m", a.model, "--temp", "0", "-n", "64", "-t", "1"]
@@ -73,6 +80,8 @@ def main():
         same += ok
         rows.append(dict(task=kind, user=users, torch=torch_replies, engram=engram_replies, equal=ok))
         print(f"{kind}: {'same' if ok else 'DIFFERENT'} {torch_replies[-1]!r} / {engram_replies[-1]!r}", flush=True)
+        if not ok:
+            print(f"  torch:  {torch_replies}\n  engram: {engram_replies}", flush=True)
     print(json.dumps(dict(conversations=len(convs), transcripts_equal=same)))
 
 

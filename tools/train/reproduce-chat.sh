@@ -14,4 +14,4 @@ MIN=${2:-82}
 [ -f build-chatmodel/data/train.txt ] || /usr/bin/python3 tools/train/prepare_data.py --out build-chatmodel/data
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
-/usr/bin/python3 tools/train/train_chat.py --out "$OUT" --grow 2 --steps 2200 --minutes "$MIN"
+/usr/bin/python3 tools/train/train_chat.py --out "$OUT" --grow 2 --steps 2200 --minutes "$MIN" --augment-from 672

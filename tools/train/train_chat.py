@@ -85,9 +85,10 @@ def forward(model, x, seg):
     return model.out(model.norm(h))
 
 
-def make_batch(chat, lm, seed, step, B, L, lm_share):
+def make_batch(chat, lm, seed, step, B, L, lm_share, augment=False):
     """-> x [B, L] tokens, seg [B, L] segment ids, score [B, L-1] (target t+1 scored at t), is_chat [B]"""
     rng = np.random.Generator(np.random.PCG64([seed, step]))
+    chat.augment = augment
     xs, segs, scores, kinds = [], [], [], []
     lm_kinds = list(LM_MIX)
     p = np.array([LM_MIX[k] for k in lm_kinds])
@@ -180,6 +181,8 @@ def main():
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--augment-from", type=int, default=10 ** 9,
+                    help="from this step on, training questions/statements also take chat_data's extra wordings")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
@@ -248,7 +251,7 @@ def main():
         lr = lr_at(step)
         for g in opt.param_groups:
             g["lr"] = lr
-        x, seg, sc, is_chat = make_batch(chat, lm, a.seed, step, a.batch, a.ctx, a.lm_share)
+        x, seg, sc, is_chat = make_batch(chat, lm, a.seed, step, a.batch, a.ctx, a.lm_share, step >= a.augment_from)
         model.train()
         lg = forward(model, x[:, :-1], seg[:, :-1])
         ce = F.cross_entropy(lg.reshape(-1, lg.size(-1)), x[:, 1:].reshape(-1), reduction="none").view(x.size(0), -1)
