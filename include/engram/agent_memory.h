@@ -99,7 +99,7 @@ class MemoryStore {
   virtual std::vector<Memory> add_all(std::string_view user, const std::vector<NewMemory>& ms,
                                       std::string_view actor) = 0;
   virtual std::optional<Memory> get(std::string_view user, int64_t id) = 0;
-  // Every memory of the user, oldest first.
+  // Every memory of the user, in the order they were added.
   virtual std::vector<Memory> get_all(std::string_view user) = 0;
   // Full-text search of the summaries (BM25 on SQLite, ts_rank on PostgreSQL), best first.
   // Any word of the query may match; query syntax of the backend in `query` is plain text.

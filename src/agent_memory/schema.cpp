@@ -1,5 +1,6 @@
 // Schema migrations of the memory store. Tables, the same on both backends:
-//   memories            one row per memory, scoped by user_id; id is random (unguessable)
+//   memories            one row per memory, scoped by user_id; id is random (unguessable),
+//                       seq orders a user's memories by when they were added
 //   memory_history      append-only: every ADD/MERGE/UPDATE/DELETE, ordered by seq
 //   reranker_params     one blob per user
 //   conversation_turns  the turns memories refer to, per (user, conversation, index)
@@ -25,6 +26,7 @@ constexpr std::array<std::string_view, 1> kSqliteSteps = {
 CREATE TABLE memories (
   id INTEGER PRIMARY KEY,
   user_id TEXT NOT NULL,
+  seq INTEGER NOT NULL,
   summary TEXT NOT NULL,
   turns_json TEXT NOT NULL,
   embedding BLOB NOT NULL,
@@ -33,7 +35,7 @@ CREATE TABLE memories (
   explicit_request INTEGER NOT NULL,
   created_ms INTEGER NOT NULL,
   updated_ms INTEGER NOT NULL);
-CREATE INDEX memories_by_user ON memories(user_id, created_ms);
+CREATE INDEX memories_by_user ON memories(user_id, seq);
 CREATE TABLE memory_history (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   user_id TEXT NOT NULL,
@@ -78,6 +80,7 @@ constexpr std::array<std::string_view, 1> kPostgresSteps = {
 CREATE TABLE memories (
   id BIGINT PRIMARY KEY,
   user_id TEXT NOT NULL,
+  seq BIGINT NOT NULL,
   summary TEXT NOT NULL,
   turns_json TEXT NOT NULL,
   embedding BYTEA NOT NULL,
@@ -87,7 +90,7 @@ CREATE TABLE memories (
   created_ms BIGINT NOT NULL,
   updated_ms BIGINT NOT NULL,
   summary_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, summary)) STORED);
-CREATE INDEX memories_by_user ON memories(user_id, created_ms);
+CREATE INDEX memories_by_user ON memories(user_id, seq);
 CREATE INDEX memories_fts ON memories USING GIN (summary_tsv);
 CREATE TABLE memory_history (
   seq BIGSERIAL PRIMARY KEY,

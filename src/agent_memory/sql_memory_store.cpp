@@ -104,16 +104,19 @@ class SqlMemoryStore final : public MemoryStore {
     for (const NewMemory& m : ms) check_new_memory(m);
     std::vector<Memory> out;
     Transaction tx(*c_);
+    int64_t seq = column_int(
+        c_->query("SELECT COALESCE(MAX(seq), 0) FROM memories WHERE user_id = $1", {text(user)})[0],
+        0);
     for (const NewMemory& m : ms) {
       Memory stored;
       static_cast<NewMemory&>(stored) = m;
       stored.id = fresh_id();
       stored.created_ms = stored.updated_ms = now_ms();
       c_->query(
-          "INSERT INTO memories (id, user_id, summary, turns_json, embedding, conversation, "
+          "INSERT INTO memories (id, user_id, seq, summary, turns_json, embedding, conversation, "
           "sensitive, explicit_request, created_ms, updated_ms) "
-          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-          {stored.id, text(user), m.summary, m.turns_json, embedding_blob(m.embedding),
+          "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+          {stored.id, text(user), ++seq, m.summary, m.turns_json, embedding_blob(m.embedding),
            m.conversation, int64_t{m.sensitive}, int64_t{m.explicit_request}, stored.created_ms,
            stored.updated_ms});
       record(user, stored.id, MemoryEvent::kAdd, nullptr, m.summary, actor, stored.created_ms);
@@ -132,7 +135,7 @@ class SqlMemoryStore final : public MemoryStore {
     check_user(user);
     std::vector<Memory> out;
     for (const SqlRow& r : c_->query(fmt::format("SELECT {} FROM memories m WHERE m.user_id = $1 "
-                                                 "ORDER BY m.created_ms, m.id",
+                                                 "ORDER BY m.seq",
                                                  kMemoryColumns),
                                      {text(user)}))
       out.push_back(memory_from(r));
@@ -151,7 +154,7 @@ class SqlMemoryStore final : public MemoryStore {
       rows = c_->query(fmt::format("SELECT {}, -bm25(memories_fts) AS score FROM memories_fts "
                                    "JOIN memories m ON m.id = memories_fts.rowid "
                                    "WHERE memories_fts MATCH $1 AND m.user_id = $2 "
-                                   "ORDER BY score DESC, m.created_ms, m.id LIMIT $3",
+                                   "ORDER BY score DESC, m.seq LIMIT $3",
                                    kMemoryColumns),
                        {fts5_match_expression(terms), text(user), static_cast<int64_t>(limit)});
     } else {
@@ -161,7 +164,7 @@ class SqlMemoryStore final : public MemoryStore {
           fmt::format("SELECT {}, ts_rank(m.summary_tsv, q) AS score FROM memories m, "
                       "CAST(replace(CAST(plainto_tsquery('english', $1) AS text), '&', '|') "
                       "AS tsquery) q WHERE m.user_id = $2 AND m.summary_tsv @@ q "
-                      "ORDER BY score DESC, m.created_ms, m.id LIMIT $3",
+                      "ORDER BY score DESC, m.seq LIMIT $3",
                       kMemoryColumns),
           {plain_query_text(terms), text(user), static_cast<int64_t>(limit)});
     }
@@ -236,7 +239,7 @@ class SqlMemoryStore final : public MemoryStore {
       Transaction tx(*c_);
       const int64_t at = now_ms();
       for (const SqlRow& r : c_->query("SELECT id, summary FROM memories WHERE user_id = $1 "
-                                       "ORDER BY created_ms, id",
+                                       "ORDER BY seq",
                                        {text(user)}))
         if (ascii_lower(column_text(r, 1)).find(needle) != std::string::npos)
           ids.push_back(column_int(r, 0));
@@ -255,8 +258,7 @@ class SqlMemoryStore final : public MemoryStore {
       Transaction tx(*c_);
       const int64_t at = now_ms();
       for (const SqlRow& r :
-           c_->query("SELECT id FROM memories WHERE user_id = $1 ORDER BY created_ms, id",
-                     {text(user)})) {
+           c_->query("SELECT id FROM memories WHERE user_id = $1 ORDER BY seq", {text(user)})) {
         forget_one(user, column_int(r, 0), actor, at);
         ++n;
       }
