@@ -20,6 +20,7 @@ void add_perplexity_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
+void add_memory_command(CLI::App& app);
 // Sub-commands of `engram eval` registered by add_eval_command.
 void add_eval_ppl_command(CLI::App* eval);
 void add_eval_segment_command(CLI::App* eval);

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   engram::cli::add_chat_command(app);
   engram::cli::add_eval_command(app);
   engram::cli::add_demo_command(app);
+  engram::cli::add_memory_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
