@@ -17,7 +17,9 @@ find src include tests fuzz bench -maxdepth 2 \( -name '*.cpp' -o -name '*.h' \)
 stage "release build + tests"
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DENGRAM_BENCH=ON >/dev/null
 cmake --build build -j"$jobs"
-ctest --test-dir build --output-on-failure -j"$jobs"
+# The agent memory store's PostgreSQL tests run against a throwaway server (with_postgres.sh sets
+# ENGRAM_TEST_PG); ENGRAM_REQUIRE_PG makes them fail, not skip, if it is ever missing.
+ENGRAM_REQUIRE_PG=1 scripts/with_postgres.sh ctest --test-dir build --output-on-failure -j"$jobs"
 
 stage "tokenizer conformance against transformers.js (node, offline)"
 tools/tokenizer/check_conformance.sh build/engram
@@ -30,7 +32,7 @@ CXX=clang++ cmake -S . -B build-san -DCMAKE_BUILD_TYPE=RelWithDebInfo -DENGRAM_F
   -DENGRAM_BENCH=OFF >/dev/null
 cmake --build build-san -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
-  ctest --test-dir build-san --output-on-failure -j"$jobs"
+  ctest --test-dir build-san --output-on-failure -j"$jobs" -E '/Postgres\.'  # PostgreSQL: release only
 
 stage "fuzz targets over their seed corpora (libFuzzer, ASan/UBSan)"
 # Saved sessions of the golden test model, one per policy and one of a chat, made by this build
