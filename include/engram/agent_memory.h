@@ -135,6 +135,23 @@ class MemoryStore {
   virtual std::vector<Turn> turns(std::string_view user, std::string_view conversation) = 0;
 };
 
+// Hybrid retrieval: the store's full-text ranking and dense cosine similarity over the stored
+// embeddings, fused by reciprocal rank (score = sum over the two lists of weight / (rrf_k +
+// rank), rank from 1), which needs no calibration between BM25 and cosine scales.
+struct HybridParams {
+  size_t text_candidates = 50;  // how many full-text hits take part
+  double rrf_k = 60;            // the usual constant of reciprocal rank fusion
+  double text_weight = 1.0;
+  double dense_weight = 1.0;
+};
+// The user's memories best matching `query` (words) and `query_embedding` (either may be
+// empty). Memories without an embedding, or with one of another dimension than the query's
+// (made by another encoder), take part through the text ranking only.
+std::vector<SearchHit> hybrid_search(MemoryStore& store, std::string_view user,
+                                     std::string_view query,
+                                     const std::vector<float>& query_embedding, size_t limit,
+                                     const HybridParams& params = {});
+
 // Opens (creating or migrating the schema if needed) the store at `location`: "sqlite:PATH" or a
 // PostgreSQL URL ("postgresql://" / "postgres://"). Throws engram::Error naming what failed.
 std::unique_ptr<MemoryStore> open_memory_store(const std::string& location);
