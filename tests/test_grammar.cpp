@@ -10,6 +10,7 @@
 
 #include "engram/error.h"
 #include "engram/grammar.h"
+#include "engram/sampler.h"
 #include "grammar/regex.h"
 
 namespace engram {
@@ -48,9 +49,20 @@ TEST(GrammarJsonSchema, ObjectsWithRequiredAndOptionalProperties) {
   auto g = schema(R"({"type":"object","properties":{"a":{"type":"integer"},"b":{"type":"string"}},
                      "required":["a"],"additionalProperties":false})");
   expect_language(g,
-                  {R"({"a": 1})", R"({"a": -20, "b": "x"})", R"({"a":1,"b":""})", "{ \"a\" : 0 }"},
+                  {R"({"a": 1})", R"({"a": -20, "b": "x"})", R"({"a":1,"b":""})", "{ \"a\" : 0 }",
+                   R"({"b": "x", "a": 1})"},
                   {R"({})", R"({"b": "x"})", R"({"a": 1.5})", R"({"a": 1, "c": 2})", R"({"a": 01})",
-                   R"({"a": 1,})", R"({"b": "x", "a": 1})"});
+                   R"({"a": 1,})", R"({"a": 1, "a": 2})"});
+}
+
+TEST(GrammarJsonSchema, RequiredPropertiesInPropertiesOrRequiredOrder) {
+  auto g =
+      schema(R"({"properties":{"x":{"type":"integer"},"y":{"type":"integer"},"z":{"type":"null"}},
+                     "required":["y","x"],"additionalProperties":false})");
+  expect_language(
+      g,
+      {R"({"x": 1, "y": 2})", R"({"y": 2, "x": 1})", R"({"z": null, "y": 2, "z": null, "x": 1})"},
+      {R"({"x": 1})", R"({"y": 2, "y": 3, "x": 1})", R"({"x": 1, "y": 2, "z": 3})"});
 }
 
 TEST(GrammarJsonSchema, AdditionalPropertiesNeverSpellAListedName) {
@@ -92,7 +104,9 @@ TEST(GrammarJsonSchema, StringsPatternsFormatsAndNumbers) {
   auto s = schema(R"({"type":"string","pattern":"x"})");  // unanchored: contains x
   expect_language(s, {R"("axb")", R"("x")"}, {R"("ab")"});
   auto d = schema(R"({"type":"string","format":"date"})");
-  expect_language(d, {R"("2024-02-29")"}, {R"("2024-13-01")", R"("yesterday")"});
+  expect_language(d, {R"("2024-02-29")", R"("2000-02-29")"},
+                  {R"("2024-13-01")", R"("yesterday")", R"("2023-02-29")", R"("2024-04-31")",
+                   R"("1900-02-29")"});
   auto n = schema(R"({"type":"number","minimum":0,"maximum":100})");
   expect_language(n, {"0", "100", "99.5", "100.0", "3"}, {"-1", "100.5", "101", "-0.5"});
   auto i = schema(R"({"type":"integer","exclusiveMinimum":-5,"maximum":250})");
@@ -310,6 +324,42 @@ TEST(GrammarMatcher, EogOnlyInAcceptingStateAndFinished) {
   EXPECT_TRUE(m.finished());
   EXPECT_TRUE(m.accept(256));
   EXPECT_FALSE(m.allows('a'));
+}
+
+TEST(GrammarSampler, ConstrainedGenerationsMatchAndEndOnlyWhenComplete) {
+  // Random logits over the byte vocabulary: every seeded generation must spell a complete
+  // sentence of the grammar, with EOG drawn only where the output is complete.
+  auto g = Grammar::from_json_schema(
+      R"({"type":"object","properties":{"n":{"type":"integer","minimum":0,"maximum":99},
+          "tag":{"enum":["a","b"]}},"required":["n","tag"],"additionalProperties":false})");
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-4.0f, 4.0f);
+  std::vector<float> logits(257);
+  for (uint64_t seed = 0; seed < 12; ++seed) {
+    SamplerParams p;
+    p.seed = seed;
+    p.temperature = seed % 3 == 0 ? 0.0f : 1.0f;
+    p.top_k = 0;
+    p.top_p = 1.0f;
+    p.min_p = 0.0f;
+    Sampler s(p);
+    auto m = std::make_shared<GrammarMatcher>(g, byte_vocab());
+    s.set_grammar(m);
+    std::string out;
+    bool ended = false;
+    for (int step = 0; step < 400 && !ended; ++step) {
+      for (float& l : logits) l = u(rng);
+      const int32_t t = s.sample(logits);
+      if (t == 256) {
+        ended = true;
+      } else {
+        out += static_cast<char>(t);
+      }
+    }
+    EXPECT_TRUE(ended) << out;
+    EXPECT_TRUE(accepts(g, out)) << out;
+    EXPECT_TRUE(m->finished());
+  }
 }
 
 }  // namespace

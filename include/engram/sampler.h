@@ -1,13 +1,17 @@
 // Turns logits into the next token: one chain shared by the CLI and the server.
-// Order: penalties -> top-k -> top-p -> min-p -> temperature -> draw (greedy when temp <= 0).
+// Order: penalties -> top-k -> top-p -> min-p -> temperature -> draw (greedy when temp <= 0),
+// then the grammar stage when a grammar is set (see set_grammar()).
 #pragma once
 
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <span>
 #include <vector>
 
 namespace engram {
+
+class GrammarMatcher;
 
 struct SamplerParams {
   float temperature = 0.8f;        // <= 0: greedy
@@ -44,6 +48,16 @@ class Sampler {
   void accept(std::span<const int32_t> tokens);
   void reset();
 
+  // Constrains sample() to a grammar (engram/grammar.h); nullptr removes it. The chain first
+  // draws from the unconstrained candidates and checks that one token (cheap); only when the
+  // grammar refuses it is the full token mask computed, the refused tokens dropped and the
+  // draw repeated. EOS/EOG tokens pass only where the grammar's output is complete. sample()
+  // advances the matcher past the token it returns, so the caller must use that token (or
+  // set a new matcher). Throws engram::Error when the grammar allows no token at all (check
+  // GrammarMatcher::finished() to stop before that).
+  void set_grammar(std::shared_ptr<GrammarMatcher> grammar);
+  GrammarMatcher* grammar() const { return grammar_.get(); }
+
   // The stages, exposed for tests. Each works on a candidate list sorted or not as stated.
   static void apply_penalties(std::vector<TokenProb>& c, const std::deque<int32_t>& recent,
                               float repeat, float frequency, float presence);
@@ -55,11 +69,16 @@ class Sampler {
 
  private:
   double uniform();  // [0, 1), from the seeded generator
+  // Penalties and the chain over candidates built from logits; `allowed` (a token bitset, or
+  // null) drops the tokens a grammar refuses.
+  int32_t draw(std::span<const float> logits, const std::vector<uint64_t>* allowed);
 
   SamplerParams params_;
   uint64_t rng_state_;
   std::deque<int32_t> recent_;
   std::vector<TokenProb> cand_;
+  std::shared_ptr<GrammarMatcher> grammar_;
+  std::vector<uint64_t> mask_;
 };
 
 }  // namespace engram

@@ -13,6 +13,7 @@
 #include "cli/memory_options.h"
 #include "engram/context.h"
 #include "engram/error.h"
+#include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/sampler.h"
 #include "engram/session.h"
@@ -40,7 +41,18 @@ struct RunOptions {
   MemoryOptions memory;
   std::string save_session;  // write the stream's state here at the end
   std::string load_session;  // continue the stream saved here
+  std::string json_schema;   // constrain the output: a JSON Schema file,
+  std::string grammar;       // a GBNF file,
+  std::string regex;         // or a regex the whole output matches
 };
+
+// The output constraint the options ask for, or null.
+std::shared_ptr<const Grammar> output_grammar(const RunOptions& o) {
+  if (!o.json_schema.empty()) return Grammar::from_json_schema(read_text_file(o.json_schema));
+  if (!o.grammar.empty()) return Grammar::from_gbnf(read_text_file(o.grammar));
+  if (!o.regex.empty()) return Grammar::from_regex(o.regex);
+  return nullptr;
+}
 
 // Files larger than this are streamed: read, encoded and evaluated piece by piece under a
 // progress bar, so their length is bounded by the memory policy, not by RAM for the text.
@@ -117,6 +129,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
+  const auto constraint = output_grammar(o);  // bad schemas fail before the model loads
 
   std::error_code size_error;
   const bool stream = !o.file.empty() && std::filesystem::is_regular_file(o.file, size_error) &&
@@ -135,6 +148,10 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   MemoryParams memory = memory_params(o.memory, o.n_ctx);
   std::unique_ptr<Context> owned;
   Sampler sampler(sp);
+  if (constraint) {
+    sampler.set_grammar(
+        std::make_shared<GrammarMatcher>(constraint, std::make_shared<GrammarVocab>(*tok)));
+  }
   if (o.load_session.empty()) {
     owned = std::make_unique<Context>(*model, pool, cp,
                                       make_memory_policy(memory, model_shape(model->config())));
@@ -199,6 +216,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   int32_t unread = -1;  // the last token shown, not yet evaluated
   auto t1 = std::chrono::steady_clock::now();
   while (n_gen < o.n_predict) {
+    if (sampler.grammar() && sampler.grammar()->finished()) break;  // the output is complete
     const int32_t next = sampler.sample(ctx.logits());
     if (tok->is_eog(next)) break;
     sampler.accept(next);
@@ -264,6 +282,13 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
   add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_option("--stop", o->stop, "Stop generating at this text, not shown (repeatable)");
+  auto* js = cmd->add_option("--json-schema", o->json_schema,
+                             "Constrain the output to JSON valid against this JSON Schema file");
+  auto* gb = cmd->add_option("--grammar", o->grammar,
+                             "Constrain the output to this GBNF grammar file (llama.cpp format)");
+  auto* rx = cmd->add_option("--regex", o->regex, "Constrain the whole output to match this regex");
+  js->excludes(gb)->excludes(rx);
+  gb->excludes(rx);
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
   cmd->add_option("--save-session", o->save_session,

@@ -164,6 +164,36 @@ std::pair<uint64_t, uint64_t> Dfa::fingerprint() const {
   return {h1, h2};
 }
 
+std::pair<uint64_t, uint64_t> Dfa::rooted_fingerprint(uint32_t state, uint32_t max_states) const {
+  std::unordered_map<uint32_t, uint32_t> id;
+  std::vector<uint32_t> order = {state};
+  id.emplace(state, 0);
+  uint64_t h1 = 0xcbf29ce484222325ull, h2 = 0x84222325cbf29ce4ull;
+  auto mix = [&](uint64_t v) {
+    h1 = (h1 ^ v) * 1099511628211ull;
+    h2 = (h2 + v + 0x632be59bd9b4e019ull) * 0xff51afd7ed558ccdull;
+    h2 ^= h2 >> 29;
+  };
+  for (size_t i = 0; i < order.size(); ++i) {
+    const uint32_t s = order[i];
+    mix(accepting(s) ? 0xACCull : 0x0ull);
+    for (int b = 0; b < 256; ++b) {
+      const uint32_t t = next(s, static_cast<uint8_t>(b));
+      if (t == kDead) {
+        mix(0xDEADull);
+        continue;
+      }
+      auto [it, inserted] = id.emplace(t, static_cast<uint32_t>(order.size()));
+      if (inserted) {
+        if (order.size() >= max_states) return {0, 0};
+        order.push_back(t);
+      }
+      mix(it->second + 1);
+    }
+  }
+  return {h1, h2};
+}
+
 bool Dfa::matches(std::string_view s) const {
   if (empty()) return false;
   uint32_t st = 0;
@@ -206,6 +236,7 @@ Dfa Dfa::intersect(const Dfa& a, const Dfa& b, uint32_t max_states) {
     ++cur;
   }
   d.trim();
+  if (d.n_states() <= 4000) d.minimize();
   return d;
 }
 

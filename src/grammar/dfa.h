@@ -38,6 +38,9 @@ class Dfa {
   // A 128-bit fingerprint of the (trimmed, minimized) table, for caches keyed by language.
   std::pair<uint64_t, uint64_t> fingerprint() const;
   bool matches(std::string_view s) const;
+  // A fingerprint of the language accepted from `state` (the reachable part, numbered in
+  // breadth-first order), or {0, 0} when more than `max_states` states are reachable.
+  std::pair<uint64_t, uint64_t> rooted_fingerprint(uint32_t state, uint32_t max_states) const;
 
   static Dfa intersect(const Dfa& a, const Dfa& b, uint32_t max_states);
   // Strings over all bytes not in the language.

@@ -2,7 +2,9 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,11 @@ namespace engram {
 
 struct Grammar::Impl {
   grammar::Cfg cfg;
+  // Per vocabulary, per terminal and DFA state: the cached masks of that lexer state, found by
+  // the language the state accepts (so equal states of different grammars share them).
+  mutable std::mutex mask_mu;
+  mutable std::map<const void*, std::vector<std::vector<std::shared_ptr<grammar::DfaMasks>>>>
+      mask_tables;
 };
 
 struct GrammarVocab::Impl {

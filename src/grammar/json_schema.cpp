@@ -218,21 +218,31 @@ std::string nonneg_decimal(int64_t L, bool l_excl, int64_t H, bool h_excl) {
 // ---- formats ----
 
 const std::map<std::string, std::string>& format_regexes() {
+  // Dates check the day against the month (and February 29 against leap years).
+  static const std::string date =
+      "(?:\\d{4}-(?:0[13578]|1[02])-(?:0[1-9]|[12]\\d|3[01])|\\d{4}-(?:0[469]|11)-(?:0[1-9]|[12]"
+      "\\d|"
+      "30)|\\d{4}-02-(?:0[1-9]|1\\d|2[0-8])|(?:\\d\\d(?:0[48]|[2468][048]|[13579][26])|(?:[02468]["
+      "048]|[13579][26])00)-02-29)";
+  static const std::string time =
+      "(?:[01]\\d|2[0-3]):[0-5]\\d:(?:[0-5]\\d|60)(?:\\.\\d+)?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]"
+      "\\d)";
+  static const std::string uric = "[^\\s\"<>\\\\^`{|}]";
+  static const std::string segc = "[^\\s\"<>\\\\^`{|}:/?#]";
   static const std::map<std::string, std::string> m = {
-      {"date-time",
-       "\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])[Tt ](?:[01]\\d|2[0-3]):[0-5]\\d:(?:[0-5]"
-       "\\d|60)(?:\\.\\d+)?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]\\d)"},
-      {"date", "\\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\\d|3[01])"},
-      {"time",
-       "(?:[01]\\d|2[0-3]):[0-5]\\d:(?:[0-5]\\d|60)(?:\\.\\d+)?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-"
-       "5]\\d)"},
+      {"date-time", date + "[Tt]" + time},
+      {"date", date},
+      {"time", time},
       {"email", "[^\\s@\"\\\\]+@[^\\s@\"\\\\]+"},
       {"idn-email", "[^\\s@\"\\\\]+@[^\\s@\"\\\\]+"},
       {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
-      {"uri", "[A-Za-z][A-Za-z0-9+.\\-]*:[^\\s\"<>\\\\^`{|}]*"},
-      {"iri", "[A-Za-z][A-Za-z0-9+.\\-]*:[^\\s\"<>\\\\^`{|}]*"},
-      {"uri-reference", "[^\\s\"<>\\\\^`{|}]*"},
-      {"iri-reference", "[^\\s\"<>\\\\^`{|}]*"},
+      {"uri", "[A-Za-z][A-Za-z0-9+.\\-]*:" + uric + "*"},
+      {"iri", "[A-Za-z][A-Za-z0-9+.\\-]*:" + uric + "*"},
+      // Absolute, or relative with no ':' in the first segment (RFC 3986 relative-ref).
+      {"uri-reference",
+       "[A-Za-z][A-Za-z0-9+.\\-]*:" + uric + "*|" + segc + "*(?:[/?#]" + uric + "*)?"},
+      {"iri-reference",
+       "[A-Za-z][A-Za-z0-9+.\\-]*:" + uric + "*|" + segc + "*(?:[/?#]" + uric + "*)?"},
       {"ipv4",
        "(?:(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)\\.){3}(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)"},
       {"hostname",
@@ -628,6 +638,10 @@ class JsonSchemaCompiler {
       const char* key = has_any ? "anyOf" : "oneOf";
       const json& alts = s[key];
       if (!alts.is_array() || alts.empty()) fail(path + "/" + key, "must be a non-empty array");
+      // oneOf is compiled as anyOf, which is exact only when no value matches two branches.
+      if (has_one && !disjoint(alts, path + "/oneOf")) {
+        fail(path + "/oneOf", "oneOf whose branches may overlap is not supported");
+      }
       json rest = s;
       rest.erase(key);
       bool rest_constrains = false;
@@ -694,6 +708,112 @@ class JsonSchemaCompiler {
       cfg_.add_rule(n, {sym});
     }
     return static_cast<int32_t>(n);
+  }
+
+  // The types a branch admits ("number" admits "integer").
+  std::set<std::string> branch_types(const json& b) {
+    std::set<std::string> t;
+    auto add = [&](const std::string& ty) {
+      t.insert(ty);
+      if (ty == "number") t.insert("integer");
+    };
+    if (b.is_object() && b.contains("const")) {
+      add(type_of(b["const"]));
+    } else if (b.is_object() && b.contains("enum") && b["enum"].is_array()) {
+      for (const auto& v : b["enum"]) add(type_of(v));
+    } else if (b.is_object() && b.contains("type")) {
+      if (b["type"].is_string()) add(b["type"].get<std::string>());
+      if (b["type"].is_array()) {
+        for (const auto& e : b["type"]) {
+          if (e.is_string()) add(e.get<std::string>());
+        }
+      }
+    } else {
+      for (const char* ty : {"object", "array", "string", "number", "boolean", "null"}) add(ty);
+    }
+    return t;
+  }
+
+  static const json* values_of(const json& b) {
+    if (!b.is_object()) return nullptr;
+    if (b.contains("enum") && b["enum"].is_array()) return &b["enum"];
+    return nullptr;
+  }
+
+  static bool values_disjoint(const json& a, const json& b) {
+    auto vals = [](const json& s) {
+      std::vector<json> v;
+      if (s.contains("const")) v.push_back(s["const"]);
+      if (s.contains("enum")) {
+        for (const auto& e : s["enum"]) v.push_back(e);
+      }
+      return v;
+    };
+    for (const auto& x : vals(a)) {
+      for (const auto& y : vals(b)) {
+        if (x == y) return false;
+      }
+    }
+    return true;
+  }
+
+  static bool has_values(const json& s) {
+    return s.is_object() && (s.contains("const") || values_of(s) != nullptr);
+  }
+
+  // Whether no JSON value can match two of the branches (conservative: false when unsure).
+  bool disjoint(const json& alts, const std::string& path) {
+    std::vector<json> bs;
+    try {
+      for (size_t i = 0; i < alts.size(); ++i) bs.push_back(flatten(alts[i], path, 0));
+    } catch (const Error&) {
+      return false;
+    }
+    for (size_t i = 0; i < bs.size(); ++i) {
+      for (size_t j = i + 1; j < bs.size(); ++j) {
+        const auto ti = branch_types(bs[i]), tj = branch_types(bs[j]);
+        bool overlap = false;
+        for (const auto& t : ti) overlap |= tj.count(t) > 0;
+        if (!overlap) continue;
+        if (has_values(bs[i]) && has_values(bs[j]) && values_disjoint(bs[i], bs[j])) continue;
+        // Objects told apart by a required property with disjoint const/enum values.
+        bool told_apart = false;
+        const json& a = bs[i];
+        const json& b = bs[j];
+        if (a.is_object() && b.is_object() && a.contains("properties") &&
+            b.contains("properties") && a["properties"].is_object() &&
+            b["properties"].is_object() && !ti.count("array") && !ti.count("string")) {
+          for (auto it = a["properties"].begin(); it != a["properties"].end() && !told_apart;
+               ++it) {
+            if (!b["properties"].contains(it.key())) continue;
+            auto req = [&](const json& s) {
+              if (!s.contains("required") || !s["required"].is_array()) return false;
+              for (const auto& r : s["required"]) {
+                if (r == it.key()) return true;
+              }
+              return false;
+            };
+            if (!req(a) || !req(b)) continue;
+            json pa, pb;
+            try {
+              pa = flatten(it.value(), path, 0);
+              pb = flatten(b["properties"][it.key()], path, 0);
+            } catch (const Error&) {
+              continue;
+            }
+            if (has_values(pa) && has_values(pb) && values_disjoint(pa, pb)) told_apart = true;
+            if (!told_apart && ti == std::set<std::string>{"object"}) {
+              const auto pta = branch_types(pa), ptb = branch_types(pb);
+              bool o = false;
+              for (const auto& t : pta) o |= ptb.count(t) > 0;
+              if (!o) told_apart = true;
+            }
+          }
+        }
+        if (!told_apart) return false;
+      }
+    }
+    return true;
   }
 
   int32_t ref_symbol(const std::string& ref, const std::string& path, int depth) {
@@ -1142,11 +1262,13 @@ class JsonSchemaCompiler {
     };
     std::vector<Prop> props;
     std::set<std::string> required;
+    std::vector<std::string> required_order;  // as the "required" array lists them
     if (s.contains("required")) {
       if (!s["required"].is_array()) fail(path + "/required", "must be an array");
       for (const auto& r : s["required"]) {
         if (!r.is_string()) fail(path + "/required", "must list strings");
-        required.insert(r.get<std::string>());
+        if (required.insert(r.get<std::string>()).second)
+          required_order.push_back(r.get<std::string>());
       }
     }
     std::set<std::string> listed;
@@ -1258,7 +1380,7 @@ class JsonSchemaCompiler {
         extras.push_back({cfg_.add_regular(std::move(k), path + " (additional key)"), extra_value});
     }
     // Required names the properties do not list are written as additional members.
-    for (const auto& r : required) {
+    for (const auto& r : required_order) {
       if (listed.count(r)) continue;
       // Which extra rule covers it: a pattern (first match) or additionalProperties.
       int32_t value = kNoValue;
@@ -1301,43 +1423,70 @@ class JsonSchemaCompiler {
     }
     const bool need_one = min_one_;
     min_one_ = false;
-    // F_i: members from property i, none written yet; R_i: at least one written.
-    const size_t n = props.size();
-    std::vector<uint32_t> F(n + 1), R(n + 1);
-    for (size_t i = 0; i <= n; ++i) {
-      F[i] = nt(path + "{F" + std::to_string(i) + "}");
-      R[i] = nt(path + "{R" + std::to_string(i) + "}");
+    // Members: the required properties in a fixed order, each exactly once; between them any
+    // number of free members (optional listed properties, in any order, and additional ones).
+    // Two orders are accepted when they differ: the properties' and the "required" array's.
+    std::vector<int32_t> free_member;
+    std::map<std::string, int32_t> req_member;
+    for (const auto& p : props) {
+      const uint32_t m = nt(path + "{" + p.name + "}");
+      cfg_.add_rule(m, {key_term(p.name), p.value});
+      if (p.required) {
+        req_member[p.name] = static_cast<int32_t>(m);
+      } else {
+        free_member.push_back(static_cast<int32_t>(m));
+      }
     }
-    std::vector<int32_t> extra_member;
     for (const auto& e : extras) {
       const uint32_t m = nt(path + "{extra}");
       cfg_.add_rule(m, {e.key, colon(), e.value});
-      extra_member.push_back(static_cast<int32_t>(m));
+      free_member.push_back(static_cast<int32_t>(m));
     }
-    for (size_t i = 0; i <= n; ++i) {
-      const auto Fi = static_cast<int32_t>(F[i]);
-      const auto Ri = static_cast<int32_t>(R[i]);
-      if (i == n) {
-        if (!need_one) cfg_.add_rule(F[i], {});
-        cfg_.add_rule(R[i], {});
-      } else {
-        const int32_t key = key_term(props[i].name);
-        const auto Rn = static_cast<int32_t>(R[i + 1]);
-        cfg_.add_rule(F[i], {key, props[i].value, Rn});
-        cfg_.add_rule(R[i], {comma(), key, props[i].value, Rn});
-        if (!props[i].required) {
-          cfg_.add_rule(F[i], {static_cast<int32_t>(F[i + 1])});
-          cfg_.add_rule(R[i], {Rn});
-        }
+    std::vector<std::vector<std::string>> orders;
+    {
+      std::vector<std::string> by_props, by_required;
+      for (const auto& p : props) {
+        if (p.required) by_props.push_back(p.name);
       }
-      for (int32_t m : extra_member) {
-        cfg_.add_rule(F[i], {m, Ri});
-        cfg_.add_rule(R[i], {comma(), m, Ri});
+      for (const auto& r : required_order) {
+        if (req_member.count(r)) by_required.push_back(r);
       }
-      (void)Fi;
+      orders.push_back(by_props);
+      if (by_required != by_props) orders.push_back(by_required);
+    }
+    int32_t free_sym = 0;
+    const bool has_free = !free_member.empty();
+    if (has_free) {
+      const uint32_t f = nt(path + "{free}");
+      for (int32_t m : free_member) cfg_.add_rule(f, {m});
+      free_sym = static_cast<int32_t>(f);
     }
     const uint32_t obj = nt(path + "{}");
-    cfg_.add_rule(obj, {lbrace(), static_cast<int32_t>(F[0]), rbrace()});
+    for (const auto& order : orders) {
+      // F_i: none written yet, next required is order[i]; R_i: at least one written.
+      const size_t k = order.size();
+      std::vector<uint32_t> F(k + 1), R(k + 1);
+      for (size_t i = 0; i <= k; ++i) {
+        F[i] = nt(path + "{F" + std::to_string(i) + "}");
+        R[i] = nt(path + "{R" + std::to_string(i) + "}");
+      }
+      for (size_t i = 0; i <= k; ++i) {
+        const auto Ri = static_cast<int32_t>(R[i]);
+        if (i == k) {
+          if (!(need_one && k == 0)) cfg_.add_rule(F[i], {});
+          cfg_.add_rule(R[i], {});
+        } else {
+          const int32_t m = req_member[order[i]];
+          cfg_.add_rule(F[i], {m, static_cast<int32_t>(R[i + 1])});
+          cfg_.add_rule(R[i], {comma(), m, static_cast<int32_t>(R[i + 1])});
+        }
+        if (has_free) {
+          cfg_.add_rule(F[i], {free_sym, Ri});
+          cfg_.add_rule(R[i], {comma(), free_sym, Ri});
+        }
+      }
+      cfg_.add_rule(obj, {lbrace(), static_cast<int32_t>(F[0]), rbrace()});
+    }
     return static_cast<int32_t>(obj);
   }
 

@@ -111,7 +111,8 @@ struct GrammarMatcher::Impl {
   const Cfg& cfg;
   TokenTrie& trie;
   EarleyParser parser;
-  std::vector<std::shared_ptr<DfaMasks>> masks;  // per terminal, resolved on first use
+  std::vector<std::vector<std::shared_ptr<DfaMasks>>>* table =
+      nullptr;  // the grammar's, for this vocabulary
   // Counted terminals: masks per (terminal, capped bounds left), and the bounded copies.
   std::map<std::tuple<uint32_t, uint32_t, uint32_t>,
            std::pair<std::shared_ptr<DfaMasks>, grammar::Terminal>>
@@ -131,8 +132,7 @@ struct GrammarMatcher::Impl {
         vocab(std::move(v)),
         cfg(grammar->impl().cfg),
         trie(*vocab->impl().trie),
-        parser(cfg),
-        masks(cfg.terminals().size()) {}
+        parser(cfg) {}
 
   bool is_eog(int32_t token) const {
     const auto& e = vocab->impl().eog;
@@ -200,8 +200,32 @@ struct GrammarMatcher::Impl {
   const StateMask& state_mask(uint32_t t, uint32_t lex) {
     const auto& term = cfg.terminals()[t];
     if (!term.counted) {
-      if (!masks[t]) masks[t] = trie.masks_for(term.dfa.n_states(), term.fingerprint);
-      return trie.state_mask(*masks[t], term, lex, lex);
+      if (!table) {
+        const auto& g = grammar->impl();
+        std::lock_guard<std::mutex> lock(g.mask_mu);
+        auto& tab = g.mask_tables[&trie];
+        if (tab.empty()) tab.resize(cfg.terminals().size());
+        table = &tab;
+      }
+      std::shared_ptr<DfaMasks> dm;
+      {
+        std::lock_guard<std::mutex> lock(grammar->impl().mask_mu);
+        auto& per_state = (*table)[t];
+        if (per_state.empty()) per_state.resize(term.dfa.n_states());
+        dm = per_state[lex];
+      }
+      if (!dm) {
+        auto fp = term.dfa.rooted_fingerprint(lex, 512);
+        if (fp.first == 0 && fp.second == 0) {
+          fp = term.fingerprint;
+          fp.first ^= (static_cast<uint64_t>(lex) + 1) * 0x9E3779B97F4A7C15ull;
+          fp.second += lex;
+        }
+        dm = trie.masks_for(1, fp);
+        std::lock_guard<std::mutex> lock(grammar->impl().mask_mu);
+        (*table)[t][lex] = dm;
+      }
+      return trie.state_mask(*dm, term, 0, lex);
     }
     // A token holds at most max_piece_bytes characters, so bounds beyond that give the same
     // mask: cap them, and share the masks of every count with the same capped bounds.

@@ -131,6 +131,7 @@ RegexPtr re_literal(std::string_view utf8) {
 }
 
 RegexPtr re_concat(std::vector<RegexPtr> kids) {
+  if (kids.empty()) return re_empty();
   if (kids.size() == 1) return kids[0];
   auto n = std::make_shared<RegexNode>();
   n->kind = RegexNode::Kind::Concat;
@@ -139,6 +140,7 @@ RegexPtr re_concat(std::vector<RegexPtr> kids) {
 }
 
 RegexPtr re_alt(std::vector<RegexPtr> kids) {
+  if (kids.empty()) return re_empty();  // callers never mean the empty language here
   if (kids.size() == 1) return kids[0];
   auto n = std::make_shared<RegexNode>();
   n->kind = RegexNode::Kind::Alt;

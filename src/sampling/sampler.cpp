@@ -7,6 +7,7 @@
 #include <unordered_map>
 
 #include "engram/error.h"
+#include "engram/grammar.h"
 
 namespace engram {
 
@@ -125,12 +126,35 @@ void Sampler::min_p(std::vector<TokenProb>& c, float p) {
   c.resize(keep);
 }
 
+void Sampler::set_grammar(std::shared_ptr<GrammarMatcher> grammar) {
+  grammar_ = std::move(grammar);
+}
+
 int32_t Sampler::sample(std::span<const float> logits) {
   if (logits.empty()) throw Error("sampler: empty logits");
-  cand_.resize(logits.size());
-  for (size_t i = 0; i < logits.size(); ++i) {
-    cand_[i] = {static_cast<int32_t>(i), logits[i], 0.0f};
+  if (!grammar_) return draw(logits, nullptr);
+  // Sample first and check the one token; the whole mask only when it is refused.
+  int32_t t = draw(logits, nullptr);
+  if (!grammar_->allows(t)) {
+    grammar_->fill_mask(mask_);
+    bool any = false;
+    for (size_t w = 0; w < mask_.size() && !any; ++w) any = mask_[w] != 0;
+    if (!any) throw Error("sampler: the grammar allows no token here (its output is complete)");
+    if (mask_.size() * 64 < logits.size()) mask_.resize((logits.size() + 63) / 64, 0);
+    t = draw(logits, &mask_);
   }
+  if (!grammar_->accept(t)) throw Error(fmt::format("sampler: the grammar refused token {}", t));
+  return t;
+}
+
+int32_t Sampler::draw(std::span<const float> logits, const std::vector<uint64_t>* allowed) {
+  cand_.clear();
+  cand_.reserve(logits.size());
+  for (size_t i = 0; i < logits.size(); ++i) {
+    if (allowed && !(((*allowed)[i >> 6] >> (i & 63)) & 1)) continue;
+    cand_.push_back({static_cast<int32_t>(i), logits[i], 0.0f});
+  }
+  if (cand_.empty()) throw Error("sampler: no candidate token");
   apply_penalties(cand_, recent_, params_.repeat_penalty, params_.frequency_penalty,
                   params_.presence_penalty);
   if (params_.temperature <= 0.0f) {
