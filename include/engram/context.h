@@ -31,6 +31,15 @@ class Context {
   // positions. Keeps the logits of the last token, or of every token when all_logits.
   void eval(std::span<const int32_t> tokens, bool all_logits = false);
 
+  // One token for each of several streams of the same model in one forward pass: the weight
+  // matrices are read once for the whole batch, attention runs per stream under its own memory
+  // policy. Same result as ctxs[i]->eval({tokens[i]}) for each i, within float rounding.
+  static void decode_batch(std::span<Context* const> ctxs, std::span<const int32_t> tokens);
+
+  // The embedding of `tokens`: the mean over them of the final hidden state (after the output
+  // norm), L2-normalised. Evaluated in a cleared stream, which is cleared again after.
+  std::vector<float> embed(std::span<const int32_t> tokens);
+
   // Logits of the last evaluated token ([n_vocab]).
   std::span<const float> logits() const;
   // Logits of token i of the last eval (requires all_logits).
@@ -69,6 +78,13 @@ class Context {
   void eval_block(std::span<const int32_t> tokens, bool all_logits);
   // Embeds the block and runs it through every layer, leaving the last hidden states in Impl.
   void run_layers(std::span<const int32_t> tokens, const QueryBlock& block);
+  void attend_layer(int layer, const QueryBlock& block, float* q, float* k, float* v, float* att);
+  // Appends the block's cells (positions n_past_ on) before its layers run.
+  QueryBlock begin_block(std::span<const int32_t> tokens);
+  // After the layers: surprise from the block's logits `out` ([rows, n_vocab], rows = n or the
+  // last only), the policy's apply, eviction.
+  void end_block(std::span<const int32_t> tokens, const QueryBlock& block, const float* out,
+                 bool all_logits);
 
   const Model& model_;
   ThreadPool& pool_;

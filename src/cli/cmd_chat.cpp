@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -15,14 +16,13 @@
 #include <iostream>
 #include <random>
 
-#include "chat/chat_note.h"
 #include "chat/jinja.h"
-#include "chat/stop_strings.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memory_options.h"
 #include "engram/chat_template.h"
 #include "engram/context.h"
+#include "engram/conversation.h"
 #include "engram/error.h"
 #include "engram/gguf.h"
 #include "engram/model.h"
@@ -127,41 +127,34 @@ void save_conversation(const std::string& path, const std::string& model, const 
   if (!out) throw Error(fmt::format("/save: error writing '{}'", path));
 }
 
-bool starts_with(const std::vector<int32_t>& a, const std::vector<int32_t>& prefix) {
-  return prefix.size() <= a.size() && std::equal(prefix.begin(), prefix.end(), a.begin());
-}
-
+// The REPL over the library's conversation engine: reading lines, /commands, Ctrl-C, printing.
 class ChatSession {
  public:
   ChatSession(const ChatOptions& o, const SamplerParams& sp, const CLI::App& cmd)
       : o_(o),
         model_(Model::load(o.model)),
         tok_(Tokenizer::from_gguf(model_->file())),
-        tmpl_(ChatTemplate::from_gguf(model_->file(), o.chat_template)),
-        pool_(o.threads > 0 ? o.threads : default_thread_count()),
-        sampler_(sp),
-        stops_(o.stop) {
-    if (!tmpl_.fallback_reason().empty()) {
+        pool_(o.threads > 0 ? o.threads : default_thread_count()) {
+    ChatTemplate tmpl = ChatTemplate::from_gguf(model_->file(), o.chat_template);
+    if (!tmpl.fallback_reason().empty()) {
       std::fprintf(stderr,
                    "engram: note: using the built-in '%s' template instead of the file's: %s\n",
-                   tmpl_.name().c_str(), tmpl_.fallback_reason().c_str());
+                   tmpl.name().c_str(), tmpl.fallback_reason().c_str());
     }
-    const int32_t bos = tok_->bos();
-    bos_text_ = bos >= 0 ? tok_->token_text(bos) : "";
     std::error_code ec;
     if (!o.session.empty() && std::filesystem::exists(o.session, ec)) {
-      resume(cmd);
+      resume(cmd, std::move(tmpl), sp);
       return;
     }
     if (!o.session.empty()) check_session_path(o.session);
-    memory_ = memory_params(o.memory, o.n_ctx);
-    ctx_ = std::make_unique<Context>(*model_, pool_, ContextParams{o.n_ctx, o.n_batch},
-                                     make_memory_policy(memory_, model_shape(model_->config())));
+    conv_ = std::make_unique<Conversation>(*model_, *tok_, std::move(tmpl), pool_,
+                                           memory_params(o.memory, o.n_ctx),
+                                           ContextParams{o.n_ctx, o.n_batch});
+    conv_->set_sampling(sp);
     system_ = o.system;
     if (!o.system_file.empty()) {
       system_ = without_trailing_space(read_text_file(o.system_file));  // as `run -f` reads it
     }
-    if (!system_.empty()) history_.push_back({"system", system_});
   }
 
   void repl() {
@@ -170,7 +163,7 @@ class ChatSession {
       std::fprintf(stderr,
                    "engram chat (%s, template %s). /reset, /save FILE, /quit; Ctrl-C stops a "
                    "reply, twice at the prompt exits.\n",
-                   o_.model.c_str(), tmpl_.name().c_str());
+                   o_.model.c_str(), conv_->chat_template().name().c_str());
     }
     std::string line, pending;
     bool armed_exit = false;  // a Ctrl-C at the prompt arms the exit, a second one exits
@@ -197,7 +190,7 @@ class ChatSession {
   }
 
  private:
-  void resume(const CLI::App& cmd) {
+  void resume(const CLI::App& cmd, ChatTemplate tmpl, const SamplerParams& sp) {
     const std::string& path = o_.session;
     refuse_memory_flags(cmd,
                         "--session resumes the conversation with the policy it was saved with");
@@ -210,44 +203,23 @@ class ChatSession {
             "{} cannot be used here: the resumed conversation keeps its own system prompt", flag));
       }
     }
-    LoadedSession loaded = load_session(path, *model_, pool_, ContextParams{o_.n_ctx, o_.n_batch},
-                                        o_.memory.params.kv_dir, o_.memory.params.kv_cache_mib);
-    memory_ = loaded.memory;
-    ctx_ = std::move(loaded.ctx);
-    if (loaded.note.empty()) {
-      throw Error(fmt::format(
-          "'{}' holds a stream saved by `engram run`, not a conversation: chat resumes the "
-          "sessions it saved itself",
-          path));
-    }
-    chat::ChatState saved = chat::decode_chat_note(loaded.note, path);
-    if (saved.chat_template != tmpl_.name()) {
-      throw Error(fmt::format(
-          "'{}' was saved with the chat template '{}', this run uses '{}' (pass --chat-template "
-          "{} to resume it)",
-          path, saved.chat_template, tmpl_.name(), saved.chat_template));
-    }
-    // The tokens the note lists are the ones the stream went through.
-    if (static_cast<int64_t>(saved.tokens.size()) != ctx_->n_past()) {
-      throw Error(fmt::format("'{}': the saved conversation lists {} tokens, the stream {}", path,
-                              saved.tokens.size(), ctx_->n_past()));
-    }
-    for (int32_t t : saved.tokens) {
-      if (t < 0 || t >= tok_->n_vocab()) {
-        throw Error(
-            fmt::format("'{}': the saved conversation holds token id {}, out of range", path, t));
-      }
-    }
-    history_ = std::move(saved.history);
-    if (!history_.empty() && history_[0].role == "system") system_ = history_[0].content;
-    cached_ = std::move(saved.tokens);
-    cached_text_ = std::move(saved.text);
-    dropped_space_ = saved.dropped_space;
-    // Repetition penalties look back over the last tokens, as if the session had not stopped.
-    sampler_.accept(cached_);
+    conv_ = Conversation::resume(path, *model_, *tok_, std::move(tmpl), pool_,
+                                 ContextParams{o_.n_ctx, o_.n_batch}, o_.memory.params.kv_dir,
+                                 o_.memory.params.kv_cache_mib);
+    conv_->set_sampling(sp);
+    const auto& messages = conv_->messages();
+    if (!messages.empty() && messages[0].role == "system") system_ = messages[0].content;
+    const Context& ctx = conv_->context();
     std::fprintf(stderr, "[resumed %zu messages from %s: %lld tokens, %s memory, %s]\n",
-                 history_.size(), path.c_str(), static_cast<long long>(ctx_->n_past()),
-                 ctx_->policy().name().c_str(), format_bytes(ctx_->memory_bytes()).c_str());
+                 messages.size(), path.c_str(), static_cast<long long>(ctx.n_past()),
+                 ctx.policy().name().c_str(), format_bytes(ctx.memory_bytes()).c_str());
+  }
+
+  // The conversation so far, or its system prompt when nothing has been said yet.
+  std::vector<ChatMessage> history() const {
+    std::vector<ChatMessage> h = conv_->messages();
+    if (h.empty() && !system_.empty()) h.push_back({"system", system_});
+    return h;
   }
 
   // Writes the session file (when --session is given): the stream and the conversation. A
@@ -255,12 +227,10 @@ class ChatSession {
   void save_session_file() {
     if (o_.session.empty()) return;
     try {
-      save_session(
-          *ctx_, memory_, o_.session,
-          chat::encode_chat_note({tmpl_.name(), history_, cached_, cached_text_, dropped_space_}));
+      conv_->save(o_.session);
       if (o_.verbose) {
         std::fprintf(stderr, "[session saved to %s: %lld tokens]\n", o_.session.c_str(),
-                     static_cast<long long>(ctx_->n_past()));
+                     static_cast<long long>(conv_->context().n_past()));
       }
     } catch (const Error& e) {
       std::fprintf(stderr, "engram: error: saving the session: %s\n", e.what());
@@ -275,9 +245,7 @@ class ChatSession {
     while (!arg.empty() && arg.back() == ' ') arg.pop_back();
     if (cmd == "/quit" || cmd == "/exit") return false;
     if (cmd == "/reset") {
-      history_.clear();
-      if (!system_.empty()) history_.push_back({"system", system_});
-      reset_context();
+      conv_->reset(true);
       save_session_file();
       std::fprintf(stderr, "[conversation cleared]\n");
     } else if (cmd == "/save") {
@@ -286,8 +254,9 @@ class ChatSession {
         return true;
       }
       try {
-        save_conversation(arg, o_.model, tmpl_, history_);
-        std::fprintf(stderr, "[saved %zu messages to %s]\n", history_.size(), arg.c_str());
+        const std::vector<ChatMessage> h = history();
+        save_conversation(arg, o_.model, conv_->chat_template(), h);
+        std::fprintf(stderr, "[saved %zu messages to %s]\n", h.size(), arg.c_str());
       } catch (const Error& e) {
         std::fprintf(stderr, "engram: error: %s\n", e.what());
       }
@@ -299,167 +268,71 @@ class ChatSession {
     return true;
   }
 
-  void reset_context() {
-    ctx_->clear();
-    cached_.clear();
-    cached_text_.clear();
-    dropped_space_ = chat::kNoDroppedSpace;
-    sampler_.reset();
-  }
-
-  // Length of the cached text that starts `prompt` (0: none). The cached text is what the
-  // context's tokens spell; a reply's first token may begin with a space a SentencePiece decoder
-  // drops, so that the reply the template renders has it or not depending on the template
-  // ("[/INST] " + reply, or "assistant\n" + reply): either spelling matches.
-  size_t text_match(const std::string& prompt) const {
-    auto starts = [&](std::string_view cached) {
-      return !cached.empty() && prompt.size() > cached.size() && prompt.starts_with(cached);
-    };
-    if (starts(cached_text_)) return cached_text_.size();
-    if (dropped_space_ < cached_text_.size() && cached_text_[dropped_space_] == ' ') {
-      std::string without = cached_text_;
-      without.erase(dropped_space_, 1);
-      if (starts(without)) return without.size();
-    }
-    return 0;
-  }
-
   void turn(const std::string& text) {
-    history_.push_back({"user", text});
-    std::vector<int32_t> tokens;
-    std::string prompt;
+    std::vector<ChatMessage> messages = history();
+    messages.push_back({"user", text});
+    PromptStats stats;
     try {
-      prompt = tmpl_.render(history_, true);
-      // The template writes BOS itself when the model wants it; otherwise add it here.
-      const bool add_bos = tok_->add_bos() && (bos_text_.empty() || !prompt.starts_with(bos_text_));
-      tokens = tok_->encode(prompt, add_bos, true);
+      // A long turn (a system file, a pasted document) is read under a progress bar.
+      const auto t0 = std::chrono::steady_clock::now();
+      stats = conv_->prompt(messages, [&](int64_t done, int64_t total) {
+        const Context& ctx = conv_->context();
+        draw_progress(ctx, fmt::format("{}/{} tokens", done, total), double(done) / total, done,
+                      seconds_since(t0));
+        if (done == total) std::fputc('\n', stderr);
+      });
     } catch (const Error& e) {
-      history_.pop_back();
-      std::fprintf(stderr, "engram: error: %s\n", e.what());
-      return;
-    }
-    if (static_cast<int64_t>(tokens.size()) >= ctx_->n_ctx()) {
-      history_.pop_back();
-      std::fprintf(stderr,
-                   "[the conversation needs %zu tokens, the context holds %lld; /reset to "
-                   "start over]\n",
-                   tokens.size(), static_cast<long long>(ctx_->n_ctx()));
-      return;
-    }
-    // Evaluate only what is new when the rendered prefix is unchanged: either the cached
-    // tokens start the new tokenization, or the cached text starts the new rendering (then
-    // the new text is tokenized alone, which may split differently at the seam, as other
-    // engines accept). A template that rewrites earlier turns forces a full re-evaluation.
-    std::vector<int32_t> fresh;
-    const char* how = "none";
-    if (!cached_.empty() && starts_with(tokens, cached_) && cached_.size() < tokens.size()) {
-      fresh.assign(tokens.begin() + static_cast<std::ptrdiff_t>(cached_.size()), tokens.end());
-      how = "tokens";
-    } else if (const size_t matched = text_match(prompt); matched > 0) {
-      fresh = tok_->encode(std::string_view(prompt).substr(matched), false, true);
-      how = "text";
-      if (static_cast<int64_t>(cached_.size() + fresh.size()) >= ctx_->n_ctx()) {
-        reset_context();  // the seam cost tokens the context does not have
-        fresh = tokens;
-        how = "none";
+      const std::string what = e.what();
+      if (what.find("the context holds") != std::string::npos) {
+        std::fprintf(stderr, "[%s; /reset to start over]\n", what.c_str());
+      } else {
+        std::fprintf(stderr, "engram: error: %s\n", what.c_str());
       }
-    } else {
-      reset_context();
-      fresh = tokens;
+      return;
     }
     if (o_.verbose) {
-      std::fprintf(stderr, "[prompt %zu tokens: %zu reused (prefix match: %s), %zu evaluated]\n",
-                   tokens.size(), cached_.size(), how, fresh.size());
+      std::fprintf(stderr, "[prompt %lld tokens: %lld reused (prefix match: %s), %lld evaluated]\n",
+                   static_cast<long long>(stats.prompt_tokens),
+                   static_cast<long long>(stats.cached_tokens), stats.reuse,
+                   static_cast<long long>(stats.evaluated));
     }
-    sampler_.accept(fresh);
-    // A long turn (a system file, a pasted document) is read under a progress bar, in slices
-    // of whole chunks: the same blocks as one call, so the same result.
-    if (fresh.size() > kProgressTokens) {
-      prefill(*ctx_, fresh, true);
-    } else {
-      ctx_->eval(fresh);
-    }
-    cached_.insert(cached_.end(), fresh.begin(), fresh.end());
-    cached_text_ = prompt;
-    dropped_space_ = chat::kNoDroppedSpace;
-
     g_interrupts.store(0);
-    std::string reply = generate();
-    history_.push_back({"assistant", std::move(reply)});
+    generate();
     save_session_file();
   }
 
-  std::string generate() {
-    TokenStreamer streamer(*tok_);
-    stops_.reset();
-    std::string reply;
-    auto emit = [&](const std::string& piece) {
-      std::string shown = stops_.push(piece);
-      write_out(shown);
-      reply += shown;
-    };
-    int n = 0;
+  void generate() {
+    conv_->start_reply({o_.n_predict, o_.stop});
+    Conversation::Step step;
     bool interrupted = false;
-    bool reply_started = false;
-    while (n < o_.n_predict) {
+    while (true) {
       if (g_interrupts.load() > 0) {
         interrupted = true;
+        step = conv_->cancel();
+        write_out(step.text);
         break;
       }
-      const int32_t next = sampler_.sample(ctx_->logits());
-      if (tok_->is_eog(next)) break;
-      sampler_.accept(next);
-      // The text the context is matched against next turn: the token's bytes, except a
-      // control token the model emits mid-reply (a stray BOS), which the reply the template
-      // renders next turn will not show either.
-      const std::string raw = tok_->token_to_piece(next, false);
-      if (!reply_started && !raw.empty()) {  // the streamer's rule for the first piece
-        reply_started = true;
-        if (tok_->add_space_prefix() && raw[0] == ' ' &&
-            tok_->token_type(next) == TokenType::Normal) {
-          dropped_space_ = cached_text_.size();  // the reply shows it without this space
-        }
-      }
-      emit(streamer.push(next));
-      ++n;
-      if (stops_.stopped()) break;
-      if (ctx_->n_past() >= ctx_->n_ctx()) {
-        std::fprintf(stderr, "\n[context full at %lld tokens]",
-                     static_cast<long long>(ctx_->n_past()));
-        break;
-      }
-      const int32_t one[1] = {next};
-      ctx_->eval(one);
-      cached_.push_back(next);
-      cached_text_ += raw;
+      step = conv_->step();
+      write_out(step.text);
+      if (step.finish != FinishReason::None) break;
+      conv_->eval_pending();
     }
-    emit(streamer.flush());
-    const std::string rest = stops_.flush();
-    write_out(rest);
-    reply += rest;
+    conv_->end_reply();
+    if (step.finish == FinishReason::ContextFull) {
+      std::fprintf(stderr, "\n[context full at %lld tokens]",
+                   static_cast<long long>(conv_->context().n_past()));
+    }
     write_out("\n");
     if (interrupted) std::fprintf(stderr, "[interrupted]\n");
     g_interrupts.store(0);
-    return reply;
   }
 
   const ChatOptions& o_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tok_;
-  ChatTemplate tmpl_;
   ThreadPool pool_;
-  MemoryParams memory_;  // what ctx_'s policy was made from (a session records it)
-  std::unique_ptr<Context> ctx_;
-  Sampler sampler_;
-  chat::StopStrings stops_;
-  std::vector<ChatMessage> history_;
-  static constexpr size_t kProgressTokens = 8192;
-  std::string system_;           // the system prompt, kept by /reset (from --system or the session)
-  std::vector<int32_t> cached_;  // tokens in the context's memory, in order
-  std::string cached_text_;      // the text those tokens spell
-  // Where in cached_text_ the last reply began with a space the shown reply drops.
-  uint64_t dropped_space_ = chat::kNoDroppedSpace;
-  std::string bos_text_;
+  std::unique_ptr<Conversation> conv_;
+  std::string system_;  // the system prompt, kept by /reset (from --system or the session)
 };
 
 void chat(const ChatOptions& o, const CLI::App& cmd) {

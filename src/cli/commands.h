@@ -18,6 +18,7 @@ void add_bench_command(CLI::App& app);
 void add_bench_memory_command(CLI::App& bench);  // `bench memory`, registered by add_bench_command
 void add_perplexity_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
 void add_memory_command(CLI::App& app);

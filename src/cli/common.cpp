@@ -16,14 +16,27 @@
 
 namespace engram::cli {
 
-std::string default_model_path() {
-  const std::string local = "models/engram-tiny.gguf";
+namespace {
+
+// ./models/NAME if present, else the copy in the source tree this binary was built from.
+std::string shipped_model(const std::string& name) {
+  const std::string local = "models/" + name;
   if (std::filesystem::exists(local)) return local;
 #ifdef ENGRAM_SOURCE_DIR
   return std::string(ENGRAM_SOURCE_DIR) + "/" + local;
 #else
   return local;
 #endif
+}
+
+}  // namespace
+
+std::string default_model_path() {
+  return shipped_model("engram-tiny.gguf");
+}
+
+std::string default_chat_model_path() {
+  return shipped_model("engram-tiny-chat.gguf");
 }
 
 std::string read_text_file(const std::string& path) {

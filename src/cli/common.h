@@ -18,6 +18,9 @@ namespace engram::cli {
 // The shipped model: ./models/engram-tiny.gguf if present, else the copy in the source tree
 // this binary was built from.
 std::string default_model_path();
+// The shipped chat model (models/engram-tiny-chat.gguf, found the same way): the default of
+// `chat` and `serve`.
+std::string default_chat_model_path();
 
 // Whole file as bytes; engram::Error naming the path on failure.
 std::string read_text_file(const std::string& path);

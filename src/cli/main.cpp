@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   engram::cli::add_bench_command(app);
   engram::cli::add_perplexity_command(app);
   engram::cli::add_chat_command(app);
+  engram::cli::add_serve_command(app);
   engram::cli::add_eval_command(app);
   engram::cli::add_demo_command(app);
   engram::cli::add_memory_command(app);

@@ -126,23 +126,13 @@ void draw_progress(const Context& ctx, const std::string& where, double fraction
   std::fflush(stderr);
 }
 
-size_t stream_slice(const Context& ctx, size_t about) {
-  const size_t chunk = static_cast<size_t>(ctx.block_limit());
-  return std::max<size_t>(1, about / chunk) * chunk;
-}
-
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
-  // Slices of a few chunks: small enough for a live bar, large enough to cost nothing.
-  const size_t slice = stream_slice(ctx, 2048);
   const auto t0 = std::chrono::steady_clock::now();
-  for (size_t i = 0; i < tokens.size(); i += slice) {
-    const size_t n = std::min(slice, tokens.size() - i);
-    ctx.eval(tokens.subspan(i, n));
-    if (progress) {
-      draw_progress(ctx, fmt::format("{}/{} tokens", i + n, tokens.size()),
-                    double(i + n) / tokens.size(), static_cast<int64_t>(i + n), seconds_since(t0));
-    }
-  }
+  eval_in_slices(ctx, tokens, [&](int64_t done, int64_t total) {
+    if (!progress) return;
+    draw_progress(ctx, fmt::format("{}/{} tokens", done, total), double(done) / total, done,
+                  seconds_since(t0));
+  });
   if (progress) std::fputc('\n', stderr);
 }
 

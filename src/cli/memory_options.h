@@ -7,6 +7,7 @@
 #include <span>
 #include <string>
 
+#include "engram/conversation.h"  // stream_slice, eval_in_slices
 #include "engram/memory.h"
 
 namespace CLI {
@@ -40,11 +41,6 @@ void refuse_memory_flags(const CLI::App& cmd, const std::string& why);
 // The policy the options describe for `model`; n_ctx is the `full` policy's size (0: trained).
 std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& model,
                                           int64_t n_ctx);
-
-// Tokens to evaluate per call when streaming a long input in pieces: the largest multiple of
-// the context's prefill chunk up to `about` (at least one chunk). Pieces of another size would
-// end in a short block, which a memory policy takes for a question and retrieves for.
-size_t stream_slice(const Context& ctx, size_t about);
 
 // Evaluates `tokens` in slices, drawing a progress bar on stderr (tokens/s, memory units formed,
 // memory held) when `progress` is set.

@@ -20,6 +20,74 @@
 
 namespace engram {
 
+namespace {
+
+// The activations of a forward pass over n rows (the tokens of one block, or one token of each
+// stream in a batch). Shapes [rows, cols].
+struct Activations {
+  std::vector<float> x, h;      // [n, n_embd]: the residual stream, and scratch
+  std::vector<float> q, att;    // [n, q_dim]
+  std::vector<float> k, v;      // [n, kv_dim]
+  std::vector<float> gate, up;  // [n, n_ff]
+  void resize(const ModelConfig& c, int n) {
+    const size_t q_dim = size_t(c.n_head) * c.head_dim, kv_dim = size_t(c.n_head_kv) * c.head_dim;
+    x.resize(size_t(n) * c.n_embd);
+    h.resize(size_t(n) * c.n_embd);
+    q.resize(n * q_dim);
+    att.resize(n * q_dim);
+    k.resize(n * kv_dim);
+    v.resize(n * kv_dim);
+    gate.resize(size_t(n) * c.n_ff);
+    up.resize(size_t(n) * c.n_ff);
+  }
+};
+
+// Every layer over the rows of `tokens`, leaving the last hidden states in a.x. The matrix
+// products run over all rows at once (the weights are read once per layer); `attend(l)` fills
+// a.att from a.q/a.k/a.v of layer l -- per stream, under its memory policy.
+template <class Attend>
+void forward_layers(const Model& model, ThreadPool& pool, std::span<const int32_t> tokens,
+                    Activations& a, Attend&& attend) {
+  const ModelConfig& c = model.config();
+  const ModelWeights& W = model.weights();
+  const int n = static_cast<int>(tokens.size());
+  a.resize(c, n);
+  for (int i = 0; i < n; ++i) {
+    const auto* row =
+        static_cast<const uint8_t*>(W.tok_embd.data) + tokens[i] * W.tok_embd.row_bytes;
+    dequantize_row(W.tok_embd.type, row, &a.x[size_t(i) * c.n_embd], c.n_embd);
+  }
+  for (int l = 0; l < c.n_layer; ++l) {
+    const LayerWeights& L = W.layers[l];
+    for (int i = 0; i < n; ++i) {
+      rmsnorm(&a.h[size_t(i) * c.n_embd], &a.x[size_t(i) * c.n_embd], L.attn_norm.data(), c.n_embd,
+              c.rms_eps);
+    }
+    {  // one activation quantization and one parallel region for the three projections
+      const WeightMatrix w[3] = {L.wq, L.wk, L.wv};
+      float* const y[3] = {a.q.data(), a.k.data(), a.v.data()};
+      matmul_many(w, y, 3, a.h.data(), n, pool);
+    }
+    attend(l);
+    matmul(L.wo, a.att.data(), n, a.h.data(), pool);
+    for (size_t j = 0; j < a.x.size(); ++j) a.x[j] += a.h[j];
+    for (int i = 0; i < n; ++i) {
+      rmsnorm(&a.h[size_t(i) * c.n_embd], &a.x[size_t(i) * c.n_embd], L.ffn_norm.data(), c.n_embd,
+              c.rms_eps);
+    }
+    {
+      const WeightMatrix w[2] = {L.w_gate, L.w_up};
+      float* const y[2] = {a.gate.data(), a.up.data()};
+      matmul_many(w, y, 2, a.h.data(), n, pool);
+    }
+    silu_mul(a.gate.data(), a.gate.data(), a.up.data(), int64_t(n) * c.n_ff, pool);
+    matmul(L.w_down, a.gate.data(), n, a.h.data(), pool);
+    for (size_t j = 0; j < a.x.size(); ++j) a.x[j] += a.h[j];
+  }
+}
+
+}  // namespace
+
 struct Context::Impl {
   Impl(const ModelConfig& c, const PolicyNeeds& n)
       : kv(c.n_layer, c.n_head_kv * c.head_dim, n.kv_f16), needs(n) {
@@ -37,7 +105,8 @@ struct Context::Impl {
   int64_t last_attended = 0;
   std::vector<std::vector<int64_t>> attended;  // [layer][stream positions] of the last block
   // Scratch for one query block.
-  std::vector<float> x, h, q, k, v, att, gate, up, block_logits, cs;
+  Activations act;
+  std::vector<float> block_logits, cs;
   std::vector<float> k_gather, v_gather;  // keys/values of a non-contiguous plan
   std::vector<float> probs;               // [n, n_head, n_kv] softmax probabilities, for `received`
 
@@ -288,144 +357,123 @@ void Context::eval(std::span<const int32_t> tokens, bool all_logits) {
   }
 }
 
-void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& block) {
+// Attention of one layer for the block's rows: q/k/v are the projections ([n, q_dim] and
+// [n, kv_dim], before RoPE), att receives the attention output [n, q_dim]. Writes the block's
+// K/V into the store and asks the policy which cells to attend to.
+void Context::attend_layer(int l, const QueryBlock& block, float* q, float* k, float* v,
+                           float* att) {
   const ModelConfig& c = model_.config();
-  const ModelWeights& W = model_.weights();
+  const LayerWeights& L = model_.weights().layers[l];
   Impl& s = *impl_;
-  const int n = static_cast<int>(tokens.size());
+  const int n = block.n_tokens;
   const int q_dim = c.n_head * c.head_dim;
   const int kv_dim = c.n_head_kv * c.head_dim;
   const RopeParams& rp = s.rp;
   const bool raw_keys = s.needs.keys_before_rope;
-
-  s.x.resize(size_t(n) * c.n_embd);  // [n, n_embd]
-  s.h.resize(size_t(n) * c.n_embd);
-  s.q.resize(size_t(n) * q_dim);  // [n, q_dim]
-  s.k.resize(size_t(n) * kv_dim);
-  s.v.resize(size_t(n) * kv_dim);
-  s.att.resize(size_t(n) * q_dim);
-  s.gate.resize(size_t(n) * c.n_ff);  // [n, n_ff]
-  s.up.resize(size_t(n) * c.n_ff);
-
-  for (int i = 0; i < n; ++i) {
-    const auto* row =
-        static_cast<const uint8_t*>(W.tok_embd.data) + tokens[i] * W.tok_embd.row_bytes;
-    dequantize_row(W.tok_embd.type, row, &s.x[size_t(i) * c.n_embd], c.n_embd);
-  }
-
-  for (int l = 0; l < c.n_layer; ++l) {
-    const LayerWeights& L = W.layers[l];
+  if (c.qkv_bias) {
     for (int i = 0; i < n; ++i) {
-      rmsnorm(&s.h[size_t(i) * c.n_embd], &s.x[size_t(i) * c.n_embd], L.attn_norm.data(), c.n_embd,
-              c.rms_eps);
-    }
-    {  // one activation quantization and one parallel region for the three projections
-      const WeightMatrix w[3] = {L.wq, L.wk, L.wv};
-      float* const y[3] = {s.q.data(), s.k.data(), s.v.data()};
-      matmul_many(w, y, 3, s.h.data(), n, pool_);
-    }
-    if (c.qkv_bias) {
-      for (int i = 0; i < n; ++i) {
-        for (int j = 0; j < q_dim; ++j) s.q[size_t(i) * q_dim + j] += L.bq[j];
-        for (int j = 0; j < kv_dim; ++j) {
-          s.k[size_t(i) * kv_dim + j] += L.bk[j];
-          s.v[size_t(i) * kv_dim + j] += L.bv[j];
-        }
+      for (int j = 0; j < q_dim; ++j) q[size_t(i) * q_dim + j] += L.bq[j];
+      for (int j = 0; j < kv_dim; ++j) {
+        k[size_t(i) * kv_dim + j] += L.bk[j];
+        v[size_t(i) * kv_dim + j] += L.bv[j];
       }
     }
-    if (s.needs.qk) {
-      s.data.q[l].assign(s.q.begin(), s.q.end());  // [n, q_dim], before RoPE
-      s.data.k[l].assign(s.k.begin(), s.k.end());  // [n, kv_dim]
+  }
+  if (s.needs.qk) {
+    s.data.q[l].assign(q, q + size_t(n) * q_dim);   // [n, q_dim], before RoPE
+    s.data.k[l].assign(k, k + size_t(n) * kv_dim);  // [n, kv_dim]
+  }
+  // Keys are stored rotated at their stream position (or before RoPE if the policy asks); a
+  // plan that gives a key another position rotates it by the difference when gathering.
+  for (int i = 0; i < n; ++i) {
+    const int64_t cell = block.first_cell + i;
+    float* kd = &k[size_t(i) * kv_dim];
+    if (!raw_keys) {
+      const float* cs = s.angles(s.cells[cell].pos);
+      for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
     }
-    // Keys are stored rotated at their stream position (or before RoPE if the policy asks); a
-    // plan that gives a key another position rotates it by the difference when gathering.
-    for (int i = 0; i < n; ++i) {
-      const int64_t cell = block.first_cell + i;
-      float* kd = &s.k[size_t(i) * kv_dim];
-      if (!raw_keys) {
-        const float* cs = s.angles(s.cells[cell].pos);
+    s.kv.write(l, cell, kd, &v[size_t(i) * kv_dim]);
+  }
+
+  policy_->plan(l, block, s.cells, s.data, s.plan);
+  const AttentionPlan& p = s.plan;
+  for (int i = 0; i < n; ++i) {
+    const float* cs = s.angles(p.query_pos[i]);
+    for (int hh = 0; hh < c.n_head; ++hh) {
+      rope_apply(&q[size_t(i) * q_dim + hh * c.head_dim], cs, rp);
+    }
+  }
+
+  // Attend straight from the store when the plan is a run of cells at their own positions;
+  // otherwise gather (and re-rotate) the planned keys.
+  const int64_t n_kv = static_cast<int64_t>(p.cells.size());
+  if (l == 0) s.last_attended = n_kv;
+  s.attended[l].resize(n_kv);
+  for (int64_t j = 0; j < n_kv; ++j) s.attended[l][j] = s.cells[p.cells[j]].pos;
+  bool direct = n_kv > 0 && !raw_keys && !s.kv.f16() && p.cells[0] >= s.kv.in_ram_begin();
+  for (int64_t j = 0; j < n_kv && direct; ++j) {
+    direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
+  }
+  AttentionArgs a;
+  if (direct) {
+    a.k = s.kv.k(l, p.cells[0]);
+    a.v = s.kv.v(l, p.cells[0]);
+  } else {
+    s.k_gather.resize(size_t(n_kv) * kv_dim);
+    s.v_gather.resize(size_t(n_kv) * kv_dim);
+    for (int64_t j = 0; j < n_kv; ++j) {
+      const int64_t cell = p.cells[j];
+      float* kd = &s.k_gather[size_t(j) * kv_dim];
+      s.kv.read_k(l, cell, kd);
+      const int64_t delta = raw_keys ? p.key_pos[j] : p.key_pos[j] - s.cells[cell].pos;
+      if (delta != 0 || raw_keys) {
+        const float* cs = s.angles(delta);
         for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
       }
-      s.kv.write(l, cell, kd, &s.v[size_t(i) * kv_dim]);
+      s.kv.read_v(l, cell, &s.v_gather[size_t(j) * kv_dim]);
     }
-
-    policy_->plan(l, block, s.cells, s.data, s.plan);
-    const AttentionPlan& p = s.plan;
-    for (int i = 0; i < n; ++i) {
-      const float* cs = s.angles(p.query_pos[i]);
-      for (int hh = 0; hh < c.n_head; ++hh) {
-        rope_apply(&s.q[size_t(i) * q_dim + hh * c.head_dim], cs, rp);
-      }
-    }
-
-    // Attend straight from the store when the plan is a run of cells at their own positions;
-    // otherwise gather (and re-rotate) the planned keys.
-    const int64_t n_kv = static_cast<int64_t>(p.cells.size());
-    if (l == 0) s.last_attended = n_kv;
-    s.attended[l].resize(n_kv);
-    for (int64_t j = 0; j < n_kv; ++j) s.attended[l][j] = s.cells[p.cells[j]].pos;
-    bool direct = n_kv > 0 && !raw_keys && !s.kv.f16() && p.cells[0] >= s.kv.in_ram_begin();
-    for (int64_t j = 0; j < n_kv && direct; ++j) {
-      direct = p.cells[j] == p.cells[0] + j && p.key_pos[j] == s.cells[p.cells[j]].pos;
-    }
-    AttentionArgs a;
-    if (direct) {
-      a.k = s.kv.k(l, p.cells[0]);
-      a.v = s.kv.v(l, p.cells[0]);
-    } else {
-      s.k_gather.resize(size_t(n_kv) * kv_dim);
-      s.v_gather.resize(size_t(n_kv) * kv_dim);
-      for (int64_t j = 0; j < n_kv; ++j) {
-        const int64_t cell = p.cells[j];
-        float* kd = &s.k_gather[size_t(j) * kv_dim];
-        s.kv.read_k(l, cell, kd);
-        const int64_t delta = raw_keys ? p.key_pos[j] : p.key_pos[j] - s.cells[cell].pos;
-        if (delta != 0 || raw_keys) {
-          const float* cs = s.angles(delta);
-          for (int hh = 0; hh < c.n_head_kv; ++hh) rope_apply(kd + hh * c.head_dim, cs, rp);
-        }
-        s.kv.read_v(l, cell, &s.v_gather[size_t(j) * kv_dim]);
-      }
-      a.k = s.k_gather.data();
-      a.v = s.v_gather.data();
-    }
-    a.k_stride = kv_dim;
-    a.v_stride = kv_dim;
-    a.q = s.q.data();
-    a.out = s.att.data();
-    a.n_q = n;
-    a.n_kv = n_kv;
-    a.n_head = c.n_head;
-    a.n_head_kv = c.n_head_kv;
-    a.head_dim = c.head_dim;
-    a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    if (s.needs.received) {
-      s.probs.resize(size_t(n) * c.n_head * n_kv);
-      a.probs = s.probs.data();
-    }
-    attention(a, pool_);
-    if (s.needs.received) {
-      s.data.planned[l] = p.cells;
-      s.data.received[l].resize(n_kv);
-      attention_received(a, s.data.received[l].data(), pool_);
-    }
-
-    matmul(L.wo, s.att.data(), n, s.h.data(), pool_);
-    for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
-
-    for (int i = 0; i < n; ++i) {
-      rmsnorm(&s.h[size_t(i) * c.n_embd], &s.x[size_t(i) * c.n_embd], L.ffn_norm.data(), c.n_embd,
-              c.rms_eps);
-    }
-    {
-      const WeightMatrix w[2] = {L.w_gate, L.w_up};
-      float* const y[2] = {s.gate.data(), s.up.data()};
-      matmul_many(w, y, 2, s.h.data(), n, pool_);
-    }
-    silu_mul(s.gate.data(), s.gate.data(), s.up.data(), int64_t(n) * c.n_ff, pool_);
-    matmul(L.w_down, s.gate.data(), n, s.h.data(), pool_);
-    for (size_t j = 0; j < s.x.size(); ++j) s.x[j] += s.h[j];
+    a.k = s.k_gather.data();
+    a.v = s.v_gather.data();
   }
+  a.k_stride = kv_dim;
+  a.v_stride = kv_dim;
+  a.q = q;
+  a.out = att;
+  a.n_q = n;
+  a.n_kv = n_kv;
+  a.n_head = c.n_head;
+  a.n_head_kv = c.n_head_kv;
+  a.head_dim = c.head_dim;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (s.needs.received) {
+    s.probs.resize(size_t(n) * c.n_head * n_kv);
+    a.probs = s.probs.data();
+  }
+  attention(a, pool_);
+  if (s.needs.received) {
+    s.data.planned[l] = p.cells;
+    s.data.received[l].resize(n_kv);
+    attention_received(a, s.data.received[l].data(), pool_);
+  }
+}
+
+void Context::run_layers(std::span<const int32_t> tokens, const QueryBlock& block) {
+  Activations& a = impl_->act;
+  forward_layers(model_, pool_, tokens, a, [&](int l) {
+    attend_layer(l, block, a.q.data(), a.k.data(), a.v.data(), a.att.data());
+  });
+}
+
+QueryBlock Context::begin_block(std::span<const int32_t> tokens) {
+  Impl& s = *impl_;
+  const int n = static_cast<int>(tokens.size());
+  // Append the block's cells; the policy sees them when planning.
+  QueryBlock block{static_cast<int64_t>(s.cells.size()), n};
+  for (int i = 0; i < n; ++i) s.cells.push_back({tokens[i], n_past_ + i});
+  s.kv.resize(static_cast<int64_t>(s.cells.size()));
+  s.data.n_tokens = n;
+  s.data.pool = &pool_;
+  return block;
 }
 
 void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
@@ -433,13 +481,7 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   const ModelWeights& W = model_.weights();
   Impl& s = *impl_;
   const int n = static_cast<int>(tokens.size());
-
-  // Append the block's cells; the policy sees them when planning.
-  QueryBlock block{static_cast<int64_t>(s.cells.size()), n};
-  for (int i = 0; i < n; ++i) s.cells.push_back({tokens[i], n_past_ + i});
-  s.kv.resize(static_cast<int64_t>(s.cells.size()));
-  s.data.n_tokens = n;
-  s.data.pool = &pool_;
+  const QueryBlock block = begin_block(tokens);
 
   // A policy may ask for a second reading of the block (its plans then differ; the first
   // reading's K/V rows are overwritten and only the second one's output is kept).
@@ -452,8 +494,8 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
   const int first = every_row ? 0 : n - 1;
   const int rows = n - first;
   for (int i = first; i < n; ++i) {
-    rmsnorm(&s.h[size_t(i - first) * c.n_embd], &s.x[size_t(i) * c.n_embd], W.output_norm.data(),
-            c.n_embd, c.rms_eps);
+    rmsnorm(&s.act.h[size_t(i - first) * c.n_embd], &s.act.x[size_t(i) * c.n_embd],
+            W.output_norm.data(), c.n_embd, c.rms_eps);
   }
   float* out;
   if (all_logits) {
@@ -465,8 +507,15 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     logits_.resize(size_t(c.n_vocab));
     out = logits_.data();
   }
-  matmul(W.output, s.h.data(), rows, out, pool_);
+  matmul(W.output, s.act.h.data(), rows, out, pool_);
+  end_block(tokens, block, out, all_logits);
+}
 
+void Context::end_block(std::span<const int32_t> tokens, const QueryBlock& block, const float* out,
+                        bool all_logits) {
+  const ModelConfig& c = model_.config();
+  Impl& s = *impl_;
+  const int n = block.n_tokens;
   if (s.needs.surprise) {
     // Surprise of token i = -log softmax(logits of token i-1)[token i].
     // Rows are independent, so the pool splits them; each row's value is the same whatever
@@ -481,10 +530,14 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     });
     s.prev_row.assign(out + size_t(n - 1) * c.n_vocab, out + size_t(n) * c.n_vocab);
   }
-  if (!all_logits && every_row) {
-    logits_.assign(out + size_t(n - 1) * c.n_vocab, out + size_t(n) * c.n_vocab);
+  if (!all_logits) {
+    // The last row, unless the logits were computed in place.
+    const int rows = s.needs.surprise ? n : 1;
+    if (out != logits_.data()) {
+      logits_.assign(out + size_t(rows - 1) * c.n_vocab, out + size_t(rows) * c.n_vocab);
+    }
+    n_logits_ = 1;
   }
-  if (!all_logits) n_logits_ = 1;
 
   Eviction evict;
   policy_->apply(block, s.cells, s.data, evict);
@@ -494,6 +547,93 @@ void Context::eval_block(std::span<const int32_t> tokens, bool all_logits) {
     s.cells.erase(s.cells.begin() + evict.begin, s.cells.begin() + evict.end);
   }
   s.kv.settle(policy_->settled_cells());
+}
+
+void Context::decode_batch(std::span<Context* const> ctxs, std::span<const int32_t> tokens) {
+  if (ctxs.size() != tokens.size()) {
+    throw Error(fmt::format("decode_batch: {} streams but {} tokens", ctxs.size(), tokens.size()));
+  }
+  if (ctxs.empty()) return;
+  if (ctxs.size() == 1) {
+    ctxs[0]->eval(tokens);
+    return;
+  }
+  const Model& model = ctxs[0]->model_;
+  ThreadPool& pool = ctxs[0]->pool_;
+  const ModelConfig& c = model.config();
+  for (size_t b = 0; b < ctxs.size(); ++b) {
+    Context& x = *ctxs[b];
+    if (&x.model_ != &model) throw Error("decode_batch: the streams run different models");
+    for (size_t o = 0; o < b; ++o) {
+      if (ctxs[o] == ctxs[b]) throw Error("decode_batch: a stream appears twice in the batch");
+    }
+    if (tokens[b] < 0 || tokens[b] >= c.n_vocab) {
+      throw Error(fmt::format("token id {} is out of range [0, {})", tokens[b], c.n_vocab));
+    }
+    if (x.n_past_ + 1 > x.policy_->capacity()) {
+      throw Error(
+          fmt::format("context is full: {} + 1 tokens exceed the {} tokens the '{}' memory "
+                      "policy holds",
+                      x.n_past_, x.policy_->capacity(), x.policy_->name()));
+    }
+  }
+  const int n = static_cast<int>(ctxs.size());
+  const size_t q_dim = size_t(c.n_head) * c.head_dim, kv_dim = size_t(c.n_head_kv) * c.head_dim;
+  std::vector<QueryBlock> blocks(n);
+  for (int b = 0; b < n; ++b) blocks[b] = ctxs[b]->begin_block(tokens.subspan(b, 1));
+  // Row b of the batch is stream b's token; the matrix products run over all rows at once,
+  // attention over each stream's own memory.
+  Activations a;
+  forward_layers(model, pool, tokens, a, [&](int l) {
+    for (int b = 0; b < n; ++b) {
+      ctxs[b]->attend_layer(l, blocks[b], &a.q[b * q_dim], &a.k[b * kv_dim], &a.v[b * kv_dim],
+                            &a.att[b * q_dim]);
+    }
+  });
+  for (int b = 0; b < n; ++b) {
+    Context& x = *ctxs[b];
+    if (x.policy_->reread(blocks[b])) {
+      // A second reading, as eval() would do it (policies ask for it only for questions).
+      x.run_layers(tokens.subspan(b, 1), blocks[b]);
+      std::copy_n(x.impl_->act.x.begin(), c.n_embd, &a.x[size_t(b) * c.n_embd]);
+    }
+  }
+  const ModelWeights& W = model.weights();
+  for (int b = 0; b < n; ++b) {
+    rmsnorm(&a.h[size_t(b) * c.n_embd], &a.x[size_t(b) * c.n_embd], W.output_norm.data(), c.n_embd,
+            c.rms_eps);
+  }
+  std::vector<float> logits(size_t(n) * c.n_vocab);  // [n, n_vocab]
+  matmul(W.output, a.h.data(), n, logits.data(), pool);
+  for (int b = 0; b < n; ++b) {
+    ctxs[b]->end_block(tokens.subspan(b, 1), blocks[b], &logits[size_t(b) * c.n_vocab], false);
+  }
+}
+
+std::vector<float> Context::embed(std::span<const int32_t> tokens) {
+  const ModelConfig& c = model_.config();
+  const ModelWeights& W = model_.weights();
+  if (tokens.empty()) throw Error("embed: no tokens");
+  clear();
+  std::vector<double> sum(c.n_embd, 0.0);
+  std::vector<float> row(c.n_embd);
+  const size_t chunk = static_cast<size_t>(block_limit());
+  for (size_t i = 0; i < tokens.size(); i += chunk) {
+    const std::span<const int32_t> part = tokens.subspan(i, std::min(chunk, tokens.size() - i));
+    eval(part);
+    const Activations& a = impl_->act;  // the block's last hidden states
+    for (size_t r = 0; r < part.size(); ++r) {
+      rmsnorm(row.data(), &a.x[r * c.n_embd], W.output_norm.data(), c.n_embd, c.rms_eps);
+      for (int j = 0; j < c.n_embd; ++j) sum[j] += row[j];
+    }
+  }
+  clear();
+  double norm = 0;
+  for (double v : sum) norm += v * v;
+  norm = std::sqrt(norm);
+  std::vector<float> out(c.n_embd);
+  for (int j = 0; j < c.n_embd; ++j) out[j] = norm > 0 ? static_cast<float>(sum[j] / norm) : 0.0f;
+  return out;
 }
 
 }  // namespace engram

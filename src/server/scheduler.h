@@ -1,0 +1,95 @@
+// The slots that run tasks. One engine thread owns the model: it admits queued tasks into free
+// slots (a conversation's own slot, or the slot whose cached prompt the request extends), reads
+// their prompts, then decodes every active slot together, one forward pass per step, so the
+// weights are read once per step for all clients. The HTTP layer only submits and waits.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engram/chat_template.h"
+#include "engram/memory.h"
+#include "server/metrics.h"
+#include "server/task.h"
+
+namespace engram {
+class Model;
+class Tokenizer;
+class ThreadPool;
+class Conversation;
+class Context;
+}  // namespace engram
+
+namespace engram::server {
+
+struct SchedulerOptions {
+  int parallel = 1;          // slots
+  int queue = 64;            // tasks waiting for a slot before new ones get 503
+  MemoryParams memory;       // the policy of every slot's stream
+  int64_t n_ctx = 0;         // `full`: cells per slot (0: trained)
+  int n_batch = 512;         // prefill chunk
+  std::string sessions_dir;  // where named conversations are kept ("" : none)
+  int max_tokens = 4096;     // a reply's tokens when the request does not say
+};
+
+class Scheduler {
+ public:
+  Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplate& tmpl, ThreadPool& pool,
+            const SchedulerOptions& options, Metrics& metrics);
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues a task. Throws ApiError 503 when the queue is full or the server is stopping.
+  void submit(std::shared_ptr<Task> task);
+  // Stops admitting, cancels what waits and what runs (conversations are saved), and joins the
+  // engine thread.
+  void shutdown();
+
+  // Deletes a named conversation of `owner` (slot and files). Throws ApiError 404 when `owner`
+  // has none of that id (another key's conversation included), 409 while it is answering.
+  void delete_conversation(const std::string& owner, const std::string& id);
+
+ private:
+  struct Slot;
+  void loop();
+  // Picks a free slot for `task`, or null when it must wait. Called with mu_ held.
+  Slot* choose_slot(const Task& task);
+  void start(Slot& slot);  // reads the task's prompt; on error the task fails and the slot frees
+  void decode_step();      // one token for every active slot
+  void finish(Slot& slot, FinishReason why);
+  void fail(Slot& slot, const ApiError& e);
+  void run_embedding(Task& task);
+  // A named conversation is DIR/ID.session, and DIR/ID.owner names the key that made it.
+  std::string conversation_path(const std::string& id) const;
+  std::string owner_path(const std::string& id) const;
+  std::string stored_owner(const std::string& id) const;
+  static ApiError not_found(const std::string& id);
+
+  const Model& model_;
+  const Tokenizer& tok_;
+  ChatTemplate tmpl_;
+  ThreadPool& pool_;
+  SchedulerOptions o_;
+  Metrics& metrics_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::unique_ptr<Context> embed_ctx_;  // a stream of its own for /v1/embeddings
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::shared_ptr<Task>> queue_;
+  bool stopping_ = false;
+  std::thread engine_;
+};
+
+// Owner id of an API key as it appears in file names (a hash: the key itself is never
+// written anywhere); "anonymous" when the server has no keys.
+std::string owner_of_key(const std::string& key);
+
+}  // namespace engram::server
