@@ -329,6 +329,7 @@ class ChatGen:
                       and w.lower() not in held_vals]
         self.held_vals = held_vals
         self.augment = False  # set by the trainer: EXTRA_ASK / ASK_FRAMES / STATE_FRAMES in use
+        self.train_wordings = False  # set by chat_eval.py --wordings train
 
     # -- facts ----------------------------------------------------------------
     def facts(self, rng, n, cats=None):
@@ -347,6 +348,8 @@ class ChatGen:
     def fact(self, rng, cat, slot, avoid=()):
         f = Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split)
         f.aug = self.augment and not self.held
+        if self.train_wordings:
+            f.held = False  # a diagnostic: held-out values in the training wordings
         return f
 
     def other_value(self, rng, f):

@@ -212,18 +212,23 @@ def main():
     ap.add_argument("--tasks", default="recall,memory,extract,addmerge,passkey")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--wordings", choices=["heldout", "train"], default="heldout",
+                    help="train: held-out values in the training wordings of facts and questions (a diagnostic "
+                         "that separates copying unseen values from understanding unseen wordings)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
     with open(os.path.join(a.data, "heldout.txt"), encoding="utf-8") as f:
         sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
     chat = ChatGen(sp, sents, "heldout")
+    chat.train_wordings = a.wordings == "train"
     model = load_model(a)
     g = Generator(model, chat.im_end)
     full = dict(recall=200, memory=200, extract=100, addmerge=200, passkey=100)
     fns = dict(recall=eval_recall, memory=eval_memory, extract=eval_extract, addmerge=eval_addmerge,
                passkey=eval_passkey)
-    res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split="heldout", decoding="greedy")
+    res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split="heldout", decoding="greedy",
+               fact_wordings=a.wordings)
     for t in a.tasks.split(","):
         rng = np.random.Generator(np.random.PCG64([2026, list(full).index(t)]))
         t0 = time.time()
