@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+#include "agent_memory/schema.h"
 #include "agent_memory/sql_connection.h"
 #include "agent_memory_backends.h"
 #include "engram/agent_memory.h"
@@ -410,6 +411,17 @@ TYPED_TEST(MemoryStoreTest, SchemaIsVersionedAndNewerStoresAreRefused) {
   auto c = this->backend_.raw();
   EXPECT_EQ(agent_memory::column_int(c->query("SELECT version FROM schema_version", {})[0], 0),
             agent_memory::schema_version());
+  // The path from version 1: the index step 2 adds is made on open, the data kept.
+  ASSERT_GE(agent_memory::schema_version(), 2);
+  c->exec_script("DROP INDEX memory_history_by_id");
+  c->query("UPDATE schema_version SET version = 1", {});
+  {
+    auto store = this->open();
+    EXPECT_EQ(agent_memory::stored_schema_version(*c), agent_memory::schema_version());
+    EXPECT_EQ(store->get_all("u").size(), 1u);
+  }
+  EXPECT_THROW(c->exec_script("CREATE INDEX memory_history_by_id ON memory_history(memory_id)"),
+               Error);  // it exists again
   c->query("UPDATE schema_version SET version = $1",
            {static_cast<int64_t>(agent_memory::schema_version() + 1)});
   const std::string msg = error_of([&] { this->open(); });

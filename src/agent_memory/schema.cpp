@@ -20,7 +20,7 @@
 namespace engram::agent_memory {
 namespace {
 
-constexpr std::array<std::string_view, 1> kSqliteSteps = {
+constexpr std::array<std::string_view, 2> kSqliteSteps = {
     // 1: the first schema.
     R"sql(
 CREATE TABLE memories (
@@ -72,9 +72,11 @@ CREATE TRIGGER memories_fts_update AFTER UPDATE OF summary ON memories BEGIN
   INSERT INTO memories_fts(rowid, summary) VALUES (new.id, new.summary);
 END;
 )sql",
+    // 2: new ids are checked against the history of forgotten memories by id alone.
+    "CREATE INDEX memory_history_by_id ON memory_history(memory_id);",
 };
 
-constexpr std::array<std::string_view, 1> kPostgresSteps = {
+constexpr std::array<std::string_view, 2> kPostgresSteps = {
     // 1: the first schema.
     R"sql(
 CREATE TABLE memories (
@@ -116,6 +118,8 @@ CREATE TABLE conversation_turns (
   at_ms BIGINT NOT NULL,
   PRIMARY KEY (user_id, conversation, turn_index));
 )sql",
+    // 2: as on SQLite.
+    "CREATE INDEX memory_history_by_id ON memory_history(memory_id);",
 };
 
 static_assert(kSqliteSteps.size() == kPostgresSteps.size(), "one migration list per dialect");

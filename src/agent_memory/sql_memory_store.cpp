@@ -411,8 +411,11 @@ class SqlMemoryStore final : public MemoryStore {
     std::uniform_int_distribution<int64_t> dist(1, (int64_t{1} << 53) - 1);
     for (;;) {
       const int64_t id = dist(rng_);
-      if (c_->query("SELECT 1 FROM memories WHERE id = $1", {id}).empty() &&
-          c_->query("SELECT 1 FROM memory_history WHERE memory_id = $1", {id}).empty())
+      // Not in use, and not the id of a forgotten memory whose history remains.
+      if (c_->query("SELECT 1 FROM memories WHERE id = $1 UNION ALL "
+                    "SELECT 1 FROM memory_history WHERE memory_id = $1",
+                    {id})
+              .empty())
         return id;
     }
   }
