@@ -55,14 +55,15 @@ TEST(GrammarJsonSchema, ObjectsWithRequiredAndOptionalProperties) {
                    R"({"a": 1,})", R"({"a": 1, "a": 2})"});
 }
 
-TEST(GrammarJsonSchema, RequiredPropertiesInPropertiesOrRequiredOrder) {
+TEST(GrammarJsonSchema, RequiredPropertiesInAnyOrderEachOnce) {
   auto g =
-      schema(R"({"properties":{"x":{"type":"integer"},"y":{"type":"integer"},"z":{"type":"null"}},
-                     "required":["y","x"],"additionalProperties":false})");
-  expect_language(
-      g,
-      {R"({"x": 1, "y": 2})", R"({"y": 2, "x": 1})", R"({"z": null, "y": 2, "z": null, "x": 1})"},
-      {R"({"x": 1})", R"({"y": 2, "y": 3, "x": 1})", R"({"x": 1, "y": 2, "z": 3})"});
+      schema(R"({"properties":{"x":{"type":"integer"},"y":{"type":"integer"},"z":{"type":"null"},
+      "w":{"type":"string"}},"required":["y","x","w"],"additionalProperties":false})");
+  expect_language(g,
+                  {R"({"x": 1, "y": 2, "w": ""})", R"({"w": "", "y": 2, "x": 1})",
+                   R"({"z": null, "y": 2, "z": null, "x": 1, "w": "a"})"},
+                  {R"({"x": 1, "y": 2})", R"({"y": 2, "y": 3, "x": 1, "w": ""})",
+                   R"({"x": 1, "y": 2, "w": "", "z": 3})"});
 }
 
 TEST(GrammarJsonSchema, AdditionalPropertiesNeverSpellAListedName) {

@@ -1442,17 +1442,12 @@ class JsonSchemaCompiler {
       cfg_.add_rule(m, {e.key, colon(), e.value});
       free_member.push_back(static_cast<int32_t>(m));
     }
-    std::vector<std::vector<std::string>> orders;
-    {
-      std::vector<std::string> by_props, by_required;
-      for (const auto& p : props) {
-        if (p.required) by_props.push_back(p.name);
-      }
-      for (const auto& r : required_order) {
-        if (req_member.count(r)) by_required.push_back(r);
-      }
-      orders.push_back(by_props);
-      if (by_required != by_props) orders.push_back(by_required);
+    std::vector<std::string> by_props, by_required;
+    for (const auto& p : props) {
+      if (p.required) by_props.push_back(p.name);
+    }
+    for (const auto& r : required_order) {
+      if (req_member.count(r)) by_required.push_back(r);
     }
     int32_t free_sym = 0;
     const bool has_free = !free_member.empty();
@@ -1462,9 +1457,36 @@ class JsonSchemaCompiler {
       free_sym = static_cast<int32_t>(f);
     }
     const uint32_t obj = nt(path + "{}");
+    const size_t k = by_props.size();
+    if (k <= 6) {
+      // Required properties in any order: one state per subset written so far (2^k).
+      // F: nothing written yet; R[S]: the required ones in S written, maybe free ones too.
+      const uint32_t F = nt(path + "{F}");
+      std::vector<uint32_t> R(size_t{1} << k);
+      for (auto& r : R) r = nt(path + "{R}");
+      const size_t full = R.size() - 1;
+      if (k == 0 && !need_one) cfg_.add_rule(F, {});
+      if (has_free) cfg_.add_rule(F, {free_sym, static_cast<int32_t>(R[0])});
+      for (size_t i = 0; i < k; ++i) {
+        cfg_.add_rule(F, {req_member[by_props[i]], static_cast<int32_t>(R[size_t{1} << i])});
+      }
+      for (size_t set = 0; set <= full; ++set) {
+        if (set == full) cfg_.add_rule(R[set], {});
+        if (has_free) cfg_.add_rule(R[set], {comma(), free_sym, static_cast<int32_t>(R[set])});
+        for (size_t i = 0; i < k; ++i) {
+          if (set & (size_t{1} << i)) continue;
+          cfg_.add_rule(R[set], {comma(), req_member[by_props[i]],
+                                 static_cast<int32_t>(R[set | (size_t{1} << i)])});
+        }
+      }
+      cfg_.add_rule(obj, {lbrace(), static_cast<int32_t>(F), rbrace()});
+      return static_cast<int32_t>(obj);
+    }
+    // Many required properties: two fixed orders, the properties' and the "required" array's.
+    std::vector<std::vector<std::string>> orders = {by_props};
+    if (by_required != by_props) orders.push_back(by_required);
     for (const auto& order : orders) {
       // F_i: none written yet, next required is order[i]; R_i: at least one written.
-      const size_t k = order.size();
       std::vector<uint32_t> F(k + 1), R(k + 1);
       for (size_t i = 0; i <= k; ++i) {
         F[i] = nt(path + "{F" + std::to_string(i) + "}");
@@ -1473,7 +1495,6 @@ class JsonSchemaCompiler {
       for (size_t i = 0; i <= k; ++i) {
         const auto Ri = static_cast<int32_t>(R[i]);
         if (i == k) {
-          if (!(need_one && k == 0)) cfg_.add_rule(F[i], {});
           cfg_.add_rule(R[i], {});
         } else {
           const int32_t m = req_member[order[i]];
