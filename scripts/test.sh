@@ -21,6 +21,9 @@ cmake --build build -j"$jobs"
 # ENGRAM_TEST_PG); ENGRAM_REQUIRE_PG makes them fail, not skip, if it is ever missing.
 ENGRAM_REQUIRE_PG=1 scripts/with_postgres.sh ctest --test-dir build --output-on-failure -j"$jobs"
 
+stage "MaskBench sample: structured-generation masks (fails on an invalid instance accepted)"
+scripts/maskbench_sample.sh build/engram
+
 stage "engram serve: end-to-end suites (official openai client) and a short load test"
 scripts/test_server.sh build
 scripts/load_test.sh --build build --clients 8 --seconds 60 --parallel 4

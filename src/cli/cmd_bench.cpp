@@ -121,7 +121,8 @@ void add_bench_command(CLI::App& app) {
   cmd->add_option("--reps", o->reps, "Repetitions; the best is reported")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print results as JSON on stdout");
   add_bench_memory_command(*cmd);
-  // A sub-command (`bench memory`) runs instead of the model speed benchmark.
+  add_bench_grammar_command(*cmd);
+  // A sub-command (`bench memory`, `bench grammar`) runs instead of the model speed benchmark.
   cmd->callback([o, cmd] {
     if (cmd->get_subcommands().empty()) bench(*o);
   });
