@@ -11,6 +11,7 @@
 #include "engram/context.h"
 #include "engram/conversation.h"
 #include "engram/error.h"
+#include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
@@ -187,6 +188,43 @@ TEST(Conversation, StopStringsAndMisuse) {
   EXPECT_EQ(c->messages().size(), 2u);
   EXPECT_THROW(c->step(), Error);  // no reply in progress
   (void)free_text;
+}
+
+// A constrained reply follows its grammar and ends where the grammar's output is complete;
+// the next reply is free again.
+TEST(Conversation, AGrammarConstrainsOneReply) {
+  Chat chat;
+  auto c = chat.make();
+  SamplerParams sampled;
+  sampled.temperature = 1.0f;
+  sampled.seed = 3;
+  c->set_sampling(sampled);
+  auto vocab = std::make_shared<GrammarVocab>(*chat.tok);
+  const auto digits = Grammar::from_regex("[0-9]{3}-[a-c]+");
+  std::vector<ChatMessage> m = {{"user", "a code please"}};
+  c->prompt(m);
+  c->start_reply({64, {}, std::make_shared<GrammarMatcher>(digits, vocab)});
+  FinishReason why = FinishReason::None;
+  while (why == FinishReason::None) {
+    why = c->step().finish;
+    if (why == FinishReason::None) c->eval_pending();
+  }
+  const std::string constrained = c->end_reply();
+  EXPECT_EQ(why, FinishReason::Stop);
+  ASSERT_GE(constrained.size(), 5u) << constrained;
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(constrained[i] >= '0' && constrained[i] <= '9');
+  EXPECT_EQ(constrained[3], '-');
+  for (size_t i = 4; i < constrained.size(); ++i) {
+    EXPECT_TRUE(constrained[i] >= 'a' && constrained[i] <= 'c') << constrained;
+  }
+  m.push_back({"assistant", constrained});
+  m.push_back({"user", "now anything"});
+  c->prompt(m);
+  c->start_reply({16, {}});
+  while (c->step().finish == FinishReason::None) c->eval_pending();
+  const std::string free_reply = c->end_reply();
+  // Unconstrained again: the golden model's random bytes leave the grammar's alphabet.
+  EXPECT_NE(free_reply.find_first_not_of("0123456789-abc"), std::string::npos) << free_reply;
 }
 
 TEST(ServerRequest, RefusesBadFieldsByName) {

@@ -27,6 +27,7 @@ namespace engram {
 class Model;
 class Tokenizer;
 class ThreadPool;
+class GrammarMatcher;
 
 // Why a reply ended. OpenAI's finish_reason: Stop -> "stop", Length/ContextFull -> "length".
 enum class FinishReason { None, Stop, Length, ContextFull, Cancelled };
@@ -35,6 +36,9 @@ const char* finish_reason_name(FinishReason r);
 struct ReplyParams {
   int max_tokens = 512;
   std::vector<std::string> stop;
+  // Constrains the reply to a grammar (engram/grammar.h: JSON Schema, GBNF, regex); the reply
+  // ends when the grammar's output is complete. Null: none. A matcher serves one reply.
+  std::shared_ptr<GrammarMatcher> grammar;
 };
 
 // What a prompt cost: tokens of the rendered prompt, how many were already in the stream.

@@ -19,12 +19,14 @@
 #include "chat/jinja.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/constraint_options.h"
 #include "cli/memory_options.h"
 #include "engram/chat_template.h"
 #include "engram/context.h"
 #include "engram/conversation.h"
 #include "engram/error.h"
 #include "engram/gguf.h"
+#include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/sampler.h"
 #include "engram/session.h"
@@ -110,7 +112,8 @@ struct ChatOptions {
   bool verbose = false;
   SamplerParams sampling;
   MemoryOptions memory;
-  std::string session;  // resume from this file if it exists; save there after every reply
+  std::string session;           // resume from this file if it exists; save there after every reply
+  ConstraintOptions constraint;  // every reply constrained (--json-schema | --grammar | --regex)
 };
 
 void save_conversation(const std::string& path, const std::string& model, const ChatTemplate& tmpl,
@@ -134,7 +137,9 @@ class ChatSession {
       : o_(o),
         model_(Model::load(o.model)),
         tok_(Tokenizer::from_gguf(model_->file())),
-        pool_(o.threads > 0 ? o.threads : default_thread_count()) {
+        pool_(o.threads > 0 ? o.threads : default_thread_count()),
+        constraint_(output_grammar(o.constraint)) {
+    if (constraint_) vocab_ = std::make_shared<GrammarVocab>(*tok_);
     ChatTemplate tmpl = ChatTemplate::from_gguf(model_->file(), o.chat_template);
     if (!tmpl.fallback_reason().empty()) {
       std::fprintf(stderr,
@@ -302,7 +307,9 @@ class ChatSession {
   }
 
   void generate() {
-    conv_->start_reply({o_.n_predict, o_.stop});
+    ReplyParams reply{o_.n_predict, o_.stop, nullptr};
+    if (constraint_) reply.grammar = std::make_shared<GrammarMatcher>(constraint_, vocab_);
+    conv_->start_reply(reply);
     Conversation::Step step;
     bool interrupted = false;
     while (true) {
@@ -331,6 +338,8 @@ class ChatSession {
   std::unique_ptr<Model> model_;
   std::unique_ptr<Tokenizer> tok_;
   ThreadPool pool_;
+  std::shared_ptr<const Grammar> constraint_;  // null: replies are free
+  std::shared_ptr<GrammarVocab> vocab_;
   std::unique_ptr<Conversation> conv_;
   std::string system_;  // the system prompt, kept by /reset (from --system or the session)
 };
@@ -404,7 +413,7 @@ void render_template(const TemplateOptions& o) {
 
 void add_chat_command(CLI::App& app) {
   auto o = std::make_shared<ChatOptions>();
-  o->model = default_model_path();
+  o->model = default_chat_model_path();
   CLI::App* cmd = app.add_subcommand("chat", "Chat with a model through its chat template");
   cmd->add_option("-m,--model", o->model, "GGUF model file")->capture_default_str();
   cmd->add_option("--chat-template", o->chat_template,
@@ -420,6 +429,7 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--ctx", o->n_ctx, "Context size in tokens (default: the model's trained one)");
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
   add_sampling_options(cmd, o->sampling, o->seed);
+  add_constraint_options(cmd, o->constraint);
   cmd->add_flag("-v,--verbose", o->verbose, "Report prompt and cache sizes per turn");
   cmd->add_option("--session", o->session,
                   "Resume the conversation saved in this file if it exists, and save it there "

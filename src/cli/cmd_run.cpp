@@ -10,6 +10,7 @@
 #include "chat/stop_strings.h"
 #include "cli/commands.h"
 #include "cli/common.h"
+#include "cli/constraint_options.h"
 #include "cli/memory_options.h"
 #include "engram/context.h"
 #include "engram/error.h"
@@ -39,20 +40,10 @@ struct RunOptions {
   SamplerParams sampling;
   std::vector<std::string> stop;
   MemoryOptions memory;
-  std::string save_session;  // write the stream's state here at the end
-  std::string load_session;  // continue the stream saved here
-  std::string json_schema;   // constrain the output: a JSON Schema file,
-  std::string grammar;       // a GBNF file,
-  std::string regex;         // or a regex the whole output matches
+  std::string save_session;      // write the stream's state here at the end
+  std::string load_session;      // continue the stream saved here
+  ConstraintOptions constraint;  // --json-schema | --grammar | --regex
 };
-
-// The output constraint the options ask for, or null.
-std::shared_ptr<const Grammar> output_grammar(const RunOptions& o) {
-  if (!o.json_schema.empty()) return Grammar::from_json_schema(read_text_file(o.json_schema));
-  if (!o.grammar.empty()) return Grammar::from_gbnf(read_text_file(o.grammar));
-  if (!o.regex.empty()) return Grammar::from_regex(o.regex);
-  return nullptr;
-}
 
 // Files larger than this are streamed: read, encoded and evaluated piece by piece under a
 // progress bar, so their length is bounded by the memory policy, not by RAM for the text.
@@ -129,7 +120,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
-  const auto constraint = output_grammar(o);  // bad schemas fail before the model loads
+  const auto constraint = output_grammar(o.constraint);  // bad schemas fail before the model loads
 
   std::error_code size_error;
   const bool stream = !o.file.empty() && std::filesystem::is_regular_file(o.file, size_error) &&
@@ -282,13 +273,7 @@ void add_run_command(CLI::App& app) {
   cmd->add_option("--batch", o->n_batch, "Prefill chunk size")->capture_default_str();
   add_sampling_options(cmd, o->sampling, o->seed);
   cmd->add_option("--stop", o->stop, "Stop generating at this text, not shown (repeatable)");
-  auto* js = cmd->add_option("--json-schema", o->json_schema,
-                             "Constrain the output to JSON valid against this JSON Schema file");
-  auto* gb = cmd->add_option("--grammar", o->grammar,
-                             "Constrain the output to this GBNF grammar file (llama.cpp format)");
-  auto* rx = cmd->add_option("--regex", o->regex, "Constrain the whole output to match this regex");
-  js->excludes(gb)->excludes(rx);
-  gb->excludes(rx);
+  add_constraint_options(cmd, o->constraint);
   cmd->add_flag("--no-bos", o->no_bos, "Do not prepend BOS");
   cmd->add_flag("-q,--quiet", o->quiet, "Print only the generated text");
   cmd->add_option("--save-session", o->save_session,

@@ -7,6 +7,7 @@
 #include "chat/chat_note.h"
 #include "chat/stop_strings.h"
 #include "engram/error.h"
+#include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/session.h"
 #include "engram/tokenizer.h"
@@ -238,6 +239,7 @@ void Conversation::start_reply(const ReplyParams& params) {
   if (cached_.empty()) throw Error("start_reply: no prompt has been evaluated");
   if (!sampler_) set_sampling(SamplerParams{});
   reply_ = std::make_unique<Reply>(tok_, params);
+  sampler_->set_grammar(params.grammar);
   pending_ = -1;
   n_generated_ = 0;
 }
@@ -252,8 +254,13 @@ Conversation::Step Conversation::step() {
     out.text += r.stops.flush();
     r.shown += out.text;
     out.finish = why;
+    sampler_->set_grammar(nullptr);
     return out;
   };
+  // A constrained reply ends where its grammar's output is complete and nothing may follow.
+  if (GrammarMatcher* g = sampler_->grammar(); g && g->finished()) {
+    return finish(FinishReason::Stop);
+  }
   if (n_generated_ >= r.params.max_tokens) return finish(FinishReason::Length);
   const int32_t next = sampler_->sample(ctx_->logits());
   if (tok_.is_eog(next)) return finish(FinishReason::Stop);
@@ -286,6 +293,7 @@ Conversation::Step Conversation::cancel() {
   out.text += r.stops.flush();
   r.shown += out.text;
   out.finish = FinishReason::Cancelled;
+  sampler_->set_grammar(nullptr);
   if (pending_ >= 0) {
     // The stream must hold what cached_text_ spells: evaluate the token already sampled.
     eval_pending();

@@ -305,12 +305,30 @@ GenerationRequest parse_chat_request(std::string_view body, const RequestLimits&
     if (!rf->is_object()) throw f.wrong_type("response_format", *rf, "an object");
     Fields o(*rf, "response_format");
     const std::string type = o.string("type");
-    if (type != "text") {
+    if (type == "json_schema") {
+      const json* js = o.get("json_schema");
+      if (!js || !js->is_object()) {
+        throw bad_field("response_format.json_schema",
+                        "response_format.json_schema must be an object with a schema");
+      }
+      Fields jf(*js, "response_format.json_schema");
+      (void)jf.string("name");
+      const json* schema = jf.get("schema");
+      if (!schema || !(schema->is_object() || schema->is_boolean())) {
+        throw bad_field("response_format.json_schema.schema",
+                        "response_format.json_schema.schema must be a JSON Schema object");
+      }
+      r.json_schema = schema->dump();
+      jf.boolean("strict", false);  // the output always follows the schema
+      jf.ignore({"description"});
+      jf.refuse_unknown();
+    } else if (type != "text" && type != "json_object") {
       throw bad_field("response_format.type",
-                      fmt::format("response_format.type '{}' is not supported by this server "
-                                  "yet (structured output is not wired in); use 'text'",
+                      fmt::format("response_format.type '{}' is not one of text, json_object, "
+                                  "json_schema",
                                   type));
     }
+    r.response_format = type;
     o.refuse_unknown();
   }
   if (const json* tools = f.get("tools")) {

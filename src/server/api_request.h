@@ -37,6 +37,10 @@ struct GenerationRequest {
   bool echo = false;           // completions: the prompt before the completion
   std::string user;
   std::string conversation;  // engram extension: a named, persistent conversation
+  // response_format: "text", "json_object" (any JSON object) or "json_schema" (`json_schema`
+  // holds the schema as JSON text).
+  std::string response_format = "text";
+  std::string json_schema;
 };
 
 // Throws ApiError (400, naming the field) for malformed JSON, unknown or ill-typed fields and

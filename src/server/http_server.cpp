@@ -17,6 +17,7 @@
 
 #include "engram/chat_template.h"
 #include "engram/error.h"
+#include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/server.h"
 #include "engram/thread_pool.h"
@@ -54,6 +55,7 @@ struct Service {
   std::unique_ptr<ChatTemplate> tmpl;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Scheduler> scheduler;
+  std::shared_ptr<GrammarVocab> grammar_vocab;  // the vocabulary's trie and token masks
   std::string model_id;
   int64_t created = 0;
 
@@ -99,6 +101,19 @@ struct Service {
       } catch (const Error& e) {
         throw bad_field("messages", e.what());
       }
+    }
+    if (r.response_format != "text") {
+      // Compiled here, in the request's own thread (a large schema must not stall the slots).
+      std::shared_ptr<const Grammar> g;
+      try {
+        g = r.response_format == "json_object" ? Grammar::any_json_object()
+                                               : Grammar::from_json_schema(r.json_schema);
+      } catch (const Error& e) {
+        throw bad_field(r.response_format == "json_object" ? "response_format"
+                                                           : "response_format.json_schema.schema",
+                        e.what());
+      }
+      task->grammar = std::make_shared<GrammarMatcher>(std::move(g), grammar_vocab);
     }
     task->request = std::move(r);
     task->owner = owner(req);
@@ -413,6 +428,7 @@ int run_server(const ServerOptions& o) {
   try {
     svc.model = Model::load(o.model_path);
     svc.tok = Tokenizer::from_gguf(svc.model->file());
+    svc.grammar_vocab = std::make_shared<GrammarVocab>(*svc.tok);
     svc.tmpl =
         std::make_unique<ChatTemplate>(ChatTemplate::from_gguf(svc.model->file(), o.chat_template));
     svc.pool = std::make_unique<ThreadPool>(o.threads > 0 ? o.threads : default_thread_count());

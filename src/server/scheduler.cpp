@@ -334,7 +334,7 @@ void Scheduler::start(Slot& slot) {
     slot.usage.cached_tokens = stats.cached_tokens;
     metrics_.prompt_tokens += static_cast<uint64_t>(stats.prompt_tokens);
     metrics_.prompt_tokens_evaluated += static_cast<uint64_t>(stats.evaluated);
-    slot.conv->start_reply({r.max_tokens > 0 ? r.max_tokens : o_.max_tokens, r.stop});
+    slot.conv->start_reply({r.max_tokens > 0 ? r.max_tokens : o_.max_tokens, r.stop, task.grammar});
   } catch (const ApiError& e) {
     fail(slot, e);
   } catch (const Error& e) {

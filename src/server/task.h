@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -16,6 +17,10 @@
 #include "engram/conversation.h"
 #include "server/api_error.h"
 #include "server/api_request.h"
+
+namespace engram {
+class GrammarMatcher;
+}
 
 namespace engram::server {
 
@@ -49,6 +54,7 @@ class Task {
   std::string owner;                               // the API key's owner id (conversations)
   // An unnamed request's prompt as tokens: the slot that caches most of it is chosen.
   std::vector<int32_t> prompt_tokens;
+  std::shared_ptr<GrammarMatcher> grammar;  // response_format's constraint, or null
   std::chrono::steady_clock::time_point deadline;
   std::atomic<bool> cancelled{false};  // the client went away
   std::atomic<bool> timed_out{false};
