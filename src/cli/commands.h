@@ -16,8 +16,8 @@ void add_import_tokenizer_command(CLI::App& app);
 void add_run_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_bench_memory_command(CLI::App& bench);  // `bench memory`, registered by add_bench_command
-void add_bench_grammar_command(
-    CLI::App& bench);  // `bench grammar`, registered by add_bench_command
+// `bench grammar`, registered by add_bench_command
+void add_bench_grammar_command(CLI::App& bench);
 void add_perplexity_command(CLI::App& app);
 void add_chat_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
