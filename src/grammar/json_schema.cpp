@@ -285,7 +285,9 @@ class JsonSchemaCompiler {
 
   // ---- terminals ----
 
-  std::string ws() const { return opt_.compact_json ? "" : "[ \\t\\n\\r]*"; }
+  // Whitespace between tokens: what JSON allows, but at most 24 characters per gap, so that a
+  // weak model cannot fill its whole budget with spaces (pretty-printing fits easily).
+  std::string ws() const { return opt_.compact_json ? "" : "[ \\t\\n\\r]{0,24}"; }
 
   int32_t term_regex(const std::string& key, const std::function<RegexPtr()>& make, Encoding enc,
                      const std::string& where) {
