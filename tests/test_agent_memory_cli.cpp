@@ -161,7 +161,7 @@ TYPED_TEST(MemoryCliTest, AnotherUserCannotReachAlicesMemories) {
     expect_one_line_error(this->memory("history", attacker, "--id " + std::to_string(id)),
                           "not found for user");
     expect_one_line_error(this->memory("forget", attacker, "quokka7"), "contains");
-    for (const std::string& verb : {"list", "export"}) {
+    for (const char* verb : {"list", "export"}) {
       auto r = this->memory(verb, attacker);
       EXPECT_EQ(r.status, 0) << r.err;
       EXPECT_EQ(r.out, "");

@@ -127,7 +127,7 @@ struct Chat {
 
 std::string reply(Conversation& c, const std::vector<ChatMessage>& messages, int n) {
   c.prompt(messages);
-  c.start_reply({n, {}});
+  c.start_reply({n, {}, nullptr});
   while (true) {
     const Conversation::Step s = c.step();
     if (s.finish != FinishReason::None) break;
@@ -180,7 +180,7 @@ TEST(Conversation, StopStringsAndMisuse) {
   Chat chat;
   auto c = chat.make();
   const std::vector<ChatMessage> m = {{"user", "the cat sat"}};
-  EXPECT_THROW(c->start_reply({4, {}}), Error);  // nothing evaluated yet
+  EXPECT_THROW(c->start_reply({4, {}, nullptr}), Error);  // nothing evaluated yet
   const std::string free_text = reply(*c, m, 12);
   // A prompt beyond the context is refused without changing the conversation.
   std::vector<ChatMessage> huge = {{"user", std::string(2000, 'x')}};
@@ -220,7 +220,7 @@ TEST(Conversation, AGrammarConstrainsOneReply) {
   m.push_back({"assistant", constrained});
   m.push_back({"user", "now anything"});
   c->prompt(m);
-  c->start_reply({16, {}});
+  c->start_reply({16, {}, nullptr});
   while (c->step().finish == FinishReason::None) c->eval_pending();
   const std::string free_reply = c->end_reply();
   // Unconstrained again: the golden model's random bytes leave the grammar's alphabet.
