@@ -269,6 +269,13 @@ void Scheduler::loop() {
   }
 }
 
+void Scheduler::name_slot(Slot& slot, const std::string& owner, const std::string& id) {
+  // The engine thread is the only writer; delete_conversation reads these under the lock.
+  std::lock_guard<std::mutex> lock(mu_);
+  slot.owner = owner;
+  slot.conversation = id;
+}
+
 void Scheduler::start(Slot& slot) {
   Task& task = *slot.task;
   const GenerationRequest& r = task.request;
@@ -287,8 +294,7 @@ void Scheduler::start(Slot& slot) {
       }
       if (slot.conversation != r.conversation || !slot.conv) {
         slot.conv.reset();
-        slot.owner.clear();
-        slot.conversation.clear();
+        name_slot(slot, "", "");
         const std::string path = conversation_path(r.conversation);
         std::error_code ec;
         if (std::filesystem::exists(path, ec)) {
@@ -304,8 +310,7 @@ void Scheduler::start(Slot& slot) {
             throw Error(fmt::format("cannot write '{}'", owner_path(r.conversation)));
           }
         }
-        slot.owner = task.owner;
-        slot.conversation = r.conversation;
+        name_slot(slot, task.owner, r.conversation);
       }
       if (slot.conv) {
         // A client may send the whole conversation or only what is new: what repeats the
@@ -319,8 +324,7 @@ void Scheduler::start(Slot& slot) {
       }
     } else if (!slot.conversation.empty()) {
       slot.conv.reset();  // the named conversation is saved; the slot starts afresh
-      slot.owner.clear();
-      slot.conversation.clear();
+      name_slot(slot, "", "");
     }
     if (!slot.conv) {
       slot.conv = std::make_unique<Conversation>(model_, tok_, tmpl_, pool_, o_.memory, cp);
@@ -356,8 +360,7 @@ void Scheduler::fail(Slot& slot, const ApiError& e) {
   if (!slot.conversation.empty()) {
     // The named conversation may be half-read: drop the slot's copy, the file is as it was.
     slot.conv.reset();
-    slot.owner.clear();
-    slot.conversation.clear();
+    name_slot(slot, "", "");
   } else if (slot.conv) {
     slot.conv->reset(false);
   }

@@ -61,7 +61,11 @@ class Scheduler {
   void loop();
   // Picks a free slot for `task`, or null when it must wait. Called with mu_ held.
   Slot* choose_slot(const Task& task);
-  void start(Slot& slot);  // reads the task's prompt; on error the task fails and the slot frees
+  void start(Slot& slot);
+  // Sets which named conversation the slot holds ("" : none).
+  void name_slot(Slot& slot, const std::string& owner,
+                 const std::string&
+                     id);  // reads the task's prompt; on error the task fails and the slot frees
   void decode_step();      // one token for every active slot
   void finish(Slot& slot, FinishReason why);
   void fail(Slot& slot, const ApiError& e);
