@@ -201,9 +201,9 @@ EXTRA_ASK = {
             "What is the name of my {s}?"],
     "job": ["What work do I do?", "What is my occupation?", "Tell me what my job is.", "What do I work as?"],
     "employer": ["What company do I work at?", "Where is my job?", "Which firm employs me?", "Tell me where I work."],
-    "hometown": ["Which town did I grow up in?", "Where is my home town?", "Where did I spend my childhood?",
+    "hometown": ["Which town did I grow up in?", "Where is my home town?", "Where did I live as a kid?",
                  "Where am I from originally?"],
-    "city": ["Where is my home now?", "Which city is home for me?", "In what city do I live?", "Where am I based?"],
+    "city": ["Where is my home now?", "Which city is home for me?", "In what city do I live?", "Where do I live these days?"],
     "hobby": ["How do I spend my free time?", "What do I enjoy doing?", "Tell me my hobby.",
               "What is my favorite pastime?"],
     "food": ["What do I love to eat?", "What is the food I like most?", "Tell me my favorite food.",
@@ -218,6 +218,125 @@ EXTRA_ASK = {
     "health": ["What is my health condition?", "What illness do I have?", "Tell me my diagnosis.",
                "What medical condition do I have?"],
 }
+# Training-only wordings (compositional, issue 19 session 3): many more statement and question cores a
+# category, combined with prefix/suffix frames and in-passing context, so that an unseen wording is near
+# the training distribution. Used whenever ChatGen.augment is set (from step 0 in the shipped run).
+# The held-out wording of every list (its last entry) is checked at import never to be one of these
+# cores, nor inside one (_check_heldout).
+MORE_STATE = {
+    "family": ["I have a {s} named {v}.", "{v}, my {s}, called me last night.", "My {s} goes by {v}.",
+               "I went shopping with {v}, my {s}.", "Yesterday my {s} {v} cooked dinner for us.",
+               "The name of my {s} is {v}.", "I miss my {s} {v} a lot.", "My {s} is {v}.",
+               "I'm meeting my {s} {v} for coffee.", "{v} is the name of my {s}.",
+               "I helped my {s}, {v}, move house.", "Everyone says I look like my {s} {v}."],
+    "pet": ["My {s}'s name is {v}.", "{v} is my {s}.", "I got a {s} and called it {v}.",
+            "My little {s} {v} is so cute.", "I took my {s} {v} to the vet.", "The name of my {s} is {v}.",
+            "{v}, my {s}, chewed my shoes.", "We have a {s}. Its name is {v}.", "I feed my {s} {v} twice a day.",
+            "My {s} is named {v}.", "I love my {s}, {v}."],
+    "job": ["I am {a} by profession.", "I earn my living as {a}.", "I've worked as {a} for years.",
+            "My work as {a} keeps me busy.", "I trained to be {a} and I am one now.", "For work, I'm {a}.",
+            "I make a living as {a}.", "At work I'm {a}.", "My job is {a}.", "I became {a} last year."],
+    "employer": ["I'm employed by {v}.", "I work for {v}.", "My company is {v}.", "{v} is where I work.",
+                 "I started working at {v} in March.", "My boss at {v} is strict.", "I have a job at {v}.",
+                 "I spend my days at {v}, my employer.", "I've been at {v} for five years.",
+                 "The company I work for is {v}."],
+    "hometown": ["I'm originally from {v}.", "I was born in {v}.", "{v} is my home town.", "I come from {v}.",
+                 "As a kid I lived in {v}.", "My parents still live in {v}, where I grew up.", "My roots are in {v}.",
+                 "I grew up in {v}, a long time ago.", "Where I grew up? {v}.", "I lived in {v} as a child."],
+    "city": ["I live in {v} now.", "My home is in {v}.", "I have an apartment in {v}.", "{v} is where I live.",
+             "I currently live in {v}.", "We just settled in {v}.", "My house is in {v}.",
+             "I've been living in {v} since spring.", "Right now I live in {v}.", "I call {v} home these days."],
+    "hobby": ["I enjoy {v}.", "{v} is my favorite hobby.", "My favorite pastime is {v}.", "I like {v} a lot.",
+              "On weekends I go {v}.", "I spend my free time {v}.", "My main hobby is {v}.",
+              "I took up {v} last year.", "Nothing relaxes me like {v}.", "I'm a big fan of {v}.",
+              "I've been {v} every weekend."],
+    "food": ["I love {v}.", "{v} is my favorite food.", "My favorite dish is {v}.", "I adore {v}.",
+             "The food I like most is {v}.", "I would eat {v} every night.", "My favorite meal is {v}.",
+             "Best food in the world? {v}.", "I always order {v}.", "I'm crazy about {v}."],
+    "dislike": ["I hate {v}.", "I don't like {v}.", "{v} are awful, I never eat them.", "I can't eat {v}.",
+                "I refuse to eat {v}.", "Please never give me {v}.", "I really don't like {v}.",
+                "I avoid {v} at dinner.", "The one food I hate is {v}.", "Yuck, {v}. I hate them."],
+    "plan": ["My {s} is set for {v}.", "I've got a {s} on {v}.", "There's my {s} on {v}.",
+             "Don't let me forget my {s} on {v}.", "I booked my {s} for {v}.", "The {s} is on {v}.",
+             "My {s} is scheduled for {v}.", "I'm going to my {s} on {v}.", "Mark {v}: my {s}.",
+             "I have my {s} on {v}."],
+    "car": ["I own a {v}.", "My ride is a {v}.", "I have a {v}.", "I got a {v} last month.",
+            "My car? A {v}.", "I drive an old {v}.", "I washed my {v} today.", "The car I drive is a {v}.",
+            "I bought myself a {v}.", "I love my {v}."],
+    "allergy": ["I am allergic to {v}.", "{v} make me sick, I'm allergic.", "My allergy is to {v}.",
+                "I can't be near {v}, I'm allergic.", "I found out I'm allergic to {v}.",
+                "Allergy warning: {v}.", "I get an allergic reaction from {v}.", "I'm very allergic to {v}.",
+                "I have a bad allergy to {v}.", "The doctor told me I'm allergic to {v}."],
+    "health": ["I've got {v}.", "My doctor says I have {v}.", "I live with {v}.", "I'm dealing with {v}.",
+               "I was told I have {v}.", "I have had {v} since I was young.", "Because of {v} I see a doctor.",
+               "I take medicine for {v}.", "I struggle with {v}.", "My health issue is {v}."],
+}
+MORE_ASK = {
+    "family": ["What do I call my {s}?", "Remind me of my {s}'s name.", "Whats the name of my {s}?",
+               "Can you tell me my {s}'s name?", "My {s} is called what?", "What was my {s}'s name?",
+               "Do you know my {s}'s name?", "What is the name of my {s}?"],
+    "pet": ["Do you remember my {s}'s name?", "What is my {s} named?", "Can you tell me my {s}'s name?",
+            "What was my {s}'s name?", "Remind me of my {s}'s name.", "What do I call my {s}?",
+            "My {s} is called what?"],
+    "job": ["What do I work as?", "What is my line of work?", "Can you tell me my job?", "Remind me what I do.",
+            "What's my job?", "What kind of work do I do?", "Do you remember my job?", "How do I earn a living?"],
+    "employer": ["Where is my workplace?", "What company employs me?", "Do you remember where I work?",
+                 "Which employer do I have?", "Where am I employed?", "Who do I work for?",
+                 "Can you tell me where I work?", "What's my company?"],
+    "hometown": ["Where am I from?", "Where was I born?", "What's my home town?", "Which city did I grow up in?",
+                 "Do you remember where I grew up?", "Where do I come from?", "Can you tell me my home town?",
+                 "What town am I from?"],
+    "city": ["Where do I live now?", "What is my city?", "Do you remember where I live?", "Where is my home?",
+             "Which city am I in?", "Can you tell me where I live?", "Where's my apartment?",
+             "What city do I call home?"],
+    "hobby": ["What do I do for fun?", "What's my hobby?", "Do you remember my hobby?", "What is my pastime?",
+              "Can you tell me my hobby?", "What do I enjoy in my spare time?", "Which hobby is mine?",
+              "What do I do on weekends?"],
+    "food": ["What's my favorite food?", "Do you remember my favorite food?", "What is my favorite dish?",
+             "What food do I love?", "Can you tell me my favorite food?", "What do I like to eat most?",
+             "What's my favorite meal?", "What should you cook for me?"],
+    "dislike": ["What don't I like to eat?", "Which food do I dislike?", "What food do I hate?",
+                "Do you remember what food I hate?", "What should you not cook for me?",
+                "Can you tell me what I won't eat?", "What food do I avoid?", "What do I hate eating?"],
+    "plan": ["When's my {s}?", "What date is my {s}?", "Do you remember when my {s} is?",
+             "Can you tell me when my {s} is?", "When is my {s} scheduled?", "What day do I have my {s}?",
+             "Remind me when my {s} is.", "When do I go to my {s}?"],
+    "car": ["What's my car?", "What car do I own?", "Do you remember what I drive?", "What is my vehicle?",
+            "Can you tell me what car I drive?", "What kind of car is mine?", "Which car do I drive?",
+            "What do I drive these days?"],
+    "allergy": ["What am I allergic to?", "What's my allergy?", "Do you remember my allergy?",
+                "Can you tell me what I'm allergic to?", "What gives me an allergic reaction?",
+                "Which allergy do I have?", "What must I avoid because I'm allergic?", "Remind me of my allergy."],
+    "health": ["What's my health condition?", "What condition do I have?", "Do you remember my health issue?",
+               "Can you tell me my diagnosis?", "What is wrong with my health?", "What illness was I diagnosed with?",
+               "What medical problem do I have?", "What do I take medicine for?"],
+}
+# Frames for training statements ({t}) and questions ({q}); context sentences said in passing.
+STATE_PREFIX = ["By the way, ", "Oh, and ", "Fun fact: ", "So, ", "Just so you know, ", "Also, ", "Well, ",
+                "You know what? ", "Anyway, ", "Honestly, ", "Okay, ", "Hey, "]
+STATE_SUFFIX = [" Just so you know.", " I thought I'd mention it.", " Anyway.", " Isn't that funny?",
+                " Remember that.", " That's me."]
+PASSING = ["I had a busy day.", "It's been a long week.", "The weather is nice here.", "I'm having tea right now.",
+           "Work was hard today.", "I just got home.", "It's late, but I can't sleep.", "I'm in a good mood."]
+ASK_PREFIX = ["Quick question: ", "Hey, ", "Can you remind me? ", "I forgot. ", "Remind me, ", "So, ",
+              "One more thing: ", "Okay, ", "Tell me, ", "Question: ", "Hmm, ", "Let me test you. ", "Hi again! "]
+ASK_SUFFIX = [" Thanks.", " I can't remember.", " Do you know?", " I forgot.", " Please tell me.",
+              " Any idea?"]
+
+
+def _norm(s):
+    return re.sub(r"[^a-z{}]+", " ", s.lower()).strip()
+
+
+def _check_heldout():
+    for cat, d in CATS.items():
+        for key, more in (("state", MORE_STATE), ("ask", MORE_ASK)):
+            held = _norm(d[key][-1])
+            pool = d[key][:-1] + more[cat] + (EXTRA_ASK[cat] if key == "ask" else [])
+            for w in pool:
+                assert held not in _norm(w), (cat, w, d[key][-1])
+
+
 ASK_FRAMES = ["Quick question: {q}", "Hey, {q}", "Can you remind me? {q}", "I forgot. {q}", "{q} Thanks.",
               "{q} I can't remember.", "Remind me, {q}", "So, {q}"]
 STATE_FRAMES = ["By the way, {t}", "Oh, and {t}", "Fun fact: {t}", "So, {t}", "{t} Just so you know."]
@@ -263,6 +382,25 @@ PK_QUESTIONS = ["What is the pass key?", "What is the pass key mentioned in the 
 PK_ANSWER = "The pass key is {k}."
 
 
+# The training pools of every category (the held-out last wording excluded), checked at import.
+TRAIN_STATE = {c: d["state"][:-1] + MORE_STATE[c] for c, d in CATS.items()}
+TRAIN_ASK = {c: d["ask"][:-1] + EXTRA_ASK[c] + MORE_ASK[c] for c, d in CATS.items()}
+
+
+def _check_heldout_all():
+    """no held-out statement or question wording (normalised) is, or is inside, a training wording of
+    either kind, nor a frame-free training core"""
+    for cat, d in CATS.items():
+        train = [_norm(w) for w in TRAIN_STATE[cat] + TRAIN_ASK[cat]]
+        for held in (_norm(d["state"][-1]), _norm(d["ask"][-1])):
+            for w in train:
+                assert held not in w, (cat, held, w)
+
+
+_check_heldout()
+_check_heldout_all()
+
+
 class Fact:
     def __init__(self, cat, slot, value, rng, split_name):
         self.cat, self.slot, self.value = cat, slot, value
@@ -277,18 +415,33 @@ class Fact:
         return out.replace("{w}", w) if w is not None else out
 
     def statement(self, v=None):
-        t = cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
-        if self.aug and self.rng.random() < 0.25:
-            t = str(self.rng.choice(STATE_FRAMES)).replace("{t}", low(t))
+        if not self.aug:
+            return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
+        rng = self.rng
+        t = cap(self.fill(str(rng.choice(TRAIN_STATE[self.cat])), v))
+        r = rng.random()
+        if r < 0.2:
+            t = str(rng.choice(STATE_PREFIX)) + low(t)
+        elif r < 0.3:
+            t = t + str(rng.choice(STATE_SUFFIX))
+        elif r < 0.4:
+            t = str(rng.choice(PASSING)) + " " + t
+        elif r < 0.48:
+            t = t + " " + str(rng.choice(PASSING))
         return t
 
     def question(self):
         if not self.aug:
             return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.held))))
-        q = self.fill(str(self.rng.choice(wsplit(self.c["ask"], False) + EXTRA_ASK[self.cat])))
-        if self.rng.random() < 0.3:
-            q = str(self.rng.choice(ASK_FRAMES)).replace("{q}", low(q) if not q.startswith("{") else q)
-            q = cap(q)
+        rng = self.rng
+        q = self.fill(str(rng.choice(TRAIN_ASK[self.cat])))
+        r = rng.random()
+        if r < 0.25:
+            q = cap(str(rng.choice(ASK_PREFIX)) + low(q))
+        elif r < 0.37:
+            q = q + str(rng.choice(ASK_SUFFIX))
+        elif r < 0.45:
+            q = str(rng.choice(PASSING)) + " " + q
         return q
 
     def answer(self):
@@ -315,6 +468,8 @@ class ChatGen:
         self.sp = sp
         self.sent = sentences
         self.split = split_name
+        # "valid": the validation split for tuning decisions: training names, values and wordings
+        # (with the training-only wordings on), drawn from other seeds than any training batch
         self.held = split_name == "heldout"
         self.vocab = sp.get_piece_size()
         self.im_start, self.im_end = self.vocab, self.vocab + 1
@@ -328,7 +483,7 @@ class ChatGen:
         self.upper = [w for w in words if w[0].isupper() and w[1:].islower() and 4 <= len(w) <= 10
                       and w.lower() not in held_vals]
         self.held_vals = held_vals
-        self.augment = False  # set by the trainer: EXTRA_ASK / ASK_FRAMES / STATE_FRAMES in use
+        self.augment = split_name == "valid"  # set by the trainer: the training-only wordings in use
         self.train_wordings = False  # set by chat_eval.py --wordings train
 
     # -- facts ----------------------------------------------------------------
@@ -567,7 +722,9 @@ class ChatGen:
         assert msgs[-1][0] == "assistant"
         return self.encode_messages(msgs[:-1], add_generation_prompt=True)[0]
 
-    TASKS = {"recall": 0.28, "memory": 0.24, "extract": 0.14, "addmerge": 0.12, "chitchat": 0.06, "passkey": 0.16}
+    # the mix of chat rows; memory, extraction and Add/Merge were the weakest held-out tasks of the
+    # first shipped model (36%, 16%, 49%), so they weigh more than in its run (0.24, 0.14, 0.12)
+    TASKS = {"recall": 0.24, "memory": 0.27, "extract": 0.16, "addmerge": 0.16, "chitchat": 0.04, "passkey": 0.13}
 
     def sample(self, rng, kind=None):
         if kind is None:

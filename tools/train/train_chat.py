@@ -132,7 +132,8 @@ def make_batch(chat, lm, seed, step, B, L, lm_share, augment=False):
 
 
 def probe_set(chat_held, n_each=6, seed=4242):
-    """held-out samples of every chat task; scored by teacher-forced exact match of the last reply"""
+    """samples of every chat task (the validation split since session 3; the held-out split before);
+    scored by teacher-forced exact match of the last reply"""
     rng = np.random.Generator(np.random.PCG64([seed]))
     items = []
     for kind in ["recall", "memory", "extract", "addmerge", "passkey"]:
@@ -181,6 +182,7 @@ def main():
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--probe-split", choices=["valid", "heldout"], default="valid")
     ap.add_argument("--augment-from", type=int, default=10 ** 9,
                     help="from this step on, training questions/statements also take chat_data's extra wordings")
     a = ap.parse_args()
@@ -193,9 +195,10 @@ def main():
     sents, toks = load_split(a.data, "train", sp, cache_tokens=True)
     held_sents, _ = load_split(a.data, "heldout", sp)
     chat = ChatGen(sp, sents, "train")
-    chat_held = ChatGen(sp, held_sents, "heldout")
     lm = TaskGen(sp, toks, sents, sp.get_piece_size())
-    probe_items = probe_set(chat_held)
+    # the logged probe is on the validation split (training names, values, wordings; other seeds):
+    # the held-out split is only ever measured by chat_eval.py at the end
+    probe_items = probe_set(ChatGen(sp, held_sents if a.probe_split == "heldout" else sents, a.probe_split))
 
     ckpt = os.path.join(a.out, "last.pt")
     if a.resume and os.path.exists(ckpt):
