@@ -9,7 +9,8 @@
   extract    (acceptance 3) JSON of the memories of a numbered conversation; recall = stated facts
              whose value some summary names; precision = summaries that are true to the
              conversation (name a stated fact's current value and, for facts with a slot such as
-             "sister", that slot); decoded WITHOUT a grammar (the JSON-schema engine is not merged yet)
+             "sister", that slot); decoded greedily under the JSON-schema constraint (ExtractionConstraint;
+             extract_free: the same conversations decoded without it, a diagnostic)
   addmerge   (acceptance 4) Add() or Merge(i, ...): the decision and the index
   passkey    (acceptance 6) a 5-digit key in 400 tokens of held-out Brown inside a user message
 
@@ -101,6 +102,116 @@ class Generator:
         return out
 
 
+class ExtractionConstraint:
+    """The JSON-schema constraint of extraction (tools/train/extract_schema.json, the schema the
+    server's response_format or `engram run --json-schema` takes) as a character automaton: whitespace between structural tokens,
+    strings with JSON escapes, integers; keys in the schema's order (as a JSON-schema grammar engine
+    generates them). Greedy decoding under it takes, at every step, the most likely token whose text
+    keeps the reply a prefix of some valid document; <|im_end|> only once the document is complete."""
+
+    WS = " \t\n\r"
+
+    def __init__(self, sp, im_end):
+        self.sp, self.im_end = sp, im_end
+        self.start = ("lit", "{", "K1", True)
+
+    def resolve(self, name):
+        lit = lambda s, n: ("lit", s, n, True)  # noqa: E731
+        table = dict(
+            K1=lit('"extracted_memories"', "C1"), C1=lit(":", "A1"), A1=lit("[", "ITEMS0"),
+            ITEMS0=("choice", {"]": "CLOSE", "{": "I_SUM"}, True), CLOSE=lit("}", "END"),
+            I_SUM=lit('"summary"', "I_C1"), I_C1=lit(":", "I_STR"), I_STR=lit('"', "I_STRBODY"),
+            I_STRBODY=("str", "I_COMMA", False), I_COMMA=lit(",", "I_REF"), I_REF=lit('"reference"', "I_C2"),
+            I_C2=lit(":", "I_RA"), I_RA=lit("[", "R0"), R0=("choice", {"]": "I_END", "#": "R1"}, True),
+            R1=("choice", {",": "RN", "]": "I_END"}, True), RN=("int", "R1", "", True), I_END=lit("}", "ITEMS1"),
+            ITEMS1=("choice", {",": "ITEM_NEXT", "]": "CLOSE"}, True), ITEM_NEXT=lit("{", "I_SUM"),
+            END=("end",))
+        return table[name]
+
+    def step(self, st, c):
+        k = st[0]
+        if k == "end":
+            return st if c in self.WS else None
+        if k == "lit":
+            _, rest, nxt, ws_ok = st
+            if ws_ok and c in self.WS:
+                return st
+            if c != rest[0]:
+                return None
+            return ("lit", rest[1:], nxt, False) if len(rest) > 1 else self.resolve(nxt)
+        if k == "choice":
+            _, opts, ws_ok = st
+            if c in self.WS:
+                return st
+            if c in opts:
+                return self.resolve(opts[c])
+            if "#" in opts and (c.isdigit() or c == "-"):  # an integer begins
+                return self.step(("int", opts["#"], "", False), c)
+            return None
+        if k == "int":
+            _, nxt, digits, ws_ok = st
+            if not digits:
+                if ws_ok and c in self.WS:
+                    return st
+                if c == "-" or c.isdigit():
+                    return ("int", nxt, c, False)
+                return None
+            if c.isdigit() and digits not in ("0", "-0"):
+                return ("int", nxt, digits + c, False)
+            if digits == "-":
+                return None
+            return self.step(self.resolve(nxt), c)  # the integer ended: c belongs to what follows
+        if k == "str":
+            _, nxt, esc = st
+            if esc:
+                return ("str", nxt, False) if c in '"\\/bfnrt' else None
+            if c == "\\":
+                return ("str", nxt, True)
+            if c == '"':
+                return self.resolve(nxt)
+            return None if ord(c) < 0x20 else st
+        raise ValueError(k)
+
+    def run(self, text):
+        st = self.start
+        for c in text:
+            st = self.step(st, c)
+            if st is None:
+                return None
+        return st
+
+
+def greedy_constrained(g, sp, prompt, con, max_new=300):
+    """greedy decoding under ExtractionConstraint (see there)"""
+    cache = {}
+    logits = g.step(prompt, cache, 0)
+    out, pos = [], len(prompt)
+    n_vocab = sp.get_piece_size()
+    for _ in range(max_new):
+        order = torch.argsort(logits, descending=True).tolist()
+        st = con.run(sp.decode(out)) if out else con.start
+        pick = None
+        for t in order[:2000]:
+            if t == g.im_end:
+                if st is not None and st[0] == "end":
+                    pick = t
+                    break
+                continue
+            if t >= n_vocab or sp.is_control(t) or sp.is_unknown(t):
+                continue
+            if con.run(sp.decode(out + [t])) is not None:
+                pick = t
+                break
+        if pick is None:
+            break
+        out.append(pick)
+        if pick == g.im_end or pos + 1 >= g.cos.size(0):
+            break
+        logits = g.step([pick], cache, pos)
+        pos += 1
+    return out
+
+
 def decode(sp, ids, im_end):
     return sp.decode([i for i in ids if i < sp.get_piece_size()])
 
@@ -149,7 +260,8 @@ def summary_true(s, facts):
     return False
 
 
-def eval_extract(g, chat, sp, n, rng):
+def eval_extract(g, chat, sp, n, rng, constrained=True):
+    con = ExtractionConstraint(sp, chat.im_end)
     stated = found = n_sum = true_sum = valid = exact_sum = 0
     for i in range(n):
         while True:
@@ -157,7 +269,9 @@ def eval_extract(g, chat, sp, n, rng):
             ids = chat.encode_messages(msgs)[0]
             if len(ids) <= 512:
                 break
-        reply = decode(sp, g.greedy(chat.prompt_ids(msgs), max_new=300), chat.im_end)
+        p = chat.prompt_ids(msgs)
+        out = greedy_constrained(g, sp, p, con) if constrained else g.greedy(p, max_new=300)
+        reply = decode(sp, out, chat.im_end)
         try:
             got = json.loads(reply)["extracted_memories"]
             sums = [str(m["summary"]) for m in got]
@@ -171,7 +285,12 @@ def eval_extract(g, chat, sp, n, rng):
         exact_sum += sum(s in {m["summary"] for m in mems} for s in sums)
     return dict(n=n, facts_stated=stated, fact_recall=found / max(1, stated), summaries=n_sum,
                 summary_precision=true_sum / max(1, n_sum), summary_exact=exact_sum / max(1, n_sum),
-                valid_json=valid / n, constrained=False)
+                valid_json=valid / n, constrained=constrained)
+
+
+def eval_extract_free(g, chat, sp, n, rng):
+    """extraction decoded without the constraint (a diagnostic)"""
+    return eval_extract(g, chat, sp, n, rng, constrained=False)
 
 
 def eval_addmerge(g, chat, sp, n, rng):
@@ -212,6 +331,9 @@ def main():
     ap.add_argument("--tasks", default="recall,memory,extract,addmerge,passkey")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--split", choices=["heldout", "valid"], default="heldout",
+                    help="valid: the validation split (training names, values and wordings, the Brown "
+                         "training text, other seeds than training); for any tuning decision")
     ap.add_argument("--wordings", choices=["heldout", "train"], default="heldout",
                     help="train: held-out values in the training wordings of facts and questions (a diagnostic "
                          "that separates copying unseen values from understanding unseen wordings)")
@@ -220,17 +342,22 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
     with open(os.path.join(a.data, "heldout.txt"), encoding="utf-8") as f:
         sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
-    chat = ChatGen(sp, sents, "heldout")
+    if a.split == "valid":
+        with open(os.path.join(a.data, "train.txt"), encoding="utf-8") as f:
+            sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
+    chat = ChatGen(sp, sents, a.split)
     chat.train_wordings = a.wordings == "train"
     model = load_model(a)
     g = Generator(model, chat.im_end)
-    full = dict(recall=200, memory=200, extract=100, addmerge=200, passkey=100)
+    full = dict(recall=200, memory=200, extract=100, addmerge=200, passkey=100, extract_free=100)
     fns = dict(recall=eval_recall, memory=eval_memory, extract=eval_extract, addmerge=eval_addmerge,
-               passkey=eval_passkey)
-    res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split="heldout", decoding="greedy",
+               passkey=eval_passkey, extract_free=eval_extract_free)
+    res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split=a.split, decoding="greedy",
                fact_wordings=a.wordings)
+    seed = 2026 if a.split == "heldout" else 3031
     for t in a.tasks.split(","):
-        rng = np.random.Generator(np.random.PCG64([2026, list(full).index(t)]))
+        # extract_free decodes the same conversations as extract
+        rng = np.random.Generator(np.random.PCG64([seed, list(full).index(t.replace("_free", ""))]))
         t0 = time.time()
         res[t] = fns[t](g, chat, sp, max(2, int(full[t] * a.scale)), rng)
         res[t]["seconds"] = round(time.time() - t0, 1)

@@ -1,31 +1,49 @@
 #!/bin/sh
 # Export a train_chat.py checkpoint as the shipped chat model and regenerate its figures:
 # the GGUF, the golden fixtures (tests/fixtures/shipped_chat/greedy.json), the held-out evaluation
-# (tools/train/logs/engram-tiny-chat-eval.json, one process per task), the training log.
-# Usage: sh tools/train/finalize-chat.sh [CHECKPOINT] [RUN_LOG]
+# and the validation evaluation (tools/train/logs/engram-tiny-chat-eval.json, one process per
+# task), the training log. Extraction is decoded under the JSON-schema constraint
+# (chat_eval.ExtractionConstraint, tools/train/extract_schema.json); extract_free is the same
+# conversations decoded without it (a diagnostic).
+# Usage: sh tools/train/finalize-chat.sh [CHECKPOINT] [RUN_LOG] [GGUF_OUT]
 set -e
 cd "$(dirname "$0")/../.."
-CKPT=${1:-build-chatmodel/run/last.pt}
-LOG=${2:-build-chatmodel/run/log.csv}
+CKPT=${1:-build-chatmodel/run3/last.pt}
+LOG=${2:-build-chatmodel/run3/log.csv}
+OUT=${3:-models/engram-tiny-chat.gguf}
+E=build-chatmodel/eval
+mkdir -p $E
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-/usr/bin/python3 tools/train/export_chat_gguf.py --ckpt "$CKPT" --out models/engram-tiny-chat.gguf
-cp "$LOG" tools/train/logs/engram-tiny-chat.csv
-/usr/bin/python3 tools/train/chat_fixtures.py &
-for t in recall memory extract addmerge passkey; do
-  /usr/bin/python3 tools/train/chat_eval.py --tasks $t --out build-chatmodel/eval-$t.json > build-chatmodel/eval-$t.log 2>&1 &
+/usr/bin/python3 tools/train/export_chat_gguf.py --ckpt "$CKPT" --out "$OUT"
+if [ "$OUT" = models/engram-tiny-chat.gguf ]; then
+  cp "$LOG" tools/train/logs/engram-tiny-chat.csv
+  /usr/bin/python3 tools/train/chat_fixtures.py &
+fi
+for s in heldout valid; do
+  for t in recall memory extract extract_free addmerge passkey; do
+    /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --split $s --tasks $t --out $E/$s-$t.json > $E/$s-$t.log 2>&1 &
+  done
+  wait
 done
 # diagnostic: held-out values in the training wordings (half the trials)
-/usr/bin/python3 tools/train/chat_eval.py --tasks recall,memory --wordings train --scale 0.5 \
-  --out build-chatmodel/eval-trainwordings.json > build-chatmodel/eval-trainwordings.log 2>&1 &
-wait
-/usr/bin/python3 - <<'PY'
-import json
+/usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --tasks recall,memory --wordings train --scale 0.5 \
+  --out $E/trainwordings.json > $E/trainwordings.log 2>&1
+RES=tools/train/logs/engram-tiny-chat-eval.json
+[ "$OUT" = models/engram-tiny-chat.gguf ] || RES=$E/summary.json
+/usr/bin/python3 - "$RES" <<'PY'
+import json, sys
+E = "build-chatmodel/eval"
+tasks = ["recall", "memory", "extract", "extract_free", "addmerge", "passkey"]
 res = {}
-for t in ["recall", "memory", "extract", "addmerge", "passkey"]:
-    r = json.load(open(f"build-chatmodel/eval-{t}.json"))
-    res.update({k: v for k, v in r.items() if k not in res})
-d = json.load(open("build-chatmodel/eval-trainwordings.json"))
-res["diagnostic_training_wordings"] = {"recall": d["recall"], "memory": d["memory"]}
-json.dump(res, open("tools/train/logs/engram-tiny-chat-eval.json", "w"), indent=1)
+for s in ["heldout", "valid"]:
+    r = {}
+    for t in tasks:
+        d = json.load(open(f"{E}/{s}-{t}.json"))
+        r[t] = d[t]
+        r.setdefault("model", d["model"])
+    res[s] = r
+d = json.load(open(f"{E}/trainwordings.json"))
+res["diagnostic_heldout_values_training_wordings"] = {"recall": d["recall"], "memory": d["memory"]}
+json.dump(res, open(sys.argv[1], "w"), indent=1)
 print(json.dumps(res, indent=1))
 PY
