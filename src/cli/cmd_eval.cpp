@@ -163,7 +163,8 @@ void passkey(const PasskeyOptions& o) {
 }  // namespace
 
 void add_eval_command(CLI::App& app) {
-  CLI::App* eval = app.add_subcommand("eval", "Evaluate memory: passkey, kv, ppl, segment");
+  CLI::App* eval =
+      app.add_subcommand("eval", "Evaluate memory: passkey, kv, ppl, segment, agent-memory");
   eval->require_subcommand(1);
   auto o = std::make_shared<PasskeyOptions>();
   CLI::App* cmd =
@@ -176,6 +177,7 @@ void add_eval_command(CLI::App& app) {
   add_eval_ppl_command(eval);
   add_eval_segment_command(eval);
   add_eval_kv_command(eval);
+  add_eval_agent_memory_command(eval);
 }
 
 }  // namespace engram::cli

@@ -28,5 +28,6 @@ void add_memory_command(CLI::App& app);
 void add_eval_ppl_command(CLI::App* eval);
 void add_eval_segment_command(CLI::App* eval);
 void add_eval_kv_command(CLI::App* eval);
+void add_eval_agent_memory_command(CLI::App* eval);
 
 }  // namespace engram::cli

@@ -1,0 +1,477 @@
+// `engram eval agent-memory` (see agent_memory_eval.h).
+#include "eval/agent_memory_eval.h"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <unordered_map>
+
+#include "engram/agent_memory.h"
+#include "engram/context.h"
+#include "engram/error.h"
+#include "engram/model.h"
+#include "engram/tokenizer.h"
+#include "eval/attention_recorder.h"
+#include "eval/locomo.h"
+
+namespace engram::eval {
+namespace {
+
+namespace am = engram::agent_memory;
+
+// The memory protocol of the shipped chat model (docs/MODEL.md).
+constexpr std::string_view kMemoryHead = "You are a helpful assistant. Memories about the user:";
+constexpr std::string_view kMemoryTail =
+    "Cite the memory you use as [i]. If none applies, say you don't know.";
+
+// A memory unit: its text and the turns it came from.
+struct Unit {
+  std::string text;
+  std::vector<std::string> turn_ids;
+};
+
+// Removes the throwaway stores however the run ends.
+struct TempDir {
+  std::filesystem::path path;
+  bool owned = false;
+  ~TempDir() {
+    std::error_code ec;
+    if (owned) std::filesystem::remove_all(path, ec);
+  }
+};
+
+// Share of `evidence` among the source turns of `units` (the first k of them).
+double recall_at(const std::vector<size_t>& units, size_t k, const std::vector<Unit>& all,
+                 const std::vector<std::string>& evidence) {
+  std::set<std::string> found;
+  for (size_t i = 0; i < units.size() && i < k; ++i)
+    for (const std::string& t : all[units[i]].turn_ids) found.insert(t);
+  int hit = 0;
+  for (const std::string& e : evidence) hit += found.count(e) > 0;
+  return evidence.empty() ? 0.0 : double(hit) / double(evidence.size());
+}
+
+bool holds_evidence(const Unit& u, const std::vector<std::string>& evidence) {
+  for (const std::string& t : u.turn_ids)
+    if (std::find(evidence.begin(), evidence.end(), t) != evidence.end()) return true;
+  return false;
+}
+
+// The served model: embeddings, and the prompts of the memory protocol read with attention
+// recorded or answered greedily.
+class Reader {
+ public:
+  Reader(const Model& model, const Tokenizer& tok, ThreadPool& pool, bool chat)
+      : tok_(tok), n_ctx_(model.config().n_ctx_train), embed_ctx_(model, pool) {
+    if (!chat) return;
+    im_start_ = tok.find_token("<|im_start|>");
+    im_end_ = tok.find_token("<|im_end|>");
+    if (im_start_ < 0 || im_end_ < 0)
+      throw Error(
+          "eval agent-memory: model rewards need a chat model with the ChatML tokens "
+          "<|im_start|> and <|im_end|> (the shipped engram-tiny-chat); pass --no-model-rewards "
+          "to measure the retrievers and the oracle only");
+    auto rec = std::make_unique<AttentionRecorder>(n_ctx_);
+    recorder_ = rec.get();
+    attn_ctx_ = std::make_unique<Context>(model, pool, ContextParams{}, std::move(rec));
+    gen_ctx_ = std::make_unique<Context>(model, pool);
+  }
+
+  // Mean-pooled, normalised; texts longer than the context are embedded in pieces whose
+  // embeddings are averaged (weighted by length) and normalised again.
+  std::vector<float> embed(const std::string& text) {
+    const std::vector<int32_t> ids = tok_.encode(text, tok_.add_bos(), false);
+    std::vector<double> acc;
+    const size_t piece = size_t(n_ctx_);
+    for (size_t at = 0; at < ids.size(); at += piece) {
+      const size_t n = std::min(piece, ids.size() - at);
+      const std::vector<float> e = embed_ctx_.embed({ids.data() + at, n});
+      acc.resize(e.size(), 0.0);
+      for (size_t i = 0; i < e.size(); ++i) acc[i] += double(e[i]) * double(n);
+    }
+    double norm = 0;
+    for (double v : acc) norm += v * v;
+    norm = std::sqrt(norm);
+    std::vector<float> out(acc.size());
+    for (size_t i = 0; i < acc.size(); ++i) out[i] = float(norm > 0 ? acc[i] / norm : 0.0);
+    return out;
+  }
+
+  // The first `n` tokens' worth of `text`.
+  std::string cut(const std::string& text, int n) const {
+    const std::vector<int32_t> ids = tok_.encode(text, false, false);
+    if (ids.size() <= size_t(n)) return text;
+    return tok_.decode({ids.data(), size_t(n)});
+  }
+
+  struct Prompt {
+    std::vector<int32_t> tokens;  // BOS, system (the memories), question, "assistant\n", answer
+    std::vector<std::pair<int64_t, int64_t>> spans;  // token range of each memory's text
+    int64_t answer_begin = 0;
+  };
+
+  Prompt prompt(const std::vector<std::string>& memories, const std::string& question,
+                const std::string& answer, int memory_tokens) const {
+    const std::string frag_head = "system\n";
+    std::string system(kMemoryHead);
+    std::vector<std::pair<size_t, size_t>> ranges;  // in "system\n" + system
+    for (size_t i = 0; i < memories.size(); ++i) {
+      system += fmt::format("\n[{}] ", i + 1);
+      const std::string m = cut(memories[i], memory_tokens);
+      ranges.emplace_back(frag_head.size() + system.size(),
+                          frag_head.size() + system.size() + m.size());
+      system += m;
+    }
+    system += "\n";
+    system += kMemoryTail;
+    const std::string text = "<|im_start|>" + frag_head + system +
+                             "<|im_end|>\n<|im_start|>user\n" + question +
+                             "<|im_end|>\n<|im_start|>assistant\n";
+    Prompt p;
+    const std::vector<int32_t> prefix = tok_.encode(text, tok_.add_bos(), true);
+    p.tokens = tok_.encode(text + answer, tok_.add_bos(), true);
+    if (p.tokens.size() < prefix.size() ||
+        !std::equal(prefix.begin(), prefix.end(), p.tokens.begin()))
+      throw Error("eval agent-memory: the answer changed the prompt's tokens before it");
+    p.answer_begin = int64_t(prefix.size());
+
+    // Token spans of the memories: the system fragment's pieces laid over its text.
+    const auto first = std::find(p.tokens.begin(), p.tokens.end(), im_start_);
+    const auto last = std::find(first, p.tokens.end(), im_end_);
+    if (first == p.tokens.end() || last == p.tokens.end())
+      throw Error("eval agent-memory: the prompt lost its ChatML markers");
+    std::vector<size_t> start;  // byte offset of each fragment token
+    std::string pieces;
+    for (auto it = first + 1; it != last; ++it) {
+      start.push_back(pieces.size());
+      pieces += tok_.token_to_piece(*it);
+    }
+    const std::string frag = frag_head + system;
+    size_t shift = 0;
+    if (pieces == " " + frag)
+      shift = 1;
+    else if (pieces != frag)
+      throw Error("eval agent-memory: the system prompt's tokens do not spell its text");
+    const int64_t base = (first - p.tokens.begin()) + 1;
+    for (const auto& [b, e] : ranges) {
+      int64_t lo = -1, hi = -1;
+      for (size_t t = 0; t < start.size(); ++t) {
+        const size_t at = start[t] >= shift ? start[t] - shift : 0;
+        if (at >= b && at < e) {
+          if (lo < 0) lo = base + int64_t(t);
+          hi = base + int64_t(t) + 1;
+        }
+      }
+      p.spans.emplace_back(lo < 0 ? 0 : lo, hi < 0 ? 0 : hi);
+    }
+    return p;
+  }
+
+  int64_t n_ctx() const { return n_ctx_; }
+
+  // Per memory: attention mass the answer's tokens gave its tokens (all layers and heads), per
+  // token of the memory.
+  std::vector<double> attention_density(const Prompt& p) {
+    attn_ctx_->clear();
+    attn_ctx_->eval({p.tokens.data(), size_t(p.answer_begin)});
+    attn_ctx_->eval({p.tokens.data() + p.answer_begin, p.tokens.size() - size_t(p.answer_begin)});
+    std::vector<double> d;
+    for (const auto& [b, e] : p.spans)
+      d.push_back(e > b ? recorder_->mass(b, e) / double(e - b) : 0.0);
+    attn_ctx_->clear();
+    return d;
+  }
+
+  // The greedy reply to the prompt's prefix (up to n tokens or the end of the turn).
+  std::string reply(const Prompt& p, int n) {
+    gen_ctx_->clear();
+    gen_ctx_->eval({p.tokens.data(), size_t(p.answer_begin)});
+    std::vector<int32_t> out;
+    for (int i = 0; i < n && gen_ctx_->n_past() < gen_ctx_->n_ctx(); ++i) {
+      const auto logits = gen_ctx_->logits();
+      const int32_t t = int32_t(std::max_element(logits.begin(), logits.end()) - logits.begin());
+      if (tok_.is_eog(t)) break;
+      out.push_back(t);
+      gen_ctx_->eval({&out.back(), 1});
+    }
+    gen_ctx_->clear();
+    return tok_.decode(out);
+  }
+
+ private:
+  const Tokenizer& tok_;
+  int64_t n_ctx_;
+  Context embed_ctx_;
+  int32_t im_start_ = -1, im_end_ = -1;
+  AttentionRecorder* recorder_ = nullptr;
+  std::unique_ptr<Context> attn_ctx_, gen_ctx_;
+};
+
+// The [i] markers of a reply with 1 <= i <= m, as 0-based indexes.
+std::set<size_t> citations(const std::string& reply, size_t m) {
+  std::set<size_t> out;
+  for (size_t i = 0; i < reply.size(); ++i) {
+    if (reply[i] != '[') continue;
+    size_t j = i + 1, v = 0;
+    while (j < reply.size() && j - i <= 3 && reply[j] >= '0' && reply[j] <= '9')
+      v = v * 10 + size_t(reply[j++] - '0');
+    if (j > i + 1 && j < reply.size() && reply[j] == ']' && v >= 1 && v <= m) out.insert(v - 1);
+  }
+  return out;
+}
+
+const char* const kLearners[] = {"oracle", "attention", "citation"};
+
+}  // namespace
+
+void RecallSum::add(int category, double recall) {
+  sum[0] += recall;
+  ++n[0];
+  if (category >= 1 && category <= 5) {
+    sum[category] += recall;
+    ++n[category];
+  }
+}
+
+AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer& tok,
+                                            ThreadPool& pool, const AgentMemoryEvalOptions& o) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (o.top_k < 10 || o.top_k > 100)
+    throw Error(fmt::format("eval agent-memory: --top-k {} is outside 10..100", o.top_k));
+  if (o.top_m < 1 || o.top_m > o.top_k)
+    throw Error(fmt::format("eval agent-memory: --top-m {} is outside 1..{}", o.top_m, o.top_k));
+  if (o.memory_tokens < 8 || o.answer_tokens < 1)
+    throw Error("eval agent-memory: memory tokens must be >= 8 and answer tokens >= 1");
+  auto say = [&](const std::string& s) {
+    if (o.progress) o.progress(s);
+  };
+
+  std::vector<LocomoConversation> convs;
+  for (const std::string& f : locomo_files(o.data_dir))
+    for (LocomoConversation& c : read_locomo_file(f)) {
+      if (o.max_conversations && convs.size() >= o.max_conversations) break;
+      convs.push_back(std::move(c));
+    }
+
+  TempDir tmp;
+  if (o.work_dir.empty()) {
+    tmp.path = std::filesystem::temp_directory_path() /
+               fmt::format("engram-locomo-{}-{}", getpid(), std::random_device{}());
+    tmp.owned = true;
+  } else {
+    tmp.path = o.work_dir;
+  }
+  std::filesystem::create_directories(tmp.path);
+
+  Reader reader(model, tok, pool, o.model_rewards);
+  AgentMemoryEvalResult r;
+  std::vector<std::string> learners = {"oracle"};
+  if (o.model_rewards) learners = {kLearners[0], kLearners[1], kLearners[2]};
+  std::map<std::string, std::unique_ptr<am::Reranker>> shared;
+  uint64_t seed = o.seed;
+
+  for (const LocomoConversation& conv : convs) {
+    ++r.conversations;
+    r.dropped_evidence += conv.dropped_evidence;
+    const std::string db = (tmp.path / fmt::format("conv{}.db", r.conversations)).string();
+    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(db + ext);
+    auto store = am::open_memory_store("sqlite:" + db);
+
+    // The two memory banks: one memory per turn, one per session.
+    std::map<std::string, std::vector<Unit>> units;
+    for (const LocomoSession& s : conv.sessions) {
+      Unit su;
+      for (const LocomoTurn& t : s.turns) {
+        const std::string line = t.speaker + ": " + t.text;
+        units["turns"].push_back({line, {t.id}});
+        su.text += (su.text.empty() ? "" : "\n") + line;
+        su.turn_ids.push_back(t.id);
+      }
+      units["sessions"].push_back(std::move(su));
+    }
+    std::map<std::string, std::unordered_map<int64_t, size_t>> unit_of;  // memory id -> unit
+    for (auto& [kind, list] : units) {
+      say(fmt::format("[{}] embedding {} {}", conv.name, list.size(), kind));
+      std::vector<am::NewMemory> ms;
+      for (const Unit& u : list) {
+        am::NewMemory m;
+        m.summary = u.text;
+        m.embedding = reader.embed(u.text);
+        m.conversation = conv.name;
+        r.embedding_dim = int(m.embedding.size());
+        ms.push_back(std::move(m));
+      }
+      const auto stored = store->add_all(kind, ms, "eval");
+      for (size_t i = 0; i < stored.size(); ++i) unit_of[kind][stored[i].id] = i;
+    }
+    r.turns += int(units["turns"].size());
+    r.sessions += int(units["sessions"].size());
+
+    auto ids_to_units = [&](const std::string& kind, const std::vector<am::SearchHit>& hits) {
+      std::vector<size_t> out;
+      for (const auto& h : hits) out.push_back(unit_of[kind].at(h.memory.id));
+      return out;
+    };
+
+    // The questions that are scored, with their embeddings and hybrid candidates (turns).
+    struct Asked {
+      const LocomoQuestion* q;
+      bool learn;  // even position: the learning half
+      std::vector<float> emb;
+      std::vector<am::SearchHit> candidates;
+    };
+    std::vector<Asked> asked;
+    for (const LocomoQuestion& q : conv.questions) {
+      if (o.max_questions && q.index >= o.max_questions) break;
+      if (q.evidence.empty()) {
+        ++r.questions_no_evidence;
+        continue;
+      }
+      asked.push_back({&q, q.index % 2 == 0, reader.embed(q.question), {}});
+    }
+    say(fmt::format("[{}] {} questions: fixed retrievers", conv.name, asked.size()));
+    am::HybridParams dense_only;
+    dense_only.text_weight = 0;
+    for (Asked& a : asked) {
+      const LocomoQuestion& q = *a.q;
+      ++r.questions;
+      const char* half = a.learn ? "learn" : "test";
+      for (const char* kind : {"turns", "sessions"}) {
+        const std::vector<Unit>& us = units[kind];
+        std::vector<am::SearchHit> hybrid =
+            am::hybrid_search(*store, kind, q.question, a.emb, o.top_k);
+        const std::pair<const char*, std::vector<size_t>> lists[] = {
+            {"bm25", ids_to_units(kind, store->search(kind, q.question, 10))},
+            {"dense",
+             ids_to_units(kind, am::hybrid_search(*store, kind, "", a.emb, 10, dense_only))},
+            {"hybrid", ids_to_units(kind, hybrid)},
+        };
+        for (const auto& [name, list] : lists)
+          for (size_t k : {5, 10}) {
+            const double rec = recall_at(list, k, us, q.evidence);
+            r.recall[fmt::format("{}/{}/all/r{}", kind, name, k)].add(q.category, rec);
+            r.recall[fmt::format("{}/{}/{}/r{}", kind, name, half, k)].add(q.category, rec);
+          }
+        if (std::string_view(kind) == "turns") a.candidates = std::move(hybrid);
+      }
+    }
+
+    // The reranker, learned over the learning half in order with each kind of reward.
+    const std::vector<Unit>& turns = units["turns"];
+    auto embs_of = [](const Asked& a) {
+      std::vector<std::vector<float>> e;
+      for (const auto& h : a.candidates) e.push_back(h.memory.embedding);
+      return e;
+    };
+    auto base_of = [&](const Asked& a) {
+      std::vector<double> b;
+      for (size_t i = 0; i < a.candidates.size(); ++i) b.push_back(-o.prior * double(i));
+      return b;
+    };
+    std::map<std::string, am::Reranker> learned;
+    for (const std::string& name : learners) {
+      const std::string user = "reranker-" + name;
+      am::Reranker rr = o.shared_reranker && shared.count(name)
+                            ? *shared[name]
+                            : am::Reranker(r.embedding_dim, o.reranker, seed++);
+      auto& stats = r.rewards[name];
+      int done = 0;
+      for (const Asked& a : asked) {
+        if (!a.learn || a.candidates.empty()) continue;
+        const LocomoQuestion& q = *a.q;
+        const auto embs = embs_of(a);
+        const auto base = base_of(a);
+        const std::vector<size_t> chosen = rr.rerank(a.emb, embs, o.top_m, true, base);
+        std::vector<bool> used(chosen.size(), false), evid(chosen.size(), false);
+        for (size_t j = 0; j < chosen.size(); ++j)
+          evid[j] = holds_evidence(turns[unit_of["turns"].at(a.candidates[chosen[j]].memory.id)],
+                                   q.evidence);
+        if (name == "oracle") {
+          used = evid;
+        } else {
+          std::vector<std::string> texts;
+          for (size_t j : chosen) texts.push_back(a.candidates[j].memory.summary);
+          const std::string question = reader.cut(q.question, 48);
+          const std::string answer =
+              name == "attention" ? reader.cut(q.answer, o.answer_tokens) : std::string();
+          int mt = o.memory_tokens;
+          Reader::Prompt p = reader.prompt(texts, question, answer, mt);
+          while (int64_t(p.tokens.size()) + o.answer_tokens > reader.n_ctx() && mt > 8) {
+            mt = std::max(8, mt - 8);
+            p = reader.prompt(texts, question, answer, mt);
+          }
+          if (name == "attention") {
+            if (p.tokens.size() == size_t(p.answer_begin)) continue;  // no answer to attribute
+            const std::vector<double> d = reader.attention_density(p);
+            const double best = *std::max_element(d.begin(), d.end());
+            for (size_t j = 0; j < d.size(); ++j) used[j] = best > 0 && d[j] == best;
+          } else {
+            const std::set<size_t> cited =
+                citations(reader.reply(p, o.answer_tokens), chosen.size());
+            for (size_t j : cited) used[j] = true;
+          }
+        }
+        std::vector<double> rewards;
+        bool any_used = false, any_evid = false, hit = false;
+        for (size_t j = 0; j < chosen.size(); ++j) {
+          rewards.push_back(used[j] ? 1.0 : -1.0);
+          stats.used += used[j];
+          stats.used_evidence += used[j] && evid[j];
+          any_used = any_used || used[j];
+          any_evid = any_evid || evid[j];
+          hit = hit || (used[j] && evid[j]);
+        }
+        ++stats.draws;
+        stats.draws_with_use += any_used;
+        stats.with_evidence += any_evid;
+        stats.hit_given_evidence += any_evid && hit;
+        rr.learn(rewards);
+        if (++done % 25 == 0)
+          say(fmt::format("[{}] {} rewards: {} learning questions", conv.name, name, done));
+      }
+      // Through the store, as a served user's reranker would be between conversations.
+      am::save_reranker(*store, user, rr);
+      learned.emplace(name, am::load_reranker(*store, user, r.embedding_dim, o.reranker, seed++));
+      if (o.shared_reranker) shared[name] = std::make_unique<am::Reranker>(rr);
+    }
+    learned.emplace("init", am::Reranker(r.embedding_dim, o.reranker, seed++));
+
+    // Every scored question, both halves, deterministic top-M.
+    for (const Asked& a : asked) {
+      if (a.candidates.empty()) continue;
+      const auto embs = embs_of(a);
+      const auto base = base_of(a);
+      for (auto& [name, rr] : learned) {
+        const std::vector<size_t> order = rr.rerank(a.emb, embs, 10, false, base);
+        std::vector<size_t> list;
+        for (size_t j : order) list.push_back(unit_of["turns"].at(a.candidates[j].memory.id));
+        for (size_t k : {5, 10}) {
+          const double rec = recall_at(list, k, turns, a.q->evidence);
+          r.recall[fmt::format("turns/rerank-{}/{}/r{}", name, a.learn ? "learn" : "test", k)].add(
+              a.q->category, rec);
+        }
+      }
+    }
+    // Questions whose hybrid search found nothing count as 0 for the rerankers too.
+    for (const Asked& a : asked)
+      if (a.candidates.empty())
+        for (auto& [name, rr] : learned)
+          for (size_t k : {5, 10})
+            r.recall[fmt::format("turns/rerank-{}/{}/r{}", name, a.learn ? "learn" : "test", k)]
+                .add(a.q->category, 0.0);
+    store.reset();
+    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(db + ext);
+    say(fmt::format("[{}] done: {} questions so far, {:.0f} s", conv.name, r.questions,
+                    std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace engram::eval

@@ -1,0 +1,89 @@
+// `engram eval agent-memory`: evidence recall on LoCoMo for the agent memory's retrievers and
+// its learned reranker (RMM's retrospective reflection).
+//
+// Each conversation is one user's memory bank in a throwaway SQLite store, built twice: one
+// memory per turn ("turns") and one per session ("sessions"). Every question with evidence is
+// asked of three retrievers -- BM25 (the store's FTS5 index), dense (cosine over the served
+// model's mean-pooled embeddings) and hybrid (both, fused by reciprocal rank) -- and scores the
+// share of its evidence turns found among the sources of the top 5 and top 10 memories.
+//
+// The reranker (turns, hybrid top-K candidates) is learned online over one half of each
+// conversation's questions (even position in its "qa" list, in order) and measured on the other
+// half (odd positions), with rewards from: the evidence labels ("oracle", an upper bound); the
+// served model's attention ("attention": it reads the M memories, the question and the gold
+// answer, and the memory that received the most attention from the answer's tokens per token of
+// its own is the used one); its citations ("citation": it answers greedily and the [i] it writes
+// are the used ones).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engram/reranker.h"
+
+namespace engram {
+class Model;
+class Tokenizer;
+class ThreadPool;
+}  // namespace engram
+
+namespace engram::eval {
+
+struct AgentMemoryEvalOptions {
+  std::string data_dir;
+  size_t max_conversations = 0;  // 0: every conversation of every file
+  size_t max_questions = 0;      // per conversation, from the start of its "qa" list; 0: all
+  size_t top_k = 20;             // hybrid candidates the reranker reorders
+  size_t top_m = 5;              // memories shown to the model while learning
+  agent_memory::RerankerParams reranker;
+  // The reranker's fixed prior: candidate at hybrid rank r (from 0) gets base score -prior * r,
+  // so that before learning it keeps (nearly) the retriever's order.
+  double prior = 1.0;
+  bool shared_reranker = false;  // one reranker carried across conversations, not one per user
+  bool model_rewards = true;     // learn from attention and citations (needs the model's time)
+  int memory_tokens = 60;        // each memory is cut to this many tokens in the prompt
+  int answer_tokens = 24;        // gold answers cut to / replies generated up to this many
+  uint64_t seed = 1;
+  std::string work_dir;  // where the throwaway stores go (a temporary directory when empty)
+  std::function<void(const std::string&)> progress;  // progress lines (stderr in the CLI)
+};
+
+// Recall summed per category (index 0: every question, 1-5: LoCoMo's categories).
+struct RecallSum {
+  double sum[6] = {};
+  int n[6] = {};
+  void add(int category, double recall);
+  double mean(int category = 0) const { return n[category] ? sum[category] / n[category] : 0; }
+};
+
+struct AgentMemoryEvalResult {
+  int conversations = 0;
+  int questions = 0;  // questions with evidence (the others are not scored)
+  int questions_no_evidence = 0;
+  int dropped_evidence = 0;
+  int turns = 0, sessions = 0;
+  int embedding_dim = 0;
+  // "<unit>/<retriever>/<half>/r<k>", unit turns|sessions, retriever bm25|dense|hybrid|
+  // rerank-init|rerank-oracle|rerank-attention|rerank-citation, half all|learn|test, k 5|10.
+  std::map<std::string, RecallSum> recall;
+  // Model-derived rewards against the evidence labels, over the learning draws.
+  struct RewardStats {
+    int draws = 0;               // learning rerankings
+    int with_evidence = 0;       // draws whose M memories held an evidence turn
+    int used = 0;                // memories rewarded +1
+    int used_evidence = 0;       // of them, holding an evidence turn
+    int draws_with_use = 0;      // draws with at least one +1
+    int hit_given_evidence = 0;  // draws with evidence shown whose +1 included an evidence memory
+  };
+  std::map<std::string, RewardStats> rewards;  // "oracle", "attention", "citation"
+  double seconds = 0;
+};
+
+// Runs the evaluation; throws engram::Error naming the file and field of bad data.
+AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer& tok,
+                                            ThreadPool& pool, const AgentMemoryEvalOptions& o);
+
+}  // namespace engram::eval

@@ -1,0 +1,170 @@
+// `engram eval agent-memory` end to end on a small LoCoMo-shaped conversation written here (the
+// real data stays in ../shared and is never copied into the repository): figures in [0, 1], the
+// oracle-rewarded reranker no worse than the fixed retriever on the half it learned from, the
+// same figures from two runs, and bad data named by file and field.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli_runner.h"
+
+namespace engram {
+namespace {
+
+using testing_cli::run_cli;
+using testing_cli::TempFile;
+
+const std::string kChatModel =
+    std::string("'") + ENGRAM_SOURCE_DIR + "/models/engram-tiny-chat.gguf'";
+
+// Two speakers, three sessions, facts stated once among small talk, questions about them.
+nlohmann::json conversation(int variant) {
+  const char* pets[] = {"a cat named Tuna", "a dog named Rex"};
+  const char* cities[] = {"Lisbon", "Oslo"};
+  const char* jobs[] = {"a nurse", "a baker"};
+  nlohmann::json c;
+  c["speaker_a"] = "Ann";
+  c["speaker_b"] = "Bo";
+  const std::vector<std::vector<std::string>> sessions = {
+      {"Hi Bo, how are you?", "Great, thanks! And you?",
+       std::string("I just adopted ") + pets[variant] + ".", "That is lovely news.",
+       "We went to the park today.", "Sounds like fun."},
+      {"Good morning!", "Morning, Ann.",
+       std::string("I moved to ") + cities[variant] + " last week.",
+       "How do you like the new city?", "The harbour is beautiful.", "I would love to visit."},
+      {"Hey there.", "Hi!", std::string("I started working as ") + jobs[variant] + ".",
+       "Congratulations on the job!", "My first shift is on Monday.", "Good luck with it."},
+  };
+  for (size_t s = 0; s < sessions.size(); ++s) {
+    nlohmann::json turns = nlohmann::json::array();
+    for (size_t t = 0; t < sessions[s].size(); ++t)
+      turns.push_back({{"speaker", t % 2 ? "Bo" : "Ann"},
+                       {"dia_id", "D" + std::to_string(s + 1) + ":" + std::to_string(t + 1)},
+                       {"text", sessions[s][t]}});
+    c["session_" + std::to_string(s + 1)] = turns;
+    c["session_" + std::to_string(s + 1) + "_date_time"] = "1:00 pm on 1 May, 2023";
+  }
+  c["qa"] = nlohmann::json::array({
+      {{"question", "What pet did Ann adopt?"},
+       {"answer", pets[variant]},
+       {"evidence", {"D1:3"}},
+       {"category", 4}},
+      {{"question", "Where did Ann move?"},
+       {"answer", cities[variant]},
+       {"evidence", {"D2:3"}},
+       {"category", 4}},
+      {{"question", "What is Ann's job?"},
+       {"answer", jobs[variant]},
+       {"evidence", {"D3:3"}},
+       {"category", 4}},
+      {{"question", "When is Ann's first shift?"},
+       {"answer", "Monday"},
+       {"evidence", {"D3:5"}},
+       {"category", 2}},
+      {{"question", "Where did Ann and her pet go?"},
+       {"answer", "the park"},
+       {"evidence", {"D1:3", "D1:5"}},
+       {"category", 1}},
+      {{"question", "What does Bo want to do?"},
+       {"answer", "visit"},
+       {"evidence", {"D2:6"}},
+       {"category", 3}},
+      {{"question", "What did Ann say about the harbour?"},
+       {"adversarial_answer", "it is ugly"},
+       {"evidence", {"D2:5"}},
+       {"category", 5}},
+      {{"question", "Does Ann have a pet?"},
+       {"answer", "yes"},
+       {"evidence", {"D1:3"}},
+       {"category", 4}},
+  });
+  return c;
+}
+
+void check_figures(const nlohmann::json& j) {
+  for (const auto& [key, e] : j.at("recall").items())
+    for (const auto& [k, v] : e.items())
+      if (k != "n") {
+        EXPECT_GE(v.get<double>(), 0.0) << key << " " << k;
+        EXPECT_LE(v.get<double>(), 1.0) << key << " " << k;
+      }
+  for (const char* k : {"fixed_r5", "learned_r5", "oracle_r5", "learned_citation_r5"}) {
+    ASSERT_TRUE(j.contains(k)) << k;
+    EXPECT_GE(j[k].get<double>(), 0.0);
+    EXPECT_LE(j[k].get<double>(), 1.0);
+  }
+  EXPECT_GE(j["oracle_learn_r5"].get<double>(), j["fixed_learn_r5"].get<double>());
+  EXPECT_EQ(j["questions"], 16);
+  EXPECT_EQ(j["conversations"], 2);
+  EXPECT_EQ(j["recall"]["turns/hybrid/test/r5"]["n"], 8);
+  EXPECT_EQ(j["recall"]["turns/rerank-attention/learn/r5"]["n"], 8);
+}
+
+TEST(EvalAgentMemoryCli, SmallConversationsGiveSaneAndRepeatableFigures) {
+  TempFile dir("locomo_small");
+  std::filesystem::create_directories(dir.path());
+  for (int v = 0; v < 2; ++v)
+    std::ofstream(dir.path() + "/c" + std::to_string(v) + ".json") << conversation(v).dump(1);
+  const std::string args =
+      "eval agent-memory -q --json -t 1 -m " + kChatModel + " --data '" + dir.path() + "'";
+  const auto a = run_cli(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  const auto last = [](const std::string& out) {
+    const size_t end = out.find_last_not_of('\n');
+    return out.substr(out.rfind('\n', end) + 1, end - out.rfind('\n', end));
+  };
+  nlohmann::json ja = nlohmann::json::parse(last(a.out));
+  check_figures(ja);
+  EXPECT_NE(a.out.find("turns    bm25"), std::string::npos) << a.out;
+
+  const auto b = run_cli(args);
+  ASSERT_EQ(b.status, 0) << b.err;
+  nlohmann::json jb = nlohmann::json::parse(last(b.out));
+  ja.erase("seconds");
+  jb.erase("seconds");
+  EXPECT_EQ(ja, jb);  // the same draws, the same rewards, the same figures
+}
+
+TEST(EvalAgentMemoryCli, BadDataIsNamedByFileAndField) {
+  TempFile dir("locomo_bad");
+  std::filesystem::create_directories(dir.path());
+  const std::string base = "eval agent-memory -q -t 1 -m " + kChatModel + " --data '";
+  auto r = run_cli(base + dir.path() + "/missing'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("is not a directory"), std::string::npos) << r.err;
+  r = run_cli(base + dir.path() + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("no .json file"), std::string::npos) << r.err;
+
+  nlohmann::json c = conversation(0);
+  c["qa"][2]["category"] = "four";
+  std::ofstream(dir.path() + "/bad.json") << c.dump();
+  r = run_cli(base + dir.path() + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("bad.json.qa[2].category: expected an integer 1-5"), std::string::npos)
+      << r.err;
+  c = conversation(0);
+  c["session_2"][1].erase("text");
+  std::ofstream(dir.path() + "/bad.json") << c.dump();
+  r = run_cli(base + dir.path() + "'");
+  EXPECT_NE(r.err.find("bad.json.session_2[1]: missing field \"text\""), std::string::npos)
+      << r.err;
+  std::ofstream(dir.path() + "/bad.json") << "{\"qa\": [";
+  r = run_cli(base + dir.path() + "'");
+  EXPECT_NE(r.err.find("bad.json: not valid JSON"), std::string::npos) << r.err;
+
+  std::ofstream(dir.path() + "/bad.json") << conversation(0).dump();
+  r = run_cli(base + dir.path() + "' --top-m 0");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--top-m 0"), std::string::npos) << r.err;
+  // Model rewards need a chat model's ChatML tokens.
+  r = run_cli("eval agent-memory -q -t 1 -m '" + std::string(ENGRAM_SOURCE_DIR) +
+              "/models/engram-tiny.gguf' --data '" + dir.path() + "'");
+  EXPECT_EQ(r.status, 1);
+  EXPECT_NE(r.err.find("--no-model-rewards"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace engram
