@@ -7,7 +7,9 @@
 // REINFORCE updates W_q and W_m: for the k-th memory drawn, the loss is
 //   -(r_k - baseline) * log p(c_k | c_1..c_{k-1}),
 //   p(c | drawn) = exp(s_c / tau) / sum over candidates not yet drawn of exp(s_j / tau),
-// summed over the M, averaged over `batch` rerankings, one plain gradient step (lr) per batch.
+// summed over the M, averaged over `batch` rerankings, one optimiser step per batch: Adam
+// (beta 0.9 / 0.999, eps 1e-8; PyTorch's customary choice, which we take RMM's lr 1e-3 to
+// assume) or plain SGD. At lr 1e-3 plain SGD barely moves W on LoCoMo (docs/EVALUATION.md).
 //
 // The caller keeps it simple: rerank(query, candidates, M, learning) -> indices; learn(rewards).
 // Parameters (and a batch in progress) persist per user in the memory store (load_reranker,
@@ -24,8 +26,11 @@ namespace engram::agent_memory {
 
 class MemoryStore;
 
+enum class RerankerOptimizer { kAdam, kSgd };
+
 struct RerankerParams {
   double learning_rate = 1e-3;
+  RerankerOptimizer optimizer = RerankerOptimizer::kAdam;
   double baseline = 0.5;
   int batch = 4;             // rerankings whose gradients are averaged into one step
   double temperature = 0.5;  // of the Gumbel draw while learning
@@ -76,8 +81,8 @@ class Reranker {
   int64_t steps() const { return steps_; }            // gradient steps taken
   size_t pending() const { return pending_.size(); }  // rerankings in the batch so far
 
-  // Bytes of the parameters and the batch in progress (little-endian; format version
-  // kFormatVersion), and back. from_bytes throws engram::Error naming what is wrong.
+  // Bytes of the parameters, the optimiser's state and the batch in progress (little-endian; format
+  // version kFormatVersion), and back. from_bytes throws engram::Error naming what is wrong.
   static constexpr int32_t kFormatVersion = 1;
   std::vector<uint8_t> to_bytes() const;
   static Reranker from_bytes(std::span<const uint8_t> bytes, const RerankerParams& params = {},
@@ -102,6 +107,8 @@ class Reranker {
   int dim_;
   RerankerParams params_;
   std::vector<float> w_q_, w_m_;  // [dim * dim]
+  // Adam's moment estimates of each matrix ([dim * dim]; empty until the first Adam step).
+  std::vector<float> m_q_, v_q_, m_m_, v_m_;
   int64_t steps_ = 0;
   std::vector<Episode> pending_;
   std::mt19937_64 rng_;

@@ -275,20 +275,45 @@ bool Reranker::learn(std::span<const double> rewards) {
 }
 
 void Reranker::step() {
-  const double scale = params_.learning_rate / static_cast<double>(pending_.size());
-  for (const Episode& e : pending_) {
+  // The batch's mean gradient of each matrix, from its rank-one parts.
+  const size_t n = size_t(dim_) * dim_;
+  std::vector<double> gq(n, 0.0), gm(n, 0.0);
+  const double inv = 1.0 / static_cast<double>(pending_.size());
+  for (const Episode& e : pending_)
     for (int x = 0; x < dim_; ++x) {
-      const double ax = scale * e.a[x], qpx = scale * e.qp[x];
-      float* rq = &w_q_[size_t(x) * dim_];
-      float* rm = &w_m_[size_t(x) * dim_];
+      const double ax = inv * e.a[x], qpx = inv * e.qp[x];
+      double* rq = &gq[size_t(x) * dim_];
+      double* rm = &gm[size_t(x) * dim_];
       for (int y = 0; y < dim_; ++y) {
-        rq[y] -= static_cast<float>(ax * e.q[y]);
-        rm[y] -= static_cast<float>(qpx * e.b[y]);
+        rq[y] += ax * e.q[y];
+        rm[y] += qpx * e.b[y];
       }
     }
-  }
   pending_.clear();
   ++steps_;
+  const double lr = params_.learning_rate;
+  if (params_.optimizer == RerankerOptimizer::kSgd) {
+    for (size_t i = 0; i < n; ++i) {
+      w_q_[i] -= static_cast<float>(lr * gq[i]);
+      w_m_[i] -= static_cast<float>(lr * gm[i]);
+    }
+    return;
+  }
+  constexpr double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+  if (m_q_.empty()) {
+    for (auto* v : {&m_q_, &v_q_, &m_m_, &v_m_}) v->assign(n, 0.0f);
+  }
+  const double c1 = 1.0 - std::pow(b1, double(steps_)), c2 = 1.0 - std::pow(b2, double(steps_));
+  auto adam = [&](std::vector<float>& w, std::vector<float>& m, std::vector<float>& v,
+                  const std::vector<double>& g) {
+    for (size_t i = 0; i < n; ++i) {
+      m[i] = static_cast<float>(b1 * m[i] + (1 - b1) * g[i]);
+      v[i] = static_cast<float>(b2 * v[i] + (1 - b2) * g[i] * g[i]);
+      w[i] -= static_cast<float>(lr * (m[i] / c1) / (std::sqrt(v[i] / c2) + eps));
+    }
+  };
+  adam(w_q_, m_q_, v_q_, gq);
+  adam(w_m_, m_m_, v_m_, gm);
 }
 
 std::vector<uint8_t> Reranker::to_bytes() const {
@@ -299,6 +324,9 @@ std::vector<uint8_t> Reranker::to_bytes() const {
   w.put(int64_t(steps_));
   w.put_floats(w_q_);
   w.put_floats(w_m_);
+  w.put(int32_t(m_q_.empty() ? 0 : 1));  // Adam's moments follow
+  if (!m_q_.empty())
+    for (const auto* v : {&m_q_, &v_q_, &m_m_, &v_m_}) w.put_floats(*v);
   w.put(int32_t(pending_.size()));
   for (const Episode& e : pending_) {
     w.put_floats(e.a);
@@ -327,6 +355,19 @@ Reranker Reranker::from_bytes(std::span<const uint8_t> bytes, const RerankerPara
   const size_t n = size_t(dim) * dim;
   r.get_floats(out.w_q_, n, "W_q");
   r.get_floats(out.w_m_, n, "W_m");
+  const auto has_moments = r.get<int32_t>("optimiser state flag");
+  if (has_moments != 0 && has_moments != 1)
+    throw Error(fmt::format("reranker blob: optimiser state flag {} is not 0 or 1", has_moments));
+  if (has_moments) {
+    r.get_floats(out.m_q_, n, "Adam state");
+    r.get_floats(out.v_q_, n, "Adam state");
+    r.get_floats(out.m_m_, n, "Adam state");
+    r.get_floats(out.v_m_, n, "Adam state");
+    for (float v : out.v_q_)
+      if (v < 0) throw Error("reranker blob: negative Adam second moment");
+    for (float v : out.v_m_)
+      if (v < 0) throw Error("reranker blob: negative Adam second moment");
+  }
   const auto n_pending = r.get<int32_t>("pending count");
   if (n_pending < 0 || n_pending > 1 << 20)
     throw Error(fmt::format("reranker blob: pending count {} is out of range", n_pending));
