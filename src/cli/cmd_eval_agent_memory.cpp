@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
@@ -26,6 +27,7 @@ struct AgentMemoryOptions {
   bool json = false;
   bool quiet = false;
   bool no_model_rewards = false;
+  bool no_center = false;
 };
 
 const char* const kCategoryNames[] = {"all",      "multi-hop",  "temporal",
@@ -35,6 +37,7 @@ void run(AgentMemoryOptions& o) {
   if (o.threads < 1) throw Error(fmt::format("eval agent-memory: -t {} must be >= 1", o.threads));
   if (o.model.empty()) o.model = default_chat_model_path();
   o.eval.model_rewards = !o.no_model_rewards;
+  o.eval.center = !o.no_center;
   if (!o.quiet)
     o.eval.progress = [](const std::string& s) { std::fprintf(stderr, "%s\n", s.c_str()); };
   auto model = Model::load(o.model);
@@ -96,15 +99,20 @@ void run(AgentMemoryOptions& o) {
   j["embedding_dim"] = r.embedding_dim;
   j["model"] = o.model;
   j["seconds"] = r.seconds;
-  j["params"] = {{"top_k", o.eval.top_k},
-                 {"top_m", o.eval.top_m},
-                 {"learning_rate", o.eval.reranker.learning_rate},
-                 {"baseline", o.eval.reranker.baseline},
-                 {"batch", o.eval.reranker.batch},
-                 {"temperature", o.eval.reranker.temperature},
-                 {"prior", o.eval.prior},
-                 {"shared_reranker", o.eval.shared_reranker},
-                 {"seed", o.eval.seed}};
+  j["params"] = {
+      {"top_k", o.eval.top_k},
+      {"top_m", o.eval.top_m},
+      {"learning_rate", o.eval.reranker.learning_rate},
+      {"baseline", o.eval.reranker.baseline},
+      {"batch", o.eval.reranker.batch},
+      {"temperature", o.eval.reranker.temperature},
+      {"prior", o.eval.prior},
+      {"shared_reranker", o.eval.shared_reranker},
+      {"center", o.eval.center},
+      {"attention_rule", o.eval.attention_rule == eval::AttentionRule::kPeak   ? "peak"
+                         : o.eval.attention_rule == eval::AttentionRule::kMass ? "mass"
+                                                                               : "density"},
+      {"seed", o.eval.seed}};
   // The headline: hybrid over turns, held-out half.
   j["fixed_r5"] = mean("turns/hybrid/test/r5");
   j["fixed_r10"] = mean("turns/hybrid/test/r10");
@@ -166,6 +174,17 @@ void add_eval_agent_memory_command(CLI::App* eval) {
   cmd->add_option("--prior", o->eval.prior,
                   "Reranker prior: minus this times the hybrid rank is added to each score")
       ->capture_default_str();
+  cmd->add_option("--attention-rule", o->eval.attention_rule,
+                  "Which memory the answer's attention used: the one with the highest peak "
+                  "(most attended token), mass (sum) or density (mean per token)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, eval::AttentionRule>{{"peak", eval::AttentionRule::kPeak},
+                                                     {"mass", eval::AttentionRule::kMass},
+                                                     {"density", eval::AttentionRule::kDensity}},
+          CLI::ignore_case))
+      ->capture_default_str();
+  cmd->add_flag("--no-center", o->no_center,
+                "The reranker reads the embeddings as stored, not minus the bank's mean");
   cmd->add_flag("--shared-reranker", o->eval.shared_reranker,
                 "One reranker carried across conversations instead of one per user");
   cmd->add_flag("--no-model-rewards", o->no_model_rewards,

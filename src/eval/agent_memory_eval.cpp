@@ -175,15 +175,23 @@ class Reader {
 
   int64_t n_ctx() const { return n_ctx_; }
 
-  // Per memory: attention mass the answer's tokens gave its tokens (all layers and heads), per
-  // token of the memory.
-  std::vector<double> attention_density(const Prompt& p) {
+  // Per memory: how much attention the answer's tokens gave its tokens (every layer and head),
+  // as the rule says: the mean per token of the memory ("density"), the sum ("mass"), or the
+  // most any one of its tokens received ("peak": a model copying from a memory looks hard at
+  // the tokens it copies).
+  std::vector<double> attention_scores(const Prompt& p, AttentionRule rule) {
     attn_ctx_->clear();
     attn_ctx_->eval({p.tokens.data(), size_t(p.answer_begin)});
     attn_ctx_->eval({p.tokens.data() + p.answer_begin, p.tokens.size() - size_t(p.answer_begin)});
     std::vector<double> d;
-    for (const auto& [b, e] : p.spans)
-      d.push_back(e > b ? recorder_->mass(b, e) / double(e - b) : 0.0);
+    for (const auto& [b, e] : p.spans) {
+      double v = 0;
+      if (e > b && rule == AttentionRule::kDensity) v = recorder_->mass(b, e) / double(e - b);
+      if (e > b && rule == AttentionRule::kMass) v = recorder_->mass(b, e);
+      if (rule == AttentionRule::kPeak)
+        for (int64_t t = b; t < e; ++t) v = std::max(v, recorder_->mass(t, t + 1));
+      d.push_back(v);
+    }
     attn_ctx_->clear();
     return d;
   }
@@ -364,9 +372,31 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
 
     // The reranker, learned over the learning half in order with each kind of reward.
     const std::vector<Unit>& turns = units["turns"];
-    auto embs_of = [](const Asked& a) {
+    // What the reranker reads: the embeddings minus the mean of the user's bank, normalised
+    // again (a language model's mean-pooled states share one large direction, which leaves the
+    // differences between memories, all the reranker can learn from, tiny); or as stored.
+    std::vector<double> mean(size_t(r.embedding_dim), 0.0);
+    if (o.center) {
+      const auto all = store->get_all("turns");
+      for (const auto& m : all)
+        for (size_t i = 0; i < mean.size() && i < m.embedding.size(); ++i)
+          mean[i] += m.embedding[i] / double(all.size());
+    }
+    auto input = [&](const std::vector<float>& e) {
+      if (!o.center) return e;
+      std::vector<float> out(e.size());
+      double norm = 0;
+      for (size_t i = 0; i < e.size(); ++i) {
+        out[i] = float(e[i] - mean[i]);
+        norm += double(out[i]) * out[i];
+      }
+      norm = std::sqrt(norm);
+      for (float& v : out) v = norm > 0 ? float(v / norm) : 0.0f;
+      return out;
+    };
+    auto embs_of = [&](const Asked& a) {
       std::vector<std::vector<float>> e;
-      for (const auto& h : a.candidates) e.push_back(h.memory.embedding);
+      for (const auto& h : a.candidates) e.push_back(input(h.memory.embedding));
       return e;
     };
     auto base_of = [&](const Asked& a) {
@@ -387,7 +417,7 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
         const LocomoQuestion& q = *a.q;
         const auto embs = embs_of(a);
         const auto base = base_of(a);
-        const std::vector<size_t> chosen = rr.rerank(a.emb, embs, o.top_m, true, base);
+        const std::vector<size_t> chosen = rr.rerank(input(a.emb), embs, o.top_m, true, base);
         std::vector<bool> used(chosen.size(), false), evid(chosen.size(), false);
         for (size_t j = 0; j < chosen.size(); ++j)
           evid[j] = holds_evidence(turns[unit_of["turns"].at(a.candidates[chosen[j]].memory.id)],
@@ -408,7 +438,7 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
           }
           if (name == "attention") {
             if (p.tokens.size() == size_t(p.answer_begin)) continue;  // no answer to attribute
-            const std::vector<double> d = reader.attention_density(p);
+            const std::vector<double> d = reader.attention_scores(p, o.attention_rule);
             const double best = *std::max_element(d.begin(), d.end());
             for (size_t j = 0; j < d.size(); ++j) used[j] = best > 0 && d[j] == best;
           } else {
@@ -448,7 +478,7 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       const auto embs = embs_of(a);
       const auto base = base_of(a);
       for (auto& [name, rr] : learned) {
-        const std::vector<size_t> order = rr.rerank(a.emb, embs, 10, false, base);
+        const std::vector<size_t> order = rr.rerank(input(a.emb), embs, 10, false, base);
         std::vector<size_t> list;
         for (size_t j : order) list.push_back(unit_of["turns"].at(a.candidates[j].memory.id));
         for (size_t k : {5, 10}) {

@@ -11,9 +11,9 @@
 // conversation's questions (even position in its "qa" list, in order) and measured on the other
 // half (odd positions), with rewards from: the evidence labels ("oracle", an upper bound); the
 // served model's attention ("attention": it reads the M memories, the question and the gold
-// answer, and the memory that received the most attention from the answer's tokens per token of
-// its own is the used one); its citations ("citation": it answers greedily and the [i] it writes
-// are the used ones).
+// answer, and the memory whose tokens received the most attention from the answer's tokens is
+// the used one: see AttentionRule); its citations ("citation": it answers greedily and the [i] it
+// writes are the used ones).
 #pragma once
 
 #include <cstdint>
@@ -32,6 +32,9 @@ class ThreadPool;
 
 namespace engram::eval {
 
+// How the answer's attention picks the memory it used (the one with the highest score).
+enum class AttentionRule { kDensity, kMass, kPeak };
+
 struct AgentMemoryEvalOptions {
   std::string data_dir;
   size_t max_conversations = 0;  // 0: every conversation of every file
@@ -42,10 +45,12 @@ struct AgentMemoryEvalOptions {
   // The reranker's fixed prior: candidate at hybrid rank r (from 0) gets base score -prior * r,
   // so that before learning it keeps (nearly) the retriever's order.
   double prior = 1.0;
+  bool center = true;            // the reranker reads embeddings minus the bank's mean
   bool shared_reranker = false;  // one reranker carried across conversations, not one per user
   bool model_rewards = true;     // learn from attention and citations (needs the model's time)
-  int memory_tokens = 60;        // each memory is cut to this many tokens in the prompt
-  int answer_tokens = 24;        // gold answers cut to / replies generated up to this many
+  AttentionRule attention_rule = AttentionRule::kPeak;
+  int memory_tokens = 60;  // each memory is cut to this many tokens in the prompt
+  int answer_tokens = 24;  // gold answers cut to / replies generated up to this many
   uint64_t seed = 1;
   std::string work_dir;  // where the throwaway stores go (a temporary directory when empty)
   std::function<void(const std::string&)> progress;  // progress lines (stderr in the CLI)
