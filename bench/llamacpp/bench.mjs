@@ -6,12 +6,15 @@
 //   * prefill: evaluateWithoutGeneratingNewTokens on a P-token prompt (default 512) in a
 //     fresh sequence, best and median of R runs after one warm-up;
 //   * decode: N single-token steps with greedy sampling (default 128) from an empty context
-//     (or after K prompt tokens with --decode-ctx K).
+//     (or after K prompt tokens with --decode-ctx K);
+//   * with --sequences S > 1, also S sequences decoding N tokens each at the same time in one
+//     context (node-llama-cpp batches the sequences' pending tokens into one llama_decode per
+//     step, as a server with S slots does): total tokens/s over all sequences.
 // and prints one JSON object. Benchmark-only tooling: never a dependency of the product.
 //
 //   cd bench/llamacpp && npm install --omit=optional --ignore-scripts   # once
 //   node bench/llamacpp/bench.mjs -m build/bench/bench-125m-f16.gguf [-t 2] [-p 512] [-n 128] [-r 3]
-//        [--decode-ctx K] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
+//        [--decode-ctx K] [--sequences S] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]
 //
 // Prompt tokens are a fixed pseudo-random sequence (BOS first) over the model's vocabulary,
 // so engram can be timed on the very same ids.
@@ -22,12 +25,12 @@ import {getLlama, LlamaLogLevel} from "node-llama-cpp";
 function usage(msg) {
     if (msg) console.error(`bench.mjs: ${msg}`);
     console.error("usage: node bench.mjs -m MODEL.gguf [-t THREADS] [-p PROMPT_TOKENS] [-n DECODE_TOKENS] " +
-        "[-r RUNS] [--decode-ctx K] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]");
+        "[-r RUNS] [--decode-ctx K] [--sequences S] [--flash-attn auto|on|off] [--kv f16|f32|q8_0]");
     process.exit(2);
 }
 
 function parseArgs(argv) {
-    const a = {model: null, threads: 2, prompt: 512, decode: 128, decodeCtx: 0, runs: 3, flashAttn: "auto", kv: "f16"};
+    const a = {model: null, threads: 2, prompt: 512, decode: 128, decodeCtx: 0, runs: 3, sequences: 1, flashAttn: "auto", kv: "f16"};
     const num = (v, name) => {
         const n = Number(v);
         if (!Number.isInteger(n) || n <= 0) usage(`${name} wants a positive integer, got '${v}'`);
@@ -42,6 +45,7 @@ function parseArgs(argv) {
             case "-n": case "--decode": a.decode = num(v, k); i++; break;
             case "-r": case "--runs": a.runs = num(v, k); i++; break;
             case "--decode-ctx": a.decodeCtx = v === "0" ? 0 : num(v, k); i++; break;
+            case "--sequences": a.sequences = num(v, k); i++; break;
             case "--flash-attn":
                 if (!["auto", "on", "off"].includes(v)) usage(`--flash-attn wants auto|on|off, got '${v}'`);
                 a.flashAttn = v; i++; break;
@@ -86,16 +90,19 @@ const model = await llama.loadModel({modelPath: args.model, gpuLayers: 0});
 const loadMs = performance.now() - tLoad;
 const kvType = {f16: "F16", f32: "F32", q8_0: "Q8_0"}[args.kv];
 const context = await model.createContext({
-    contextSize: args.prompt + args.decode + 16,
+    // one sequence's worth of cells per sequence (the KV cache is shared between them)
+    contextSize: (args.prompt + args.decode + 16) * args.sequences,
     batchSize: args.prompt,  // the whole prompt is one batch, as llama-bench's pp test does
     threads: args.threads,
-    sequences: 1,
+    sequences: args.sequences,
     flashAttention: args.flashAttn === "auto" ? "auto" : args.flashAttn === "on",
     experimentalKvCacheKeyType: kvType,
     experimentalKvCacheValueType: kvType,
 });
 const seq = context.getSequence();
-const nVocab = model.tokens.nVocab ?? model.fileInsights?.vocabularySize ?? 32000;
+// The vocabulary size from the file's own token list (node-llama-cpp 3.22 exposes no
+// vocabulary size on model.tokens; a wrong guess sends ids the model does not have).
+const nVocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? 32000;
 const tokens = promptTokens(args.prompt, nVocab, model.tokens.bos);
 
 // Warm-up (page in the weights, let the thread pool spin up), not timed.
@@ -121,6 +128,31 @@ for await (const _tok of seq.evaluate([tokens[args.decodeCtx]], {temperature: 0,
     if (++produced >= args.decode) break;
 }
 const decodeMs = performance.now() - t0;
+
+// S sequences at once: each starts from its own first token (so they do not share a prefix)
+// and decodes N tokens greedily; all evaluate() loops run concurrently, and node-llama-cpp
+// gathers their pending tokens into one batch per step.
+let parallel = null;
+if (args.sequences > 1) {
+    await seq.clearHistory();
+    const seqs = [seq];
+    for (let i = 1; i < args.sequences; i++) seqs.push(context.getSequence());
+    const counts = new Array(seqs.length).fill(0);
+    const tp = performance.now();
+    await Promise.all(seqs.map(async (s, i) => {
+        for await (const _tok of s.evaluate([tokens[1 + i]], {temperature: 0, yieldEogToken: true})) {
+            if (++counts[i] >= args.decode) break;
+        }
+    }));
+    const ms = performance.now() - tp;
+    const total = counts.reduce((x, y) => x + y, 0);
+    parallel = {
+        sequences: seqs.length,
+        tokens_per_sequence: counts,
+        total_ms: +ms.toFixed(2),
+        total_tokens_per_s: +(total / (ms / 1000)).toFixed(2),
+    };
+}
 
 const bestPrefill = Math.min(...prefillMs);
 const result = {
@@ -151,6 +183,7 @@ const result = {
         total_ms: +decodeMs.toFixed(2),
         tokens_per_s: +(produced / (decodeMs / 1000)).toFixed(2),
     },
+    ...(parallel ? {parallel_decode: parallel} : {}),
 };
 console.log(JSON.stringify(result, null, 1));
 await context.dispose();

@@ -1,14 +1,18 @@
 #!/usr/bin/python3
-"""Writes the benchmark model of issue 2, acceptance item 5.
+"""Writes the random-weight llama models the benchmarks run on.
 
-A ~125M-parameter llama-shaped model with random weights, F16 (norms F32): 12 layers,
-n_embd 768, 12 heads, 4 KV heads (head_dim 64), FFN 2048, vocab 32000, context 4096, untied
-output, and a complete llama (SentencePiece) tokenizer section (<unk> <s> </s>, the 256 byte
-tokens <0x00>..<0xFF>, then made-up word pieces with scores) so that llama.cpp loads it too.
-The Q8_0 / Q4_0 variants are made from it with `engram quantize`.
+Two shapes, both F16 (norms F32) with untied output, context 4096, vocab 32000 and a complete
+llama (SentencePiece) tokenizer section (<unk> <s> </s>, the 256 byte tokens <0x00>..<0xFF>,
+then made-up word pieces with scores) so that llama.cpp loads them too:
+  --shape 125m  12 layers, n_embd 768, 12 heads, 4 KV heads, FFN 2048 (~125M parameters;
+                fits this machine's 260 MiB L3 cache even at F16, so decode measures the cache)
+  --shape 1.1b  16 layers, n_embd 2048, 32 heads, 8 KV heads, FFN 8192 (Llama-3.2-1B's body
+                with a 32000 vocab, ~1.1B parameters; no quantization of it fits the cache)
+head_dim is 64 in both. The Q8_0 / Q4_0 / Q4_K_M variants are made with `engram quantize`.
 
-Usage:  /usr/bin/python3 tools/py/make_bench_model.py [OUT.gguf] [--seed S]
-        (default OUT: build/bench/bench-125m-f16.gguf; ~250 MB, never committed)
+Usage:  /usr/bin/python3 tools/py/make_bench_model.py [OUT.gguf] [--shape 125m|1.1b] [--seed S]
+        (default OUT: build/bench/bench-<shape>-f16.gguf; 125m ~240 MiB, 1.1b ~2.1 GiB; never
+        committed)
 
 Needs only numpy. Deterministic for a given seed.
 """
@@ -28,8 +32,12 @@ import gguf_writer as gw  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HP = dict(n_vocab=32000, n_embd=768, n_layer=12, n_head=12, n_head_kv=4, n_ff=2048,
-          n_ctx=4096, eps=1e-5, rope_base=10000.0)
+SHAPES = {
+    "125m": dict(n_vocab=32000, n_embd=768, n_layer=12, n_head=12, n_head_kv=4, n_ff=2048,
+                 n_ctx=4096, eps=1e-5, rope_base=10000.0),
+    "1.1b": dict(n_vocab=32000, n_embd=2048, n_layer=16, n_head=32, n_head_kv=8, n_ff=8192,
+                 n_ctx=4096, eps=1e-5, rope_base=10000.0),
+}
 
 
 def bench_vocab(n_vocab):
@@ -71,9 +79,13 @@ def bench_vocab(n_vocab):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("out", nargs="?", default=os.path.join(REPO, "build", "bench", "bench-125m-f16.gguf"))
+    ap.add_argument("out", nargs="?", help="default: build/bench/bench-<shape>-f16.gguf")
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="125m")
     ap.add_argument("--seed", type=int, default=125)
     args = ap.parse_args()
+    HP = SHAPES[args.shape]
+    if args.out is None:
+        args.out = os.path.join(REPO, "build", "bench", f"bench-{args.shape}-f16.gguf")
     t0 = time.time()
     rng = np.random.default_rng(args.seed)
     V, E, F, L = HP["n_vocab"], HP["n_embd"], HP["n_ff"], HP["n_layer"]
@@ -89,7 +101,7 @@ def main():
 
     w = gw.GGUFWriter()
     w.add_string("general.architecture", "llama")
-    w.add_string("general.name", "engram-bench-125m")
+    w.add_string("general.name", f"engram-bench-{args.shape}")
     w.add_u32("general.file_type", 1)  # mostly F16
     w.add_u32("llama.context_length", HP["n_ctx"])
     w.add_u32("llama.embedding_length", E)
