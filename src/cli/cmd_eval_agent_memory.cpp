@@ -70,7 +70,9 @@ void run(AgentMemoryOptions& o) {
               o.eval.top_k);
   std::vector<std::pair<std::string, std::string>> rows = {{"fixed (hybrid)", "hybrid"},
                                                            {"reranker W=0", "rerank-init"},
-                                                           {"learned: oracle", "rerank-oracle"}};
+                                                           {"learned: oracle", "rerank-oracle"},
+                                                           {"control: all -1", "rerank-negative"},
+                                                           {"control: random +1", "rerank-random"}};
   if (o.eval.model_rewards) {
     rows.push_back({"learned: attention", "rerank-attention"});
     rows.push_back({"learned: citation", "rerank-citation"});
@@ -127,6 +129,8 @@ void run(AgentMemoryOptions& o) {
     j["learned_learn_r5"] = mean("turns/rerank-attention/learn/r5");
     j["learned_citation_learn_r5"] = mean("turns/rerank-citation/learn/r5");
   }
+  j["negative_r5"] = mean("turns/rerank-negative/test/r5");
+  j["random_r5"] = mean("turns/rerank-random/test/r5");
   j["fixed_learn_r5"] = mean("turns/hybrid/learn/r5");
   j["oracle_learn_r5"] = mean("turns/rerank-oracle/learn/r5");
   nlohmann::json rec = nlohmann::json::object();

@@ -234,7 +234,10 @@ std::set<size_t> citations(const std::string& reply, size_t m) {
   return out;
 }
 
-const char* const kLearners[] = {"oracle", "attention", "citation"};
+// Reward sources. Beside the evidence labels and the model's two attributions, two controls that
+// know nothing: "negative" rewards every shown memory -1 (what a model that never cites gives),
+// "random" rewards one shown memory, drawn at random, +1 (as many +1 as the attention rule).
+const char* const kLearners[] = {"oracle", "negative", "random", "attention", "citation"};
 
 }  // namespace
 
@@ -279,8 +282,9 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
 
   Reader reader(model, tok, pool, o.model_rewards);
   AgentMemoryEvalResult r;
-  std::vector<std::string> learners = {"oracle"};
-  if (o.model_rewards) learners = {kLearners[0], kLearners[1], kLearners[2]};
+  std::vector<std::string> learners(std::begin(kLearners), std::end(kLearners) - 2);
+  if (o.model_rewards) learners.assign(std::begin(kLearners), std::end(kLearners));
+  std::mt19937_64 control_rng(o.seed);
   std::map<std::string, std::unique_ptr<am::Reranker>> shared;
   uint64_t seed = o.seed;
 
@@ -424,6 +428,9 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
                                    q.evidence);
         if (name == "oracle") {
           used = evid;
+        } else if (name == "negative") {
+        } else if (name == "random") {
+          used[control_rng() % used.size()] = true;
         } else {
           std::vector<std::string> texts;
           for (size_t j : chosen) texts.push_back(a.candidates[j].memory.summary);

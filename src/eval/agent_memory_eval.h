@@ -13,7 +13,8 @@
 // served model's attention ("attention": it reads the M memories, the question and the gold
 // answer, and the memory whose tokens received the most attention from the answer's tokens is
 // the used one: see AttentionRule); its citations ("citation": it answers greedily and the [i] it
-// writes are the used ones).
+// writes are the used ones); and two controls that know nothing ("negative": every shown memory
+// -1; "random": one shown memory, drawn at random, +1).
 #pragma once
 
 #include <cstdint>
@@ -72,7 +73,7 @@ struct AgentMemoryEvalResult {
   int turns = 0, sessions = 0;
   int embedding_dim = 0;
   // "<unit>/<retriever>/<half>/r<k>", unit turns|sessions, retriever bm25|dense|hybrid|
-  // rerank-init|rerank-oracle|rerank-attention|rerank-citation, half all|learn|test, k 5|10.
+  // rerank-<init|oracle|negative|random|attention|citation>, half all|learn|test, k 5|10.
   std::map<std::string, RecallSum> recall;
   // Model-derived rewards against the evidence labels, over the learning draws.
   struct RewardStats {
@@ -83,7 +84,7 @@ struct AgentMemoryEvalResult {
     int draws_with_use = 0;      // draws with at least one +1
     int hit_given_evidence = 0;  // draws with evidence shown whose +1 included an evidence memory
   };
-  std::map<std::string, RewardStats> rewards;  // "oracle", "attention", "citation"
+  std::map<std::string, RewardStats> rewards;  // by reward source, as the rerank-* keys
   double seconds = 0;
 };
 
