@@ -175,6 +175,12 @@ void add_eval_agent_memory_command(CLI::App* eval) {
       ->capture_default_str();
   cmd->add_option("--lr", o->eval.reranker.learning_rate, "Reranker learning rate")
       ->capture_default_str();
+  cmd->add_option("--optimizer", o->eval.reranker.optimizer, "Reranker optimiser: adam or sgd")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, agent_memory::RerankerOptimizer>{
+              {"adam", agent_memory::RerankerOptimizer::kAdam},
+              {"sgd", agent_memory::RerankerOptimizer::kSgd}},
+          CLI::ignore_case));
   cmd->add_option("--prior", o->eval.prior,
                   "Reranker prior: minus this times the hybrid rank is added to each score")
       ->capture_default_str();
