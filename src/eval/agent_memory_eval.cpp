@@ -330,6 +330,20 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       for (const auto& h : hits) out.push_back(unit_of[kind].at(h.memory.id));
       return out;
     };
+    // The stores order equal scores by memory id, which is random: asked for more than needed,
+    // equal scores are put in the conversation's order here and the list cut, so that two runs
+    // give the same lists.
+    constexpr size_t kAsk = 100;
+    auto ordered = [&](const std::string& kind, std::vector<am::SearchHit> hits, size_t limit) {
+      const auto& index = unit_of[kind];
+      std::stable_sort(hits.begin(), hits.end(),
+                       [&](const am::SearchHit& x, const am::SearchHit& y) {
+                         if (x.score != y.score) return x.score > y.score;
+                         return index.at(x.memory.id) < index.at(y.memory.id);
+                       });
+      if (hits.size() > limit) hits.resize(limit);
+      return hits;
+    };
 
     // The questions that are scored, with their embeddings and hybrid candidates (turns).
     struct Asked {
@@ -357,11 +371,13 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       for (const char* kind : {"turns", "sessions"}) {
         const std::vector<Unit>& us = units[kind];
         std::vector<am::SearchHit> hybrid =
-            am::hybrid_search(*store, kind, q.question, a.emb, o.top_k);
+            ordered(kind, am::hybrid_search(*store, kind, q.question, a.emb, kAsk), o.top_k);
         const std::pair<const char*, std::vector<size_t>> lists[] = {
-            {"bm25", ids_to_units(kind, store->search(kind, q.question, 10))},
+            {"bm25", ids_to_units(kind, ordered(kind, store->search(kind, q.question, kAsk), 10))},
             {"dense",
-             ids_to_units(kind, am::hybrid_search(*store, kind, "", a.emb, 10, dense_only))},
+             ids_to_units(
+                 kind,
+                 ordered(kind, am::hybrid_search(*store, kind, "", a.emb, kAsk, dense_only), 10))},
             {"hybrid", ids_to_units(kind, hybrid)},
         };
         for (const auto& [name, list] : lists)
