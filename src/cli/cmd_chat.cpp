@@ -21,12 +21,14 @@
 #include "cli/common.h"
 #include "cli/constraint_options.h"
 #include "cli/memory_options.h"
+#include "engram/agent_memory.h"
 #include "engram/chat_template.h"
 #include "engram/context.h"
 #include "engram/conversation.h"
 #include "engram/error.h"
 #include "engram/gguf.h"
 #include "engram/grammar.h"
+#include "engram/memory_session.h"
 #include "engram/model.h"
 #include "engram/sampler.h"
 #include "engram/session.h"
@@ -114,6 +116,9 @@ struct ChatOptions {
   MemoryOptions memory;
   std::string session;           // resume from this file if it exists; save there after every reply
   ConstraintOptions constraint;  // every reply constrained (--json-schema | --grammar | --regex)
+  // Agent memory across conversations (--memory-db FILE | --pg URL, --user U, --temporary).
+  std::string memory_db, memory_pg, user;
+  bool temporary = false;
 };
 
 void save_conversation(const std::string& path, const std::string& model, const ChatTemplate& tmpl,
@@ -160,7 +165,10 @@ class ChatSession {
     if (!o.system_file.empty()) {
       system_ = without_trailing_space(read_text_file(o.system_file));  // as `run -f` reads it
     }
+    open_agent_memory();
   }
+
+  ~ChatSession() { end_memory_conversation(); }
 
   void repl() {
     const bool tty = isatty(0);
@@ -169,6 +177,14 @@ class ChatSession {
                    "engram chat (%s, template %s). /reset, /save FILE, /quit; Ctrl-C stops a "
                    "reply, twice at the prompt exits.\n",
                    o_.model.c_str(), conv_->chat_template().name().c_str());
+      if (memory_) {
+        std::fprintf(stderr,
+                     memory_->temporary()
+                         ? "Temporary chat: no memory is read or written.\n"
+                         : "Memory of user '%s' is on: /memories lists it, /end ends the "
+                           "conversation (what to remember is decided then, and on exit).\n",
+                     o_.user.c_str());
+      }
     }
     std::string line, pending;
     bool armed_exit = false;  // a Ctrl-C at the prompt arms the exit, a second one exits
@@ -249,7 +265,15 @@ class ChatSession {
     std::string arg = sp == std::string::npos ? "" : line.substr(sp + 1);
     while (!arg.empty() && arg.back() == ' ') arg.pop_back();
     if (cmd == "/quit" || cmd == "/exit") return false;
-    if (cmd == "/reset") {
+    if (cmd == "/end" && memory_) {
+      end_memory_conversation();
+      dialogue_.clear();
+      conv_->reset(true);
+      std::fprintf(stderr, "[conversation ended; a new one begins]\n");
+    } else if (cmd == "/memories" && memory_) {
+      memory_turn("what do you remember about me");
+    } else if (cmd == "/reset") {
+      dialogue_.clear();
       conv_->reset(true);
       save_session_file();
       std::fprintf(stderr, "[conversation cleared]\n");
@@ -267,6 +291,11 @@ class ChatSession {
       }
     } else if (cmd == "/help") {
       std::fprintf(stderr, "/reset: clear the conversation; /save FILE: write it as JSON; /quit\n");
+      if (memory_) {
+        std::fprintf(stderr,
+                     "/memories: what is remembered about you; /end: end the conversation "
+                     "(memories are extracted); say \"remember ...\" or \"forget ...\"\n");
+      }
     } else {
       std::fprintf(stderr, "unknown command %s (try /help)\n", cmd.c_str());
     }
@@ -274,8 +303,53 @@ class ChatSession {
   }
 
   void turn(const std::string& text) {
+    if (memory_) {
+      memory_turn(text);
+      return;
+    }
     std::vector<ChatMessage> messages = history();
     messages.push_back({"user", text});
+    if (!read_prompt(messages)) return;
+    g_interrupts.store(0);
+    generate();
+    save_session_file();
+  }
+
+  // A turn with agent memory: a control is answered by the memory session; otherwise the
+  // retrieved memories become the system prompt and the reply's citations are stripped.
+  void memory_turn(const std::string& text) {
+    agent_memory::MemoryTurn mt;
+    try {
+      mt = memory_->begin_turn(text);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "engram: error: memory: %s\n", e.what());
+      return;
+    }
+    if (mt.reply) {
+      write_out(*mt.reply + "\n");
+      memory_->end_turn(mt, *mt.reply, {});
+      return;
+    }
+    if (o_.verbose) {
+      std::fprintf(stderr, "[memory: %zu shown]\n", mt.shown.size());
+      for (size_t i = 0; i < mt.shown.size(); ++i) {
+        std::fprintf(stderr, "[memory [%zu] %lld: %s]\n", i + 1,
+                     static_cast<long long>(mt.shown[i].id), mt.shown[i].summary.c_str());
+      }
+    }
+    std::vector<ChatMessage> dialogue = dialogue_;
+    dialogue.push_back({"user", text});
+    if (!read_prompt(agent_memory::MemorySession::prompt_messages(mt, system_, dialogue))) return;
+    g_interrupts.store(0);
+    agent_memory::CitationFilter citations;
+    const std::string shown = generate(&citations);
+    dialogue_ = std::move(dialogue);
+    dialogue_.push_back({"assistant", shown});
+    memory_->end_turn(mt, shown, citations.cited());
+  }
+
+  // Evaluates the prompt; false (reported) when it cannot.
+  bool read_prompt(const std::vector<ChatMessage>& messages) {
     PromptStats stats;
     try {
       // A long turn (a system file, a pasted document) is read under a progress bar.
@@ -293,7 +367,7 @@ class ChatSession {
       } else {
         std::fprintf(stderr, "engram: error: %s\n", what.c_str());
       }
-      return;
+      return false;
     }
     if (o_.verbose) {
       std::fprintf(stderr, "[prompt %lld tokens: %lld reused (prefix match: %s), %lld evaluated]\n",
@@ -301,12 +375,18 @@ class ChatSession {
                    static_cast<long long>(stats.cached_tokens), stats.reuse,
                    static_cast<long long>(stats.evaluated));
     }
-    g_interrupts.store(0);
-    generate();
-    save_session_file();
+    return true;
   }
 
-  void generate() {
+  // Generates and prints a reply; with `citations`, the text goes through it. Returns the
+  // reply as shown.
+  std::string generate(agent_memory::CitationFilter* citations = nullptr) {
+    std::string shown;
+    auto show = [&](const std::string& text) {
+      const std::string t = citations ? citations->feed(text) : text;
+      shown += t;
+      write_out(t);
+    };
     ReplyParams reply{o_.n_predict, o_.stop, nullptr};
     if (constraint_) reply.grammar = std::make_shared<GrammarMatcher>(constraint_, vocab_);
     conv_->start_reply(reply);
@@ -316,13 +396,18 @@ class ChatSession {
       if (g_interrupts.load() > 0) {
         interrupted = true;
         step = conv_->cancel();
-        write_out(step.text);
+        show(step.text);
         break;
       }
       step = conv_->step();
-      write_out(step.text);
+      show(step.text);
       if (step.finish != FinishReason::None) break;
       conv_->eval_pending();
+    }
+    if (citations) {
+      const std::string rest = citations->finish();
+      shown += rest;
+      write_out(rest);
     }
     conv_->end_reply();
     if (step.finish == FinishReason::ContextFull) {
@@ -332,6 +417,45 @@ class ChatSession {
     write_out("\n");
     if (interrupted) std::fprintf(stderr, "[interrupted]\n");
     g_interrupts.store(0);
+    return shown;
+  }
+
+  // Opens the user's memory (--memory-db / --pg, --user). A temporary chat opens no store at
+  // all, so the store stays byte for byte as it was.
+  void open_agent_memory() {
+    const bool has_store = !o_.memory_db.empty() || !o_.memory_pg.empty();
+    if (!has_store && !o_.temporary) return;
+    if (o_.user.empty())
+      throw Error("chat: --user is required with --memory-db, --pg or --temporary");
+    if (!has_store && o_.temporary) {
+      // Nothing to leave untouched; a temporary chat without a store is a plain chat.
+    } else if (!o_.temporary) {
+      store_ = agent_memory::open_memory_store(o_.memory_db.empty() ? o_.memory_pg
+                                                                    : "sqlite:" + o_.memory_db);
+    }
+    mem_model_ =
+        agent_memory::engine_memory_model(*model_, *tok_, conv_->chat_template(), pool_, vocab_);
+    agent_memory::MemorySessionParams mp;
+    mp.actor = "chat";
+    memory_ = std::make_unique<agent_memory::MemorySession>(store_.get(), o_.user, *mem_model_, mp);
+  }
+
+  // Prospective reflection over the conversation so far (on /end and at exit).
+  void end_memory_conversation() {
+    if (!memory_ || memory_->temporary() || memory_->pending_turns() == 0) return;
+    std::fprintf(stderr, "[memory: reflecting on the conversation...]\n");
+    try {
+      const agent_memory::ReflectionReport r = memory_->end_conversation();
+      std::fprintf(
+          stderr,
+          "[memory: %zu extracted, %zu added, %zu merged, %zu already known, %zu sensitive "
+          "left out, %zu forgotten left out, %zu turns not shown]\n",
+          r.extracted, r.added, r.merged, r.unchanged, r.skipped_sensitive, r.skipped_forgotten,
+          r.turns_left_out);
+      for (const std::string& e : r.errors) std::fprintf(stderr, "[memory: %s]\n", e.c_str());
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "engram: error: memory reflection: %s\n", e.what());
+    }
   }
 
   const ChatOptions& o_;
@@ -342,6 +466,12 @@ class ChatSession {
   std::shared_ptr<GrammarVocab> vocab_;
   std::unique_ptr<Conversation> conv_;
   std::string system_;  // the system prompt, kept by /reset (from --system or the session)
+  // Agent memory (null: off). dialogue_ is the conversation as the user saw it; the system
+  // prompt (the memory block) is made anew for every turn.
+  std::unique_ptr<agent_memory::MemoryStore> store_;
+  std::unique_ptr<agent_memory::MemoryModel> mem_model_;
+  std::unique_ptr<agent_memory::MemorySession> memory_;
+  std::vector<ChatMessage> dialogue_;
 };
 
 void chat(const ChatOptions& o, const CLI::App& cmd) {
@@ -350,6 +480,11 @@ void chat(const ChatOptions& o, const CLI::App& cmd) {
   SamplerParams sp = o.sampling;
   sp.seed = o.seed >= 0 ? static_cast<uint64_t>(o.seed) : std::random_device{}();
   sp.validate();
+  if (!o.session.empty() && (!o.memory_db.empty() || !o.memory_pg.empty() || o.temporary)) {
+    throw Error(
+        "chat: --session cannot be used with --memory-db, --pg or --temporary (a memory "
+        "chat makes its system prompt anew every turn)");
+  }
   ChatSession session(o, sp, cmd);
   SigintGuard guard;
   session.repl();
@@ -436,6 +571,14 @@ void add_chat_command(CLI::App& app) {
                   "after every reply (memory flags then come from the file, except "
                   "--kv-dir/--kv-cache)");
   add_memory_options(cmd, o->memory);
+  auto* mdb = cmd->add_option("--memory-db", o->memory_db,
+                              "Remember the user across conversations in this SQLite store");
+  auto* mpg = cmd->add_option("--pg", o->memory_pg,
+                              "Remember the user in this PostgreSQL store (postgresql:// URL)");
+  mdb->excludes(mpg);
+  cmd->add_option("--user", o->user, "Whose memories (with --memory-db / --pg)");
+  cmd->add_flag("--temporary", o->temporary,
+                "A temporary chat: no memory is read or written (the store is not even opened)");
   cmd->callback([o, cmd] { chat(*o, *cmd); });
 
   auto t = std::make_shared<TemplateOptions>();
