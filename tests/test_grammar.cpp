@@ -9,8 +9,10 @@
 #include <vector>
 
 #include "engram/error.h"
+#include "engram/gguf.h"
 #include "engram/grammar.h"
 #include "engram/sampler.h"
+#include "engram/tokenizer.h"
 #include "grammar/regex.h"
 
 namespace engram {
@@ -309,6 +311,115 @@ TEST(GrammarMask, GbnfMasksEqualBruteForce) {
       "root ::= item (\",\" \" \"? item)*\nitem ::= \"[\" root? \"]\" | [a-c]+\n");
   auto pieces = small_vocab("[],  abc", 300, 5);
   check_masks(g, pieces, "[a, [b,c], []],abc, [[a]]");
+}
+
+// ---- no dead ends ----
+
+// The vocabulary of a golden model (256 tokens: 245 byte-fallback tokens, 8 word pieces,
+// control tokens), where every multi-byte character is spelt by byte tokens.
+std::shared_ptr<GrammarVocab> golden_vocab(const char* model) {
+  auto file = GgufFile::open(std::string(ENGRAM_SOURCE_DIR) + "/tests/fixtures/golden/" + model);
+  auto tok = Tokenizer::from_gguf(*file);
+  return std::make_shared<GrammarVocab>(*tok);
+}
+
+TEST(GrammarMatcher, MaxLengthCountsACharacterWhenItBegins) {
+  // Regression: the count went up where a character ended, so after three characters the
+  // lead byte of a fourth was allowed under maxLength 3, and then nothing was (not even '"').
+  auto g = schema(R"({"type":"string","maxLength":3})");
+  auto v = byte_vocab();
+  GrammarMatcher m(g, v);
+  for (unsigned char c : std::string("\"\xed\x8c\x97\xe0\xbb\xac-")) ASSERT_TRUE(m.accept(c));
+  EXPECT_FALSE(m.allows(0xed));  // a 4th character may not begin
+  EXPECT_FALSE(m.allows('a'));
+  EXPECT_TRUE(m.allows('"'));
+  std::vector<uint64_t> bits;
+  m.fill_mask(bits);
+  int n = 0;
+  for (uint64_t w : bits) n += __builtin_popcountll(w);
+  EXPECT_EQ(n, 1);
+  // Inside a character the count already holds it: its continuation bytes stay allowed.
+  GrammarMatcher m2(g, v);
+  for (unsigned char c : std::string("\"ab\xed\x8c")) ASSERT_TRUE(m2.accept(c));
+  EXPECT_TRUE(m2.allows(0x97));
+  EXPECT_FALSE(m2.allows('"'));
+  // Escapes count as one character each; a surrogate pair is one character, a lone surrogate
+  // none (JSON Schema counts code points).
+  auto one = schema(R"({"type":"string","minLength":1,"maxLength":1})");
+  expect_language(one, {R"("\ud83d\ude00")", R"("\n")", R"("\u00e9")", "\"\xf0\x9f\x98\x80\""},
+                  {R"("\ud83d")", R"("\ude00")", R"("\ud83d\ude00a")", R"("")"});
+  auto two = schema(R"({"type":"string","minLength":2})");
+  expect_language(two, {R"("\ud83d\ude00a")", R"("\t\t")"}, {R"("\ud83d\ude00")"});
+}
+
+// Random walks over the masks of a byte-token vocabulary: at every step the mask equals the
+// token-by-token check, and it is empty only once the output is complete (finished()).
+void walk_never_stuck(const std::shared_ptr<const Grammar>& g,
+                      const std::shared_ptr<GrammarVocab>& v, int seeds, const std::string& what) {
+  int ended = 0;
+  for (int seed = 0; seed < seeds; ++seed) {
+    std::mt19937 rng(static_cast<uint32_t>(seed));
+    GrammarMatcher m(g, v);
+    std::vector<uint64_t> bits;
+    std::vector<int32_t> allowed;
+    size_t n_tokens = 0;
+    for (int step = 0; step < 120; ++step) {
+      m.fill_mask(bits);
+      allowed.clear();
+      for (int32_t t = 0; t < v->n_vocab(); ++t) {
+        const bool in_mask = (bits[t >> 6] >> (t & 63)) & 1;
+        ASSERT_EQ(in_mask, m.allows(t)) << what << " seed " << seed << " token " << t;
+        if (in_mask) allowed.push_back(t);
+      }
+      if (allowed.empty()) {
+        ASSERT_TRUE(m.finished()) << what << " seed " << seed << ": empty mask after " << n_tokens
+                                  << " tokens, output incomplete";
+        ++ended;
+        break;
+      }
+      const int32_t t = allowed[rng() % allowed.size()];
+      ASSERT_TRUE(m.accept(t)) << what << " seed " << seed;
+      ++n_tokens;
+      if (m.finished()) {
+        ++ended;
+        break;
+      }
+    }
+  }
+  EXPECT_GT(ended, 0) << what;  // the walks do reach the end of the grammar
+}
+
+TEST(GrammarMatcher, RandomWalksNeverReachAnEmptyMaskBeforeTheEnd) {
+  // Character counts, patterns, formats and enums with non-ASCII text, on vocabularies where
+  // characters are spelt byte by byte (llama) and by byte-level BPE pieces (qwen2).
+  const char* schemas[] = {
+      R"({"type":"string","maxLength":3})",
+      R"({"type":"string","minLength":2,"maxLength":4})",
+      R"({"type":"string","maxLength":0})",
+      R"({"type":"string","pattern":"^[a-z\u00e9]{2,4}$"})",
+      R"({"type":"string","pattern":"ab","maxLength":4})",
+      R"({"type":"string","pattern":"[\u4e00-\u9fff]","maxLength":3})",
+      R"({"type":"string","format":"email","maxLength":12})",
+      R"({"type":"string","format":"date-time"})",
+      R"({"enum":["h\u00e9llo","\u65e5\u672c\u8a9e","\ud83c\udf89 party","a\"b","x\\y","\u0001"]})",
+      R"({"anyOf":[{"type":"string","maxLength":2},{"type":"integer","minimum":-5,"maximum":5}]})",
+      R"({"type":"object","properties":{"a":{"type":"string","maxLength":2},
+          "b":{"enum":["\u00e9",1]}},"additionalProperties":false})",
+      R"({"type":"array","items":{"type":"string","minLength":1,"maxLength":2},"maxItems":2})",
+  };
+  for (const char* model : {"llama_f32.gguf", "qwen2_f32.gguf"}) {
+    auto v = golden_vocab(model);
+    for (const char* s : schemas) {
+      std::shared_ptr<const Grammar> g;
+      try {
+        g = schema(s);
+      } catch (const Error& e) {
+        ADD_FAILURE() << s << ": " << e.what();
+        continue;
+      }
+      walk_never_stuck(g, v, 40, std::string(model) + " " + s);
+    }
+  }
 }
 
 TEST(GrammarMatcher, EogOnlyInAcceptingStateAndFinished) {

@@ -50,7 +50,7 @@ int32_t Cfg::add_regular(Dfa dfa, const std::string& name) {
   return sym;
 }
 
-int32_t Cfg::add_counted(Dfa dfa, uint32_t count_into, uint32_t min_count, uint32_t max_count,
+int32_t Cfg::add_counted(Dfa dfa, uint32_t count_from, uint32_t min_count, uint32_t max_count,
                          const std::string& name) {
   if (dfa.n_states() >= 256 || dfa.nullable()) {
     throw Error("grammar: internal: counted terminal " + name + " has a bad automaton");
@@ -62,7 +62,7 @@ int32_t Cfg::add_counted(Dfa dfa, uint32_t count_into, uint32_t min_count, uint3
     return static_cast<int32_t>(nt);
   }
   fp.first ^= (static_cast<uint64_t>(min_count) << 32 | max_count) * 0x9E3779B97F4A7C15ull;
-  fp.second += (static_cast<uint64_t>(count_into) + 1) * 0xC2B2AE3D27D4EB4Full;
+  fp.second += (static_cast<uint64_t>(count_from) + 1) * 0xC2B2AE3D27D4EB4Full;
   auto it = by_fingerprint_.find(fp);
   if (it != by_fingerprint_.end()) return it->second;
   Terminal t;
@@ -70,7 +70,7 @@ int32_t Cfg::add_counted(Dfa dfa, uint32_t count_into, uint32_t min_count, uint3
   t.name = name;
   t.fingerprint = fp;
   t.counted = true;
-  t.count_into = count_into;
+  t.count_from = count_from;
   t.min_count = min_count;
   t.max_count = max_count;
   terminals_.push_back(std::move(t));

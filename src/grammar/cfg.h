@@ -16,36 +16,41 @@ namespace engram::grammar {
 
 // A terminal: a DFA, optionally with a character counter (JSON strings with minLength /
 // maxLength, which as plain DFAs would need a state per count). A counted terminal's lexer
-// state packs (count << 8 | DFA state); the count goes up on every edge into `count_into`
-// except from the start state, may not pass max_count, and the accepting states may only be
-// entered once it reaches min_count.
+// state packs (count << 8 | DFA state). The count goes up on every edge out of `count_from`
+// (the state between characters) into a non-accepting state, i.e. when a character *begins*,
+// and a character may not begin once the count is max_count; the accepting states may only be
+// entered once it reaches min_count. Counting where a character begins rather than where it
+// ends keeps every live lexer state completable: a multi-byte character or an escape is only
+// entered when it may be finished (counting at its end let a 4th character's lead byte in
+// under maxLength 3, after which nothing, not even the closing quote, was allowed).
 struct Terminal {
   Dfa dfa;  // trimmed, never nullable
   std::string name;
   std::pair<uint64_t, uint64_t> fingerprint;
   bool counted = false;
-  uint32_t count_into = 1;
+  uint32_t count_from = 1;
   uint32_t min_count = 0;
   uint32_t max_count = kMaxCount;
   static constexpr uint32_t kMaxCount = (1u << 24) - 1;  // also "no bound"
 
   uint32_t step(uint32_t lex, uint8_t byte) const {
     if (!counted) return dfa.next(lex, byte);
-    return counted_step(dfa, count_into, min_count, max_count, lex, byte);
+    return counted_step(dfa, count_from, min_count, max_count, lex, byte);
   }
-  static uint32_t counted_step(const Dfa& dfa, uint32_t count_into, uint32_t min_count,
+  static uint32_t counted_step(const Dfa& dfa, uint32_t count_from, uint32_t min_count,
                                uint32_t max_count, uint32_t lex, uint8_t byte) {
     const uint32_t sub = lex & 0xFF;
     uint32_t cnt = lex >> 8;
     const uint32_t nx = dfa.next(sub, byte);
     if (nx == Dfa::kDead) return Dfa::kDead;
-    if (nx == count_into && sub != 0) {
+    const bool ends = dfa.accepting(nx);
+    if (sub == count_from && !ends) {
       if (cnt >= max_count) return Dfa::kDead;
       ++cnt;
       // Without an upper bound only "reached min_count" matters: keep the state space finite.
       if (max_count == kMaxCount && cnt > min_count) cnt = min_count;
     }
-    if (dfa.accepting(nx) && cnt < min_count) return Dfa::kDead;
+    if (ends && cnt < min_count) return Dfa::kDead;
     return (cnt << 8) | nx;
   }
   bool accepting(uint32_t lex) const { return dfa.accepting(counted ? (lex & 0xFF) : lex); }
@@ -77,7 +82,7 @@ class Cfg {
   int32_t add_regular(Dfa dfa, const std::string& name);
   // A counted terminal (see Terminal) over `dfa`, which must have fewer than 256 states and
   // must not accept the empty string.
-  int32_t add_counted(Dfa dfa, uint32_t count_into, uint32_t min_count, uint32_t max_count,
+  int32_t add_counted(Dfa dfa, uint32_t count_from, uint32_t min_count, uint32_t max_count,
                       const std::string& name);
   void add_rule(uint32_t lhs, std::vector<int32_t> rhs);
 

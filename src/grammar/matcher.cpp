@@ -241,7 +241,7 @@ struct GrammarMatcher::Impl {
       grammar::Terminal bounded;
       bounded.dfa = term.dfa;
       bounded.counted = true;
-      bounded.count_into = term.count_into;
+      bounded.count_from = term.count_from;
       bounded.min_count = need;
       bounded.max_count = left;
       auto fp = term.fingerprint;
@@ -356,9 +356,10 @@ bool GrammarMatcher::finished() {
   for (const auto* it = m.parser.top_begin(); it != m.parser.top_end(); ++it) {
     const int32_t t = m.parser.next_terminal(*it);
     if (t < 0) continue;
-    const auto& dfa = m.cfg.terminals()[t].dfa;
+    // step(), not the bare DFA: a counted terminal's lexer state packs its count.
+    const auto& term = m.cfg.terminals()[t];
     for (int b = 0; b < 256; ++b) {
-      if (dfa.next(it->lex, static_cast<uint8_t>(b)) != grammar::Dfa::kDead) return false;
+      if (term.step(it->lex, static_cast<uint8_t>(b)) != grammar::Dfa::kDead) return false;
     }
   }
   return true;

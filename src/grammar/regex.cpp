@@ -718,16 +718,47 @@ void add_set(Nfa& n, uint32_t from, uint32_t to, const CharSet& set, Encoding en
     }
   }
   if (set.ranges == CharSet::any().ranges) {
-    // Any character may also be written \uXXXX (a surrogate pair counts as two here).
-    uint32_t cur = n.add();
-    add_bytes(n, from, cur, "\\u");
-    for (int k = 0; k < 4; ++k) {
-      const uint32_t nxt = k == 3 ? to : n.add();
-      n.edges[cur].push_back({'0', '9', nxt});
-      n.edges[cur].push_back({'a', 'f', nxt});
-      n.edges[cur].push_back({'A', 'F', nxt});
-      cur = nxt;
-    }
+    // Any character may also be written \uXXXX; one above U+FFFF as a surrogate pair
+    // \uD8xx-\uDBxx \uDCxx-\uDFxx, which is one character (as JSON Schema counts lengths).
+    // A lone surrogate is not a character: refused.
+    auto hex = [&](uint32_t a, uint32_t b) {
+      n.edges[a].push_back({'0', '9', b});
+      n.edges[a].push_back({'a', 'f', b});
+      n.edges[a].push_back({'A', 'F', b});
+    };
+    auto range = [&](uint32_t a, uint32_t b, char lo, char hi) {
+      n.edges[a].push_back({static_cast<uint8_t>(lo), static_cast<uint8_t>(hi), b});
+      if (lo >= 'a') {
+        n.edges[a].push_back(
+            {static_cast<uint8_t>(lo - 'a' + 'A'), static_cast<uint8_t>(hi - 'a' + 'A'), b});
+      }
+    };
+    // Escapes of the basic plane outside the surrogates: [0-9a-cefA-CEF]hhh | [dD][0-7]hh.
+    const uint32_t u = n.add();
+    add_bytes(n, from, u, "\\u");
+    const uint32_t h3 = n.add(), d = n.add(), h2 = n.add(), h1 = n.add();
+    range(u, h3, '0', '9');
+    range(u, h3, 'a', 'c');
+    range(u, h3, 'e', 'f');
+    hex(h3, h2);
+    n.edges[u].push_back({'d', 'd', d});
+    n.edges[u].push_back({'D', 'D', d});
+    range(d, h2, '0', '7');
+    hex(h2, h1);
+    hex(h1, to);
+    // A surrogate pair: [dD][89abAB]hh \u [dD][c-fC-F]hh.
+    const uint32_t hi = n.add(), p2 = n.add(), p1 = n.add(), lo_u = n.add();
+    range(d, hi, '8', '9');
+    range(d, hi, 'a', 'b');
+    hex(hi, p2);
+    hex(p2, p1);
+    add_bytes(n, p1, lo_u, "\\u");
+    const uint32_t lo_d = n.add(), lo_2 = n.add(), lo_1 = n.add();
+    n.edges[lo_u].push_back({'d', 'd', lo_d});
+    n.edges[lo_u].push_back({'D', 'D', lo_d});
+    range(lo_d, lo_2, 'c', 'f');
+    hex(lo_2, lo_1);
+    hex(lo_1, to);
   }
   if (set.contains('"')) add_bytes(n, from, to, "\\\"");
   if (set.contains('\\')) add_bytes(n, from, to, "\\\\");
