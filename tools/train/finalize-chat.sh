@@ -11,7 +11,8 @@ cd "$(dirname "$0")/../.."
 CKPT=${1:-build-chatmodel/run3/last.pt}
 LOG=${2:-build-chatmodel/run3/log.csv}
 OUT=${3:-models/engram-tiny-chat.gguf}
-E=build-chatmodel/eval
+E=${EVAL_DIR:-build-chatmodel/eval}
+SCALE=${SCALE:-1}
 mkdir -p $E
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 /usr/bin/python3 tools/train/export_chat_gguf.py --ckpt "$CKPT" --out "$OUT"
@@ -21,18 +22,28 @@ if [ "$OUT" = models/engram-tiny-chat.gguf ]; then
 fi
 for s in heldout valid; do
   for t in recall memory extract extract_free addmerge passkey; do
-    /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --split $s --tasks $t --out $E/$s-$t.json > $E/$s-$t.log 2>&1 &
+    /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --split $s --tasks $t --scale $SCALE --out $E/$s-$t.json > $E/$s-$t.log 2>&1 &
   done
+  if [ $s = valid ]; then
+    # diagnostic: held-out values in the training wordings (half the trials)
+    /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --tasks recall,memory --wordings train --scale 0.5 \
+      --out $E/trainwordings.json > $E/trainwordings.log 2>&1 &
+    if [ -x build-chatmodel/engram ]; then
+      # extraction decoded by engram's grammar engine (engram serve, response_format json_schema), against PyTorch's
+      /usr/bin/python3 tools/train/chat_extract_engram.py --model "$OUT" --compare --n $(/usr/bin/python3 -c "print(max(2, int(100 * $SCALE)))") --out $E/extract-engram.json \
+        > $E/extract-engram.log 2>&1 &
+      /usr/bin/python3 tools/train/chat_engram_check.py --engram build-chatmodel/engram --model "$OUT" > $E/engram-check.log 2>&1 &
+    fi
+    [ "$OUT" = models/engram-tiny-chat.gguf ] && node bench/llamacpp/chat_check.mjs > $E/llamacpp-check.log 2>&1 &
+  fi
   wait
 done
-# diagnostic: held-out values in the training wordings (half the trials)
-/usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --tasks recall,memory --wordings train --scale 0.5 \
-  --out $E/trainwordings.json > $E/trainwordings.log 2>&1
 RES=tools/train/logs/engram-tiny-chat-eval.json
 [ "$OUT" = models/engram-tiny-chat.gguf ] || RES=$E/summary.json
 /usr/bin/python3 - "$RES" <<'PY'
 import json, sys
-E = "build-chatmodel/eval"
+import os
+E = os.environ.get("EVAL_DIR", "build-chatmodel/eval")
 tasks = ["recall", "memory", "extract", "extract_free", "addmerge", "passkey"]
 res = {}
 for s in ["heldout", "valid"]:
@@ -42,6 +53,11 @@ for s in ["heldout", "valid"]:
         r[t] = d[t]
         r.setdefault("model", d["model"])
     res[s] = r
+try:
+    d = json.load(open(f"{E}/extract-engram.json"))
+    res["heldout"]["extract_engram"] = {k: v for k, v in d.items() if k != "replies"}
+except OSError:
+    pass
 d = json.load(open(f"{E}/trainwordings.json"))
 res["diagnostic_heldout_values_training_wordings"] = {"recall": d["recall"], "memory": d["memory"]}
 json.dump(res, open(sys.argv[1], "w"), indent=1)
