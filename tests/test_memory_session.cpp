@@ -11,6 +11,7 @@
 #include "engram/error.h"
 #include "engram/grammar.h"
 #include "engram/memory_session.h"
+#include "server/memory_sessions.h"
 
 namespace engram::agent_memory {
 namespace {
@@ -348,6 +349,40 @@ TEST_F(MemorySessionTest, BadModelRepliesAndHostileTextAreErrorsNotCrashes) {
   const MemoryTurn big = s.begin_turn("remember " + std::string(20000, 'y'));
   ASSERT_TRUE(big.reply.has_value());
   EXPECT_NE(big.reply->find("could not remember"), std::string::npos);
+}
+
+// The server's sessions: one per (user, conversation); ended explicitly or when idle, with the
+// clock passed in (no test waits for time to pass).
+TEST_F(MemorySessionTest, ServerSessionsEndExplicitlyOrWhenIdle) {
+  using Clock = server::MemorySessions::Clock;
+  server::MemorySessions sessions(*store, model, std::chrono::seconds(600));
+  const Clock::time_point t0{};
+  const std::vector<ChatMessage> said = {{"user", "My hobby is chess."}};
+  for (const char* conv : {"", "named"}) {
+    auto t = sessions.begin("alice", conv, false, said, t0);
+    EXPECT_EQ(sessions.show(*t, "Chess is fun [1]"), "Chess is fun");
+    EXPECT_EQ(sessions.end(*t), "");
+  }
+  auto other = sessions.begin("bob", "", false, said, t0 + std::chrono::seconds(500));
+  sessions.end(*other);
+  EXPECT_EQ(sessions.open_conversations(), 3u);
+  // A temporary turn opens no conversation.
+  auto tmp = sessions.begin("alice", "", true, said, t0);
+  EXPECT_TRUE(tmp->turn.system_prompt.empty());
+  sessions.end(*tmp);
+  EXPECT_EQ(sessions.open_conversations(), 3u);
+  model.replies.push_back(
+      R"({"extracted_memories": [{"summary": "User's hobby is chess.", "reference": [0]}]})");
+  const ReflectionReport r = sessions.end_conversation("alice", "named");
+  EXPECT_EQ(r.extracted, 1u);
+  EXPECT_EQ(r.added, 1u);
+  EXPECT_EQ(sessions.open_conversations(), 2u);
+  EXPECT_EQ(sessions.end_conversation("alice", "nothing").extracted, 0u);
+  EXPECT_EQ(sessions.reflect_idle(t0 + std::chrono::seconds(599)), 0u);
+  EXPECT_EQ(sessions.reflect_idle(t0 + std::chrono::seconds(600)), 1u);  // alice's unnamed one
+  EXPECT_EQ(sessions.open_conversations(), 1u);
+  EXPECT_EQ(sessions.reflect_idle(t0 + std::chrono::seconds(1100)), 1u);  // bob's
+  EXPECT_EQ(sessions.open_conversations(), 0u);
 }
 
 }  // namespace

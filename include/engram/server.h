@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,9 +21,15 @@ struct ServerOptions {
   std::string host = "127.0.0.1";
   int port = 8080;
   std::vector<std::string> api_keys;  // none: no authentication
-  int parallel = 1;                   // slots decoded together
-  int queue = 64;                     // requests waiting for a slot before 503
-  int threads = 0;                    // compute threads (0: the default)
+  // Agent memory: the store ("sqlite:PATH" or a PostgreSQL URL; "" : off), whose memories each
+  // key uses (a key not listed: a user named after the key's hash; no keys: "anonymous"), and
+  // how long a memory conversation may be idle before it is ended and reflected on.
+  std::string memory_store;
+  std::map<std::string, std::string> key_users;
+  int memory_idle_seconds = 600;
+  int parallel = 1;  // slots decoded together
+  int queue = 64;    // requests waiting for a slot before 503
+  int threads = 0;   // compute threads (0: the default)
   MemoryParams memory;
   int64_t n_ctx = 0;
   int n_batch = 512;

@@ -10,6 +10,7 @@
 #include "cli/memory_options.h"
 #include "engram/error.h"
 #include "engram/server.h"
+#include "server/memory_api.h"
 #include "util/trailing_space.h"
 
 namespace engram::cli {
@@ -21,7 +22,20 @@ struct ServeOptions {
   MemoryOptions memory;
   std::string api_key_file;
   size_t max_body_mib = 8;
+  std::string memory_db, memory_pg;
 };
+
+// "KEY:USER" -> the key, and its memory user in `users`; a key without ':' stays as it is.
+std::string key_and_user(const std::string& entry, std::map<std::string, std::string>& users) {
+  const size_t colon = entry.find(':');
+  if (colon == std::string::npos) return entry;
+  const std::string key = entry.substr(0, colon), user = entry.substr(colon + 1);
+  if (key.empty() || user.empty()) {
+    throw Error("an API key entry KEY:USER has an empty key or user");
+  }
+  users[key] = user;
+  return key;
+}
 
 void serve(ServeOptions& o) {
   ServerOptions s = o.server;
@@ -44,6 +58,11 @@ void serve(ServeOptions& o) {
     throw Error(fmt::format("--max-body must be 1..1024 MiB, got {}", o.max_body_mib));
   }
   s.max_body_bytes = o.max_body_mib << 20;
+  for (std::string& k : s.api_keys) k = key_and_user(k, s.key_users);
+  s.memory_store = server::memory_location(o.memory_db, o.memory_pg);
+  if (s.memory_idle_seconds < 1) {
+    throw Error(fmt::format("--memory-idle must be >= 1 second, got {}", s.memory_idle_seconds));
+  }
   s.memory = memory_params(o.memory, s.n_ctx);
   run_server(s);
 }
@@ -63,9 +82,21 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--host", s.host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", s.port, "Port to listen on")->capture_default_str();
   CLI::Option* key = cmd->add_option("--api-key", s.api_keys,
-                                     "Accept this API key (repeatable; none: no authentication)");
-  cmd->add_option("--api-key-file", o->api_key_file, "Accept the keys in this file, one per line")
+                                     "Accept this API key (repeatable; none: no authentication); "
+                                     "KEY:USER also names whose agent memory the key uses");
+  cmd->add_option("--api-key-file", o->api_key_file,
+                  "Accept the keys in this file, one per line (KEY or KEY:USER)")
       ->excludes(key);
+  auto* mdb = cmd->add_option("--memory-db", o->memory_db,
+                              "Agent memory in this SQLite store: chat completions use and update "
+                              "the memories of the key's user; /v1/memories");
+  auto* mpg = cmd->add_option("--memory-pg", o->memory_pg,
+                              "Agent memory in this PostgreSQL store (postgresql:// URL)");
+  mdb->excludes(mpg);
+  cmd->add_option("--memory-idle", s.memory_idle_seconds,
+                  "Seconds without a request after which a memory conversation ends (and what "
+                  "to remember from it is decided)")
+      ->capture_default_str();
   cmd->add_option("--parallel", s.parallel, "Slots: requests generated together")
       ->capture_default_str();
   cmd->add_option("--queue", s.queue, "Requests that may wait for a slot before 503")

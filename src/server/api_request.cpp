@@ -342,6 +342,7 @@ GenerationRequest parse_chat_request(std::string_view body, const RequestLimits&
     }
   }
   f.ignore({"parallel_tool_calls"});
+  r.temporary = f.boolean("temporary", false);
   f.refuse_unknown();
   return r;
 }

@@ -37,6 +37,7 @@ struct GenerationRequest {
   bool echo = false;           // completions: the prompt before the completion
   std::string user;
   std::string conversation;  // engram extension: a named, persistent conversation
+  bool temporary = false;    // engram extension: a temporary chat (no agent memory read or written)
   // response_format: "text", "json_object" (any JSON object) or "json_schema" (`json_schema`
   // holds the schema as JSON text).
   std::string response_format = "text";

@@ -25,6 +25,7 @@
 #include "server/api_error.h"
 #include "server/api_request.h"
 #include "server/api_response.h"
+#include "server/memory_api.h"
 #include "server/metrics.h"
 #include "server/scheduler.h"
 
@@ -55,7 +56,9 @@ struct Service {
   std::unique_ptr<ChatTemplate> tmpl;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Scheduler> scheduler;
-  std::shared_ptr<GrammarVocab> grammar_vocab;  // the vocabulary's trie and token masks
+  std::shared_ptr<GrammarVocab> grammar_vocab;              // the vocabulary's trie and token masks
+  std::unique_ptr<agent_memory::MemoryStore> memory_store;  // agent memory (null: off)
+  std::unique_ptr<MemoryApi> memory_api;
   std::string model_id;
   int64_t created = 0;
 
@@ -66,6 +69,15 @@ struct Service {
     if (o.api_keys.empty()) return owner_of_key("");
     std::string auth = req.get_header_value("Authorization");
     return owner_of_key(auth.substr(std::strlen("Bearer ")));
+  }
+
+  // Whose agent memory the caller's key uses: the user named for it (--api-key KEY:USER), else
+  // a name made from the key's hash; "anonymous" on a server without keys.
+  std::string memory_user(const httplib::Request& req) const {
+    if (o.api_keys.empty()) return "anonymous";
+    const std::string key = req.get_header_value("Authorization").substr(std::strlen("Bearer "));
+    auto it = o.key_users.find(key);
+    return it != o.key_users.end() ? it->second : owner_of_key(key);
   }
 
   bool authorized(const httplib::Request& req) const {
@@ -117,6 +129,7 @@ struct Service {
     }
     task->request = std::move(r);
     task->owner = owner(req);
+    if (memory_api) task->memory_user = memory_user(req);
     task->deadline = Clock::now() + std::chrono::seconds(o.timeout_seconds);
     return task;
   }
@@ -136,6 +149,12 @@ struct Service {
     if (first.kind == TaskEvent::Kind::Failed) {
       send_error(res, *first.error);
       return;
+    }
+    if (!task->memory_user.empty()) {
+      // Which memories the prompt showed (engram extension; the reply's [i] are stripped).
+      std::string ids;
+      for (int64_t id : task->memories_shown) ids += (ids.empty() ? "" : ",") + std::to_string(id);
+      res.set_header("X-Engram-Memories", ids);
     }
     if (!q.stream) {
       std::string text = echo;
@@ -419,6 +438,63 @@ int run_server(const ServerOptions& o) {
     });
   });
 
+  // The agent memory's REST API (src/server/memory_api.h).
+  auto memory_route = [&](const httplib::Request& req, httplib::Response& res, auto&& fn) {
+    guarded(res, [&] {
+      if (!svc.memory_api) {
+        throw ApiError(404, "invalid_request_error",
+                       "this server keeps no agent memory: start it with --memory-db FILE or "
+                       "--memory-pg URL",
+                       "", "memory_disabled");
+      }
+      const MemoryResponse r = fn(*svc.memory_api, svc.memory_user(req));
+      res.status = r.status;
+      res.set_content(r.body, "application/json");
+    });
+  };
+  using Req = const httplib::Request&;
+  using Res = httplib::Response&;
+  http.Post(R"(/v1/memories/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) { return m.add(u, req.body); });
+  });
+  http.Get(R"(/v1/memories/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.list(u, req.get_param_value("user_id"));
+    });
+  });
+  http.Delete(R"(/v1/memories/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.wipe(u, req.get_param_value("user_id"));
+    });
+  });
+  http.Post(R"(/v1/memories/search/?)", [&](Req req, Res res) {
+    memory_route(req, res,
+                 [&](MemoryApi& m, const std::string& u) { return m.search(u, req.body); });
+  });
+  http.Post(R"(/v1/memories/end/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) { return m.end(u, req.body); });
+  });
+  http.Get(R"(/v1/memories/([^/]+)/history/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.history(u, req.matches[1].str());
+    });
+  });
+  http.Get(R"(/v1/memories/([^/]+)/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.get(u, req.matches[1].str());
+    });
+  });
+  http.Put(R"(/v1/memories/([^/]+)/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.update(u, req.matches[1].str(), req.body);
+    });
+  });
+  http.Delete(R"(/v1/memories/([^/]+)/?)", [&](Req req, Res res) {
+    memory_route(req, res, [&](MemoryApi& m, const std::string& u) {
+      return m.remove(u, req.matches[1].str());
+    });
+  });
+
   if (!http.bind_to_port(o.host, o.port)) {
     throw Error(fmt::format("cannot listen on {}:{}: {}", o.host, o.port, std::strerror(errno)));
   }
@@ -426,6 +502,10 @@ int run_server(const ServerOptions& o) {
   std::fprintf(stderr, "engram serve: listening on http://%s:%d (loading %s)\n", o.host.c_str(),
                o.port, o.model_path.c_str());
   try {
+    if (!o.memory_store.empty()) {
+      svc.memory_store =
+          agent_memory::synchronized_store(agent_memory::open_memory_store(o.memory_store));
+    }
     svc.model = Model::load(o.model_path);
     svc.tok = Tokenizer::from_gguf(svc.model->file());
     svc.grammar_vocab = std::make_shared<GrammarVocab>(*svc.tok);
@@ -443,14 +523,29 @@ int run_server(const ServerOptions& o) {
     so.n_batch = o.n_batch;
     so.sessions_dir = o.sessions_dir;
     so.max_tokens = o.max_tokens;
+    so.memory_store = svc.memory_store.get();
+    so.memory_idle_seconds = o.memory_idle_seconds;
     svc.scheduler =
         std::make_unique<Scheduler>(*svc.model, *svc.tok, *svc.tmpl, *svc.pool, so, svc.metrics);
+    if (svc.memory_store) {
+      Scheduler& sched = *svc.scheduler;
+      svc.memory_api = std::make_unique<MemoryApi>(
+          *svc.memory_store, [&sched](const auto& fn) { sched.run_with_memory_model(fn); },
+          [&sched](const std::string& user, const std::string& conversation) {
+            return sched.end_memory_conversation(user, conversation);
+          });
+    }
   } catch (...) {
     http.stop();
     listener.join();
     throw;
   }
   svc.ready = true;
+  if (svc.memory_store) {
+    std::fprintf(stderr, "engram serve: agent memory in %s%s\n",
+                 svc.memory_store->location().c_str(),
+                 o.api_keys.empty() ? " (no API keys: every client is the user 'anonymous')" : "");
+  }
   std::fprintf(stderr, "engram serve: ready: model '%s', %d slot(s), memory %s, template %s\n",
                svc.model_id.c_str(), o.parallel, o.memory.kind.c_str(), svc.tmpl->name().c_str());
 

@@ -14,6 +14,7 @@
 #include "engram/error.h"
 #include "engram/model.h"
 #include "engram/tokenizer.h"
+#include "server/memory_sessions.h"
 
 namespace engram::server {
 
@@ -73,6 +74,7 @@ struct Scheduler::Slot {
   std::string conversation;
   Clock::time_point last_used{};
   Usage usage;
+  std::unique_ptr<MemorySessions::Turn> memory;  // the reply's agent-memory turn, or null
 };
 
 Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplate& tmpl,
@@ -85,6 +87,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplat
   for (int i = 0; i < o_.parallel; ++i) slots_.push_back(std::make_unique<Slot>());
   metrics_.slots_total = o_.parallel;
   embed_ctx_ = std::make_unique<Context>(model_, pool_, ContextParams{0, o_.n_batch});
+  if (o_.memory_store) {
+    memory_model_ = agent_memory::engine_memory_model(model_, tok_, tmpl_, pool_, nullptr);
+    memory_ = std::make_unique<MemorySessions>(*o_.memory_store, *memory_model_,
+                                               std::chrono::seconds(o_.memory_idle_seconds));
+  }
   engine_ = std::thread([this] { loop(); });
 }
 
@@ -209,7 +216,13 @@ void Scheduler::loop() {
       auto busy = [&] {
         return std::any_of(slots_.begin(), slots_.end(), [](auto& s) { return s->task; });
       };
-      cv_.wait(lock, [&] { return stopping_ || !queue_.empty() || busy(); });
+      auto work = [&] { return stopping_ || !queue_.empty() || busy(); };
+      if (memory_) {
+        // Wake now and then to end idle memory conversations.
+        cv_.wait_for(lock, std::chrono::seconds(1), work);
+      } else {
+        cv_.wait(lock, work);
+      }
       if (stopping_) {
         for (auto& t : queue_) {
           TaskEvent e;
@@ -241,7 +254,7 @@ void Scheduler::loop() {
           it = queue_.erase(it);
           continue;
         }
-        if (t.kind == Task::Kind::Embed) {
+        if (t.kind == Task::Kind::Embed || t.kind == Task::Kind::Job) {
           if (!embed) {
             embed = *it;
             it = queue_.erase(it);
@@ -263,9 +276,10 @@ void Scheduler::loop() {
       metrics_.slots_busy =
           std::count_if(slots_.begin(), slots_.end(), [](auto& s) { return s->task != nullptr; });
     }
-    if (embed) run_embedding(*embed);
+    if (embed) embed->kind == Task::Kind::Job ? run_job(*embed) : run_embedding(*embed);
     for (Slot* s : starting) start(*s);
     decode_step();
+    if (memory_) memory_->reflect_idle(Clock::now());
   }
 }
 
@@ -329,6 +343,29 @@ void Scheduler::start(Slot& slot) {
     if (!slot.conv) {
       slot.conv = std::make_unique<Conversation>(model_, tok_, tmpl_, pool_, o_.memory, cp);
     }
+    slot.memory.reset();
+    if (memory_ && !task.memory_user.empty() && r.kind == GenerationRequest::Kind::Chat &&
+        !r.messages.empty() && r.messages.back().role == "user") {
+      slot.memory =
+          memory_->begin(task.memory_user, r.conversation, r.temporary, r.messages, Clock::now());
+      if (slot.memory->turn.reply) {
+        // A memory control ("remember ...", "forget ...") is answered without the model.
+        push_text(slot, *slot.memory->turn.reply);
+        memory_->end(*slot.memory);
+        slot.memory.reset();
+        slot.usage = {};
+        TaskEvent ev;
+        ev.kind = TaskEvent::Kind::Done;
+        ev.finish = FinishReason::Stop;
+        task.push(std::move(ev));
+        std::lock_guard<std::mutex> lock(mu_);
+        slot.task.reset();
+        slot.last_used = Clock::now();
+        return;
+      }
+      for (const auto& m : slot.memory->turn.shown) task.memories_shown.push_back(m.id);
+      messages = MemorySessions::prompt(*slot.memory, r.messages, messages);
+    }
     SamplerParams sp = r.sampling;
     slot.conv->set_sampling(sp);
     PromptStats stats = r.kind == GenerationRequest::Kind::Chat ? slot.conv->prompt(messages)
@@ -357,6 +394,7 @@ void Scheduler::fail(Slot& slot, const ApiError& e) {
   ev.kind = TaskEvent::Kind::Failed;
   ev.error = e;
   slot.task->push(std::move(ev));
+  slot.memory.reset();
   if (!slot.conversation.empty()) {
     // The named conversation may be half-read: drop the slot's copy, the file is as it was.
     slot.conv.reset();
@@ -373,6 +411,11 @@ void Scheduler::finish(Slot& slot, FinishReason why) {
   Conversation& c = *slot.conv;
   c.end_reply();
   slot.usage.completion_tokens = c.completion_tokens();
+  if (slot.memory) {
+    const std::string rest = memory_->end(*slot.memory);
+    if (!rest.empty()) slot.task->push(TaskEvent::delta(rest));
+    slot.memory.reset();
+  }
   if (!slot.conversation.empty() && !o_.sessions_dir.empty()) {
     try {
       c.save(conversation_path(slot.conversation));
@@ -403,7 +446,7 @@ void Scheduler::decode_step() {
     if (t.cancelled || now > t.deadline) {
       if (!t.cancelled) t.timed_out = true;
       const Conversation::Step step = s.conv->cancel();
-      if (!step.text.empty()) t.push(TaskEvent::delta(step.text));
+      push_text(s, step.text);
       finish(s, FinishReason::Cancelled);
       continue;
     }
@@ -415,7 +458,7 @@ void Scheduler::decode_step() {
       continue;
     }
     if (step.finish == FinishReason::None) ++generated;
-    if (!step.text.empty()) t.push(TaskEvent::delta(step.text));
+    push_text(s, step.text);
     if (step.finish != FinishReason::None) {
       finish(s, step.finish);
       continue;
@@ -436,6 +479,50 @@ void Scheduler::decode_step() {
   metrics_.completion_tokens += generated;
   metrics_.decode_steps += 1;
   metrics_.decode_us += micros_since(t0);
+}
+
+void Scheduler::push_text(Slot& slot, const std::string& text) {
+  const std::string shown = slot.memory ? memory_->show(*slot.memory, text) : text;
+  if (!shown.empty()) slot.task->push(TaskEvent::delta(shown));
+}
+
+void Scheduler::run_job(Task& task) {
+  TaskEvent ev;
+  try {
+    task.job();
+    ev.kind = TaskEvent::Kind::Done;
+  } catch (const ApiError& e) {
+    ev.kind = TaskEvent::Kind::Failed;
+    ev.error = e;
+  } catch (const Error& e) {
+    ev.kind = TaskEvent::Kind::Failed;
+    ev.error = ApiError(400, "invalid_request_error", e.what());
+  } catch (const std::exception& e) {
+    ev.kind = TaskEvent::Kind::Failed;
+    ev.error = ApiError(500, "server_error", fmt::format("internal error: {}", e.what()));
+  }
+  task.push(std::move(ev));
+}
+
+void Scheduler::run_with_memory_model(const std::function<void(agent_memory::MemoryModel&)>& fn) {
+  if (!memory_model_) throw Error("this server keeps no agent memory");
+  auto task = std::make_shared<Task>();
+  task->kind = Task::Kind::Job;
+  task->job = [this, &fn] { fn(*memory_model_); };
+  task->deadline = Clock::now() + std::chrono::hours(24);
+  submit(task);
+  TaskEvent e;
+  while (!task->pop(e, std::chrono::milliseconds(200))) {
+  }
+  if (e.kind == TaskEvent::Kind::Failed) throw *e.error;
+}
+
+agent_memory::ReflectionReport Scheduler::end_memory_conversation(const std::string& user,
+                                                                  const std::string& conversation) {
+  agent_memory::ReflectionReport report;
+  run_with_memory_model(
+      [&](agent_memory::MemoryModel&) { report = memory_->end_conversation(user, conversation); });
+  return report;
 }
 
 void Scheduler::run_embedding(Task& task) {

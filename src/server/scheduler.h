@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +16,7 @@
 
 #include "engram/chat_template.h"
 #include "engram/memory.h"
+#include "engram/memory_session.h"
 #include "server/metrics.h"
 #include "server/task.h"
 
@@ -28,6 +30,8 @@ class Context;
 
 namespace engram::server {
 
+class MemorySessions;
+
 struct SchedulerOptions {
   int parallel = 1;          // slots
   int queue = 64;            // tasks waiting for a slot before new ones get 503
@@ -36,6 +40,9 @@ struct SchedulerOptions {
   int n_batch = 512;         // prefill chunk
   std::string sessions_dir;  // where named conversations are kept ("" : none)
   int max_tokens = 4096;     // a reply's tokens when the request does not say
+  // Agent memory (null: off): chat completions of a task with a memory_user use and update it.
+  agent_memory::MemoryStore* memory_store = nullptr;
+  int memory_idle_seconds = 600;  // a memory conversation ends after this long without a turn
 };
 
 class Scheduler {
@@ -56,6 +63,13 @@ class Scheduler {
   // has none of that id (another key's conversation included), 409 while it is answering.
   void delete_conversation(const std::string& owner, const std::string& id);
 
+  // Runs `fn` with the memory model on the engine thread and waits for it (the memory REST
+  // verbs that need embeddings or generation). What `fn` throws is thrown here. Needs memory.
+  void run_with_memory_model(const std::function<void(agent_memory::MemoryModel&)>& fn);
+  // Ends a memory conversation now (prospective reflection on the engine thread).
+  agent_memory::ReflectionReport end_memory_conversation(const std::string& user,
+                                                         const std::string& conversation);
+
  private:
   struct Slot;
   void loop();
@@ -70,6 +84,9 @@ class Scheduler {
   void finish(Slot& slot, FinishReason why);
   void fail(Slot& slot, const ApiError& e);
   void run_embedding(Task& task);
+  void run_job(Task& task);
+  // Text of a reply on its way to the client (citations stripped when memory is on).
+  void push_text(Slot& slot, const std::string& text);
   // A named conversation is DIR/ID.session, and DIR/ID.owner names the key that made it.
   std::string conversation_path(const std::string& id) const;
   std::string owner_path(const std::string& id) const;
@@ -84,6 +101,8 @@ class Scheduler {
   Metrics& metrics_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<Context> embed_ctx_;  // a stream of its own for /v1/embeddings
+  std::unique_ptr<agent_memory::MemoryModel> memory_model_;  // with memory: the model's side
+  std::unique_ptr<MemorySessions> memory_;                   // engine thread only
 
   std::mutex mu_;
   std::condition_variable cv_;

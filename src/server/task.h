@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -47,11 +48,15 @@ struct TaskEvent {
 
 class Task {
  public:
-  enum class Kind { Generate, Embed };
+  enum class Kind { Generate, Embed, Job };
   Kind kind = Kind::Generate;
+  std::function<void()> job;  // Job: run on the engine thread (it owns the model)
   GenerationRequest request;
   std::vector<std::vector<int32_t>> embed_inputs;  // Embed: token ids per input
   std::string owner;                               // the API key's owner id (conversations)
+  std::string memory_user;  // whose agent memory a chat completion uses ("" : none)
+  // Ids of the memories its prompt showed, set by the engine before the first event.
+  std::vector<int64_t> memories_shown;
   // An unnamed request's prompt as tokens: the slot that caches most of it is chosen.
   std::vector<int32_t> prompt_tokens;
   std::shared_ptr<GrammarMatcher> grammar;  // response_format's constraint, or null
