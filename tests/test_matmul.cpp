@@ -120,15 +120,16 @@ TEST(Matmul, EveryIsaMatchesScalarAndReference) {
   }
 }
 
-// Q8_0/Q4_0 rows repacked 16 at a time (PackedWeights) against the scalar kernel on the
+// Quantized rows repacked 16 at a time (PackedWeights) against the scalar kernel on the
 // original rows: row counts around the group size, token counts around the 8/4/2/1 tiles.
 TEST(Matmul, PackedMatchesScalarAndReference) {
   if (!isa_available(Isa::Avx512)) GTEST_SKIP() << "no packed layout on this CPU";
   ThreadPool pool(2);
   std::mt19937 rng(21);
-  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0}) {
+  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
     ASSERT_TRUE(packs_type(Isa::Avx512, type));
-    for (int64_t cols : {32, 96, 544}) {
+    const bool kquant = type == TensorType::Q4_K || type == TensorType::Q6_K;
+    for (int64_t cols : kquant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 544}) {
       for (int64_t rows : {1, 15, 16, 17, 37, 100}) {
         Weights wt = make_weights(type, rows, cols, rng, /*pad=*/rows % 2 ? 6 : 0);
         WeightMatrix packed = wt.w;
@@ -163,7 +164,7 @@ TEST(Matmul, PackedMatchesScalarAndReference) {
   }
 }
 
-TEST(Matmul, PackOnlyQ8AndQ4) {
+TEST(Matmul, PackOnlyQuantizedTypes) {
   std::mt19937 rng(23);
   Weights wt = make_weights(TensorType::F16, 4, 64, rng);
   EXPECT_THROW(pack_weights(wt.w), Error);

@@ -277,6 +277,8 @@ const KernelTable& kernels_scalar() {
       tile_q6_k_scalar,
       nullptr,
       nullptr,
+      nullptr,
+      nullptr,
   };
   return t;
 }
@@ -315,23 +317,95 @@ const char* matmul_isa() {
 }
 
 bool packs_type(Isa isa, TensorType t) {
-  return isa == Isa::Avx512 && (t == TensorType::Q8_0 || t == TensorType::Q4_0);
+  return isa == Isa::Avx512 && (t == TensorType::Q8_0 || t == TensorType::Q4_0 ||
+                                t == TensorType::Q4_K || t == TensorType::Q6_K);
 }
+
+namespace {
+
+// Puts 32 values of 0..15 (`lo`) and their 32 partners (`hi`) as the nibbles of row i's bytes
+// in 4 packed vectors (see PackedWeights): vector k, byte 4i + j: lo[4k + j] | hi[4k + j] << 4.
+void put_nibbles(uint8_t* vecs, int64_t i, const uint8_t* lo, const uint8_t* hi) {
+  for (int k = 0; k < 16; ++k) {
+    vecs[64 * (k / 4) + 4 * i + k % 4] = static_cast<uint8_t>((lo[k] & 0xf) | (hi[k] << 4));
+  }
+}
+
+void pack_q4_k_row(const BlockQ4_K* blocks, int64_t nb, int64_t i, uint8_t* g, int64_t record,
+                   uint16_t* scales) {
+  constexpr int kR = PackedWeights::kRows;
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ4_K& blk = blocks[b];
+    uint8_t* rec = g + b * record;
+    uint8_t sc[8], m[8];
+    unpack_q4_k_scales(blk.scales, sc, m);
+    for (int s = 0; s < 8; ++s) {
+      uint8_t q[32];  // the sub-block's elements: low (even s) or high nibbles of a chunk
+      for (int e = 0; e < 32; ++e) {
+        const uint8_t byte = blk.qs[32 * (s / 2) + e];
+        q[e] = s % 2 ? byte >> 4 : byte & 0xf;
+      }
+      put_nibbles(rec + 256 * s, i, q, q + 16);
+      rec[2048 + kR * s + i] = sc[s];
+      rec[2048 + 128 + kR * s + i] = m[s];
+    }
+    scales[2 * kR * b + i] = blk.d;
+    scales[2 * kR * b + kR + i] = blk.dmin;
+  }
+}
+
+void pack_q6_k_row(const BlockQ6_K* blocks, int64_t nb, int64_t i, uint8_t* g, int64_t record,
+                   uint16_t* scales) {
+  constexpr int kR = PackedWeights::kRows;
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockQ6_K& blk = blocks[b];
+    uint8_t* rec = g + b * record;
+    uint8_t q[256];  // 6-bit values 0..63 in element order
+    for (int h = 0; h < 2; ++h) {
+      for (int l = 0; l < 32; ++l) {
+        const uint8_t lo0 = blk.ql[64 * h + l], lo1 = blk.ql[64 * h + l + 32];
+        const uint8_t hb = blk.qh[32 * h + l];
+        q[128 * h + l] = static_cast<uint8_t>((lo0 & 0xf) | ((hb & 3) << 4));
+        q[128 * h + l + 32] = static_cast<uint8_t>((lo1 & 0xf) | (((hb >> 2) & 3) << 4));
+        q[128 * h + l + 64] = static_cast<uint8_t>((lo0 >> 4) | (((hb >> 4) & 3) << 4));
+        q[128 * h + l + 96] = static_cast<uint8_t>((lo1 >> 4) | (((hb >> 6) & 3) << 4));
+      }
+    }
+    for (int c = 0; c < 8; ++c) {
+      const uint8_t* x = q + 32 * c;
+      put_nibbles(rec + 256 * c, i, x, x + 16);
+      for (int k = 0; k < 16; ++k) {
+        const int v = k / 4;  // the chunk's vector this element pair lives in
+        const uint8_t bits = static_cast<uint8_t>((x[k] >> 4) | ((x[16 + k] >> 4) << 2));
+        uint8_t& dst = rec[2048 + 128 * c + 64 * (v / 2) + 4 * i + k % 4];
+        dst = static_cast<uint8_t>(dst | (bits << (4 * (v % 2))));
+      }
+    }
+    for (int j = 0; j < 16; ++j) rec[3072 + kR * j + i] = static_cast<uint8_t>(blk.scales[j]);
+    scales[kR * b + i] = blk.d;
+  }
+}
+
+}  // namespace
 
 std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
   check_weights(w);
-  if (w.type != TensorType::Q8_0 && w.type != TensorType::Q4_0) {
-    throw Error("matmul: only q8_0 and q4_0 matrices have a packed layout");
+  if (!packs_type(Isa::Avx512, w.type)) {
+    throw Error("matmul: only q8_0, q4_0, q4_K and q6_K matrices have a packed layout");
   }
   constexpr int kR = PackedWeights::kRows;
   const bool q8 = w.type == TensorType::Q8_0;
-  const int64_t nb = w.cols / kQK;
+  const bool q4k = w.type == TensorType::Q4_K;
+  const bool q6k = w.type == TensorType::Q6_K;
+  const bool kquant = q4k || q6k;
+  const int64_t nb = w.cols / (kquant ? kQKK : kQK);
   auto p = std::make_shared<PackedWeights>();
   p->type = w.type;
   p->groups = (w.rows + kR - 1) / kR;
-  p->quant_bytes = q8 ? 8 * 64 : 4 * 64;
+  p->quant_bytes = q8 ? 8 * 64 : q4k ? 2048 + 256 : q6k ? 2048 + 1024 + 256 : 4 * 64;
   p->scale_offset = nb * p->quant_bytes;
-  p->group_bytes = (p->scale_offset + nb * kR * 2 + 63) / 64 * 64;
+  const int64_t scales_per_block = q4k ? 2 * kR : kR;
+  p->group_bytes = (p->scale_offset + nb * scales_per_block * 2 + 63) / 64 * 64;
   const size_t total = static_cast<size_t>(std::max<int64_t>(1, p->groups * p->group_bytes));
   p->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
   if (!p->data)
@@ -342,6 +416,14 @@ std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
     uint8_t* g = p->data.get() + (r / kR) * p->group_bytes;
     const int64_t i = r % kR;
     auto* scales = reinterpret_cast<uint16_t*>(g + p->scale_offset);
+    if (q4k) {
+      pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(row), nb, i, g, p->quant_bytes, scales);
+      continue;
+    }
+    if (q6k) {
+      pack_q6_k_row(reinterpret_cast<const BlockQ6_K*>(row), nb, i, g, p->quant_bytes, scales);
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* qdst = g + b * p->quant_bytes + 4 * i;
       if (q8) {
@@ -387,6 +469,8 @@ TileFn tile_for(const KernelTable& k, const WeightMatrix& w) {
   if (w.packed && w.packed->type == w.type) {
     if (w.type == TensorType::Q8_0 && k.q8_0_packed) return k.q8_0_packed;
     if (w.type == TensorType::Q4_0 && k.q4_0_packed) return k.q4_0_packed;
+    if (w.type == TensorType::Q4_K && k.q4_k_packed) return k.q4_k_packed;
+    if (w.type == TensorType::Q6_K && k.q6_k_packed) return k.q6_k_packed;
   }
   switch (w.type) {
     case TensorType::F32:

@@ -27,7 +27,8 @@ struct WeightMatrix {
 };
 
 // Repacks w's rows for the fastest kernel on this CPU when it has a packed layout for w's
-// type (today Q8_0 and Q4_0 on AVX-512 VNNI: rows interleaved 16 at a time); otherwise leaves
+// type (today Q8_0, Q4_0, Q4_K and Q6_K on AVX-512 VNNI: rows interleaved 16 at a time, see
+// PackedWeights in kernels/matmul_internal.h); otherwise leaves
 // w as it is. Costs one more copy of the matrix (the same number of bytes); call once at load.
 void prepack_weights(WeightMatrix& w);
 

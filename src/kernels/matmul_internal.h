@@ -43,20 +43,29 @@ struct Acts {
   int64_t nblk = 0;                 // blocks per token row
 };
 
-// Q8_0 / Q4_0 rows interleaved 16 at a time for vpdpbusd (prepack_weights()). Rows are in
-// groups of 16 (the last one padded with zero rows); a group holds, for every block b of 32
-// elements, its quants and then, after all blocks, the 16 f16 scales of every block:
-//   quants of block b: 8 (Q8_0) or 4 (Q4_0) vectors of 64 bytes; vector k holds bytes
-//     4k..4k+3 of the block's quants of row 0, then of row 1, ... row 15. Q8_0 bytes are
-//     stored as q + 128 (unsigned); Q4_0 bytes as in the file (two nibbles q + 8: byte j's low
-//     nibble is element j, its high nibble element j + 16).
-//   scales: [block][16 rows] f16.
-// So a 4-byte broadcast of the activations against one vector advances 16 rows' dot products.
+// Quantized rows interleaved 16 at a time for vpdpbusd (prepack_weights()). Rows are in
+// groups of 16 (the last one padded with zero rows); a group holds one record per block (32
+// elements for Q8_0/Q4_0, a super-block of 256 for Q4_K/Q6_K), then, after all records, the
+// f16 scales of every block. The quants of 32 elements of the 16 rows take 4 or 8 vectors of
+// 64 bytes; vector k holds bytes 4k..4k+3 of row 0, then of row 1, ... row 15, so a 4-byte
+// broadcast of the activations against one vector advances 16 rows' dot products.
+//  - Q8_0: record = 8 vectors, bytes stored as q + 128 (unsigned); scales [block][16] f16.
+//  - Q4_0: record = 4 vectors of nibbles as in the file (byte j: low nibble element j, high
+//    nibble element j + 16, both q + 8); scales [block][16] f16.
+//  - Q4_K: record = the 8 sub-blocks of 32, each 4 vectors of nibbles laid out as Q4_0's
+//    (2048 bytes), then the sub-blocks' 6-bit scales as u8 [8][16 rows] (128 bytes), then
+//    their mins as u8 [8][16] (128 bytes); scales [super-block][d x 16, dmin x 16] f16.
+//  - Q6_K: record = the low 4 bits of the 8 chunks of 32, as Q4_K's nibbles (2048 bytes),
+//    then their high 2 bits, 1024 bytes: those of byte 4i + j of chunk c's vector v are in
+//    nibble v % 2 of byte 4i + j of high-bit vector 2c + v / 2 (bits 0-1 for the element in
+//    the low nibble, bits 2-3 for the one in the high nibble); then the 16 sub-block scales as i8
+//    [16][16 rows] (256 bytes); scales [super-block][d x 16] f16.
 struct PackedWeights {
   static constexpr int kRows = 16;
   TensorType type = TensorType::Q8_0;
   int64_t groups = 0;        // ceil(rows / 16)
-  int64_t quant_bytes = 0;   // one block's quants in a group: 512 (Q8_0) or 256 (Q4_0)
+  int64_t quant_bytes = 0;   // one block's record in a group: 512 (Q8_0), 256 (Q4_0),
+                             // 2304 (Q4_K), 3328 (Q6_K)
   int64_t scale_offset = 0;  // offset of the scales from the group's start
   int64_t group_bytes = 0;   // distance between groups (a multiple of 64)
   std::unique_ptr<uint8_t, decltype(&std::free)> data{nullptr, &std::free};  // 64-byte aligned
@@ -82,7 +91,7 @@ struct KernelTable {
   TileFn f32, f16, bf16, q8_0, q4_0, q4_k, q6_k;
   // Kernels over PackedWeights (w.packed); null when the family has no packed layout. Row
   // ranges start at a multiple of 16.
-  TileFn q8_0_packed = nullptr, q4_0_packed = nullptr;
+  TileFn q8_0_packed = nullptr, q4_0_packed = nullptr, q4_k_packed = nullptr, q6_k_packed = nullptr;
 };
 
 const KernelTable& kernels_scalar();

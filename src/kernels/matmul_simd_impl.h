@@ -595,6 +595,196 @@ void tile_packed(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, i
   }
 }
 
+// Packed Q4_K / Q6_K (PackedWeights): the same 16-row broadcast scheme per 32 elements as
+// packed Q4_0, with the K-quants' per-sub-block integer scales applied to each sub-block's
+// 16 integer sums (vpmulld) before they meet the super-block's float scale once. Q4_K's mins
+// meet the activations' per-16 sums through vpdpwssd ((m, m) pairs against (s0, s1) pairs);
+// Q6_K's -32 offset starts each sub-block's sums at -32 * sum(x). A tile is 16 rows x up to 8
+// tokens, as for Q4_0.
+inline __m512i bcast_i32(const void* p) {
+  int32_t v;
+  __builtin_memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+template <int T>
+inline void packed_q4_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
+                             int64_t ldy, __mmask16 mask) {
+  const uint8_t* gq = p.group(r / PackedWeights::kRows);
+  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 32]
+  const int64_t nb = a.nblk;
+  const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
+  const float* xd = a.d + t * nb;             // [T, nb]
+  const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  __m512 acc[T];
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* rec = gq + b * p.quant_bytes;
+    __m512i isum[T];
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) isum[j] = _mm512_setzero_si512();
+    for (int sb = 0; sb < 8; ++sb) {
+      if constexpr (T == 1) {  // decode: keep ~4 KiB of the row group in flight (see Q4_0)
+        const char* ahead = reinterpret_cast<const char*>(rec) + 4096 + 256 * sb;
+        ENGRAM_UNROLL
+        for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+        if (sb < 4) _mm_prefetch(ahead - 256 * sb + 2048 + 64 * sb, _MM_HINT_T0);
+      }
+      __m512i s[T];
+      ENGRAM_UNROLL
+      for (int j = 0; j < T; ++j) s[j] = _mm512_setzero_si512();
+      ENGRAM_UNROLL
+      for (int k = 0; k < 4; ++k) {
+        const __m512i z = _mm512_load_si512(rec + 256 * sb + 64 * k);
+        const __m512i lo = _mm512_and_si512(z, m4);                         // elements 4k..
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);  // 16 + 4k..
+        ENGRAM_UNROLL
+        for (int j = 0; j < T; ++j) {
+          const int8_t* xb = xq + j * a.cols + 256 * b + 32 * sb + 4 * k;
+          s[j] = _mm512_dpbusd_epi32(s[j], lo, bcast_i32(xb));
+          s[j] = _mm512_dpbusd_epi32(s[j], hi, bcast_i32(xb + 16));
+        }
+      }
+      const __m512i sc = _mm512_cvtepu8_epi32(
+          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + 2048 + 16 * sb)));
+      ENGRAM_UNROLL
+      for (int j = 0; j < T; ++j) isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(s[j], sc));
+    }
+    // The mins as i16 pairs (m, m), to meet each sub-block's two sums of 16 activations.
+    __m512i mm[8];
+    ENGRAM_UNROLL
+    for (int sb = 0; sb < 8; ++sb) {
+      const __m512i m = _mm512_cvtepu8_epi32(
+          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + 2048 + 128 + 16 * sb)));
+      mm[sb] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
+    }
+    const __m512 dw = _mm512_cvtph_ps(load256(gd + 32 * b));
+    const __m512 dmw = _mm512_cvtph_ps(load256(gd + 32 * b + 16));
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) {
+      __m512i msum = _mm512_setzero_si512();
+      ENGRAM_UNROLL
+      for (int sb = 0; sb < 8; ++sb) {
+        msum = _mm512_dpwssd_epi32(msum, mm[sb], bcast_i32(bs + j * nb * 16 + 16 * b + 2 * sb));
+      }
+      const __m512 dx = _mm512_set1_ps(xd[j * nb + b]);
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]), _mm512_mul_ps(dw, dx), acc[j]);
+      acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmw, dx), acc[j]);
+    }
+  }
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+}
+
+template <int T>
+inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
+                             int64_t ldy, __mmask16 mask) {
+  const uint8_t* gq = p.group(r / PackedWeights::kRows);
+  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 16]
+  const int64_t nb = a.nblk;
+  const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
+  const float* xd = a.d + t * nb;             // [T, nb]
+  const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+  const __m512i m4 = _mm512_set1_epi8(0x0f);
+  const __m512i m30 = _mm512_set1_epi8(0x30);
+  __m512 acc[T];
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* rec = gq + b * p.quant_bytes;
+    __m512i isum[T];
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) isum[j] = _mm512_setzero_si512();
+    for (int c = 0; c < 8; ++c) {
+      if constexpr (T == 1) {
+        const char* ahead = reinterpret_cast<const char*>(rec) + 4096;
+        ENGRAM_UNROLL
+        for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 256 * c + 64 * l, _MM_HINT_T0);
+        ENGRAM_UNROLL
+        for (int l = 0; l < 2; ++l) _mm_prefetch(ahead + 2048 + 128 * c + 64 * l, _MM_HINT_T0);
+        if (c < 4) _mm_prefetch(ahead + 3072 + 64 * c, _MM_HINT_T0);
+      }
+      // The chunk's two sub-blocks of 16: elements in the low nibbles, then the high ones.
+      ENGRAM_UNROLL
+      for (int half = 0; half < 2; ++half) {
+        const int sub = 2 * c + half;
+        __m512i s[T];
+        ENGRAM_UNROLL
+        for (int j = 0; j < T; ++j) {
+          const int16_t x16 = bs[j * nb * 16 + 16 * b + sub];
+          s[j] = _mm512_set1_epi32(-32 * static_cast<int32_t>(x16));
+        }
+        ENGRAM_UNROLL
+        for (int k = 0; k < 4; ++k) {
+          const __m512i z = _mm512_load_si512(rec + 256 * c + 64 * k);
+          __m512i hb = _mm512_load_si512(rec + 2048 + 128 * c + 64 * (k / 2));
+          if (k % 2) hb = _mm512_srli_epi16(hb, 4);
+          const __m512i q =
+              half == 0 ? _mm512_or_si512(_mm512_and_si512(z, m4),
+                                          _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30))
+                        : _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(z, 4), m4),
+                                          _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
+          ENGRAM_UNROLL
+          for (int j = 0; j < T; ++j) {
+            const int8_t* xb = xq + j * a.cols + 256 * b + 32 * c + 16 * half + 4 * k;
+            s[j] = _mm512_dpbusd_epi32(s[j], q, bcast_i32(xb));
+          }
+        }
+        const __m512i sc = _mm512_cvtepi8_epi32(
+            _mm_load_si128(reinterpret_cast<const __m128i*>(rec + 3072 + 16 * sub)));
+        ENGRAM_UNROLL
+        for (int j = 0; j < T; ++j) {
+          isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(s[j], sc));
+        }
+      }
+    }
+    const __m512 dw = _mm512_cvtph_ps(load256(gd + 16 * b));
+    ENGRAM_UNROLL
+    for (int j = 0; j < T; ++j) {
+      acc[j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[j]),
+                               _mm512_mul_ps(dw, _mm512_set1_ps(xd[j * nb + b])), acc[j]);
+    }
+  }
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+}
+
+template <bool Q6>
+void tile_packed_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                   int64_t t1, float* y, int64_t ldy) {
+  const PackedWeights& p = *w.packed;
+  constexpr int kR = PackedWeights::kRows;
+  if (t1 - t0 == 1) {  // decode: the first 4 KiB of the range, as tile_packed
+    const char* start = reinterpret_cast<const char*>(p.group(r0 / kR));
+    const int64_t n = std::min<int64_t>(4096, (r1 - r0 + kR - 1) / kR * p.group_bytes);
+    for (int64_t o = 0; o < n; o += 64) _mm_prefetch(start + o, _MM_HINT_T0);
+  }
+  auto run = [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
+    if constexpr (Q6) {
+      packed_q6_k_tile<T>(p, a, r, t, y, ldy, mask);
+    } else {
+      packed_q4_k_tile<T>(p, a, r, t, y, ldy, mask);
+    }
+  };
+  for (int64_t r = r0; r < r1; r += kR) {
+    const int64_t n = r1 - r < kR ? r1 - r : kR;
+    const auto mask = static_cast<__mmask16>((1u << n) - 1);
+    int64_t t = t0;
+    for (; t + 8 <= t1; t += 8) run.template operator()<8>(r, t, mask);
+    if (t + 4 <= t1) {
+      run.template operator()<4>(r, t, mask);
+      t += 4;
+    }
+    if (t + 2 <= t1) {
+      run.template operator()<2>(r, t, mask);
+      t += 2;
+    }
+    if (t < t1) run.template operator()<1>(r, t, mask);
+  }
+}
+
 constexpr int kKR = 4, kKT = 2;
 #else
 constexpr int kKR = 2, kKT = 2;
@@ -753,7 +943,11 @@ const KernelTable& ENGRAM_KERNEL_TABLE_FN() {
 #if ENGRAM_VNNI
     tile_packed<false>,
     tile_packed<true>,
+    tile_packed_k<false>,
+    tile_packed_k<true>,
 #else
+    nullptr,
+    nullptr,
     nullptr,
     nullptr,
 #endif
