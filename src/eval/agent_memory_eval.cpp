@@ -15,6 +15,7 @@
 #include "engram/agent_memory.h"
 #include "engram/context.h"
 #include "engram/error.h"
+#include "engram/memory_session.h"
 #include "engram/model.h"
 #include "engram/tokenizer.h"
 #include "eval/attention_recorder.h"
@@ -25,10 +26,9 @@ namespace {
 
 namespace am = engram::agent_memory;
 
-// The memory protocol of the shipped chat model (docs/MODEL.md).
-constexpr std::string_view kMemoryHead = "You are a helpful assistant. Memories about the user:";
-constexpr std::string_view kMemoryTail =
-    "Cite the memory you use as [i]. If none applies, say you don't know.";
+// The memory protocol of the shipped chat model (docs/MODEL.md), as the memory session writes it.
+using am::kMemoryHead;
+using am::kMemoryTail;
 
 // A memory unit: its text and the turns it came from.
 struct Unit {
