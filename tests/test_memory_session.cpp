@@ -11,6 +11,7 @@
 #include "engram/error.h"
 #include "engram/grammar.h"
 #include "engram/memory_session.h"
+#include "engram/reranker.h"
 #include "server/memory_sessions.h"
 
 namespace engram::agent_memory {
@@ -349,6 +350,40 @@ TEST_F(MemorySessionTest, BadModelRepliesAndHostileTextAreErrorsNotCrashes) {
   const MemoryTurn big = s.begin_turn("remember " + std::string(20000, 'y'));
   ASSERT_TRUE(big.reply.has_value());
   EXPECT_NE(big.reply->find("could not remember"), std::string::npos);
+}
+
+// The learned reranker behind the seam: it picks M of the top K, learns from the citations, and
+// its parameters are the user's, in the store.
+TEST_F(MemorySessionTest, TheLearnedRerankerLearnsFromCitationsPerUser) {
+  for (int i = 0; i < 8; ++i) {
+    NewMemory m;
+    m.summary = "User's fact number " + std::to_string(i) + " is about tea.";
+    m.embedding = model.embed(m.summary);
+    store->add("alice", m, "test");
+  }
+  auto reranker = learned_reranker(*store, /*learning=*/true, /*seed=*/7);
+  MemorySession s(store.get(), "alice", model, {}, reranker.get());
+  for (int turn = 0; turn < 4; ++turn) {
+    const MemoryTurn t = s.begin_turn("Tell me about tea.");
+    ASSERT_EQ(t.shown.size(), 5u);
+    ASSERT_EQ(t.chosen.size(), 5u);
+    for (size_t i : t.chosen) EXPECT_LT(i, t.candidates.size());
+    s.end_turn(t, "Tea [2].", {2});
+    const auto state = store->reranker("alice");
+    ASSERT_TRUE(state.has_value());  // saved after every reranking
+  }
+  // Four rerankings make one batch: one gradient step, persisted for the user only.
+  EXPECT_EQ(load_reranker(*store, "alice", 16).steps(), 1);
+  EXPECT_FALSE(store->reranker("bob").has_value());
+  // Memories without embeddings of the query's size cannot be scored: the retriever's order.
+  NewMemory plain;
+  plain.summary = "User's plain memory about tea.";
+  store->add("carol", plain, "test");
+  MemorySession c(store.get(), "carol", model, {}, reranker.get());
+  const MemoryTurn t = c.begin_turn("tea");
+  EXPECT_EQ(t.chosen, (std::vector<size_t>{0}));
+  c.end_turn(t, "ok [1]", {1});
+  EXPECT_FALSE(store->reranker("carol").has_value());
 }
 
 // The server's sessions: one per (user, conversation); ended explicitly or when idle, with the

@@ -93,6 +93,15 @@ class TopReranker : public MemoryReranker {
                 const std::vector<size_t>&, const std::vector<bool>&) override {}
 };
 
+// RMM's learned reranker (include/engram/reranker.h, owned by the evaluation side) behind the
+// seam: per user, loaded from the store when first used and saved after every learning step.
+// While `learning`, the M are drawn (Gumbel top-M) and the citations of the reply are the
+// rewards (+1 cited, -1 not); otherwise the M best scores. Candidates without an embedding of the
+// query's size cannot be scored: then the retriever's first M are shown and nothing is learned.
+// One thread at a time.
+std::unique_ptr<MemoryReranker> learned_reranker(MemoryStore& store, bool learning = true,
+                                                 uint64_t seed = 0);
+
 // The protocol's fixed texts (docs/MODEL.md).
 inline constexpr std::string_view kPlainSystem = "You are a helpful assistant.";
 inline constexpr std::string_view kMemoryHead =

@@ -27,6 +27,8 @@ struct ServerOptions {
   std::string memory_store;
   std::map<std::string, std::string> key_users;
   int memory_idle_seconds = 600;
+  bool memory_learned_rerank = false;  // --memory-rerank learned
+
   int parallel = 1;  // slots decoded together
   int queue = 64;    // requests waiting for a slot before 503
   int threads = 0;   // compute threads (0: the default)

@@ -119,6 +119,7 @@ struct ChatOptions {
   // Agent memory across conversations (--memory-db FILE | --pg URL, --user U, --temporary).
   std::string memory_db, memory_pg, user;
   bool temporary = false;
+  std::string memory_rerank = "fixed";  // fixed | learned
 };
 
 void save_conversation(const std::string& path, const std::string& model, const ChatTemplate& tmpl,
@@ -437,7 +438,10 @@ class ChatSession {
         agent_memory::engine_memory_model(*model_, *tok_, conv_->chat_template(), pool_, vocab_);
     agent_memory::MemorySessionParams mp;
     mp.actor = "chat";
-    memory_ = std::make_unique<agent_memory::MemorySession>(store_.get(), o_.user, *mem_model_, mp);
+    if (store_ && o_.memory_rerank == "learned")
+      reranker_ = agent_memory::learned_reranker(*store_);
+    memory_ = std::make_unique<agent_memory::MemorySession>(store_.get(), o_.user, *mem_model_, mp,
+                                                            reranker_.get());
   }
 
   // Prospective reflection over the conversation so far (on /end and at exit).
@@ -470,6 +474,7 @@ class ChatSession {
   // prompt (the memory block) is made anew for every turn.
   std::unique_ptr<agent_memory::MemoryStore> store_;
   std::unique_ptr<agent_memory::MemoryModel> mem_model_;
+  std::unique_ptr<agent_memory::MemoryReranker> reranker_;  // null: the retriever's top M
   std::unique_ptr<agent_memory::MemorySession> memory_;
   std::vector<ChatMessage> dialogue_;
 };
@@ -577,6 +582,12 @@ void add_chat_command(CLI::App& app) {
                               "Remember the user in this PostgreSQL store (postgresql:// URL)");
   mdb->excludes(mpg);
   cmd->add_option("--user", o->user, "Whose memories (with --memory-db / --pg)");
+  cmd->add_option(
+         "--memory-rerank", o->memory_rerank,
+         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
+         "(RMM's reranker, learned per user from the replies' citations)")
+      ->check(CLI::IsMember({"fixed", "learned"}))
+      ->capture_default_str();
   cmd->add_flag("--temporary", o->temporary,
                 "A temporary chat: no memory is read or written (the store is not even opened)");
   cmd->callback([o, cmd] { chat(*o, *cmd); });

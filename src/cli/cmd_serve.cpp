@@ -23,6 +23,7 @@ struct ServeOptions {
   std::string api_key_file;
   size_t max_body_mib = 8;
   std::string memory_db, memory_pg;
+  std::string memory_rerank = "fixed";
 };
 
 // "KEY:USER" -> the key, and its memory user in `users`; a key without ':' stays as it is.
@@ -60,6 +61,7 @@ void serve(ServeOptions& o) {
   s.max_body_bytes = o.max_body_mib << 20;
   for (std::string& k : s.api_keys) k = key_and_user(k, s.key_users);
   s.memory_store = server::memory_location(o.memory_db, o.memory_pg);
+  s.memory_learned_rerank = o.memory_rerank == "learned";
   if (s.memory_idle_seconds < 1) {
     throw Error(fmt::format("--memory-idle must be >= 1 second, got {}", s.memory_idle_seconds));
   }
@@ -96,6 +98,12 @@ void add_serve_command(CLI::App& app) {
   cmd->add_option("--memory-idle", s.memory_idle_seconds,
                   "Seconds without a request after which a memory conversation ends (and what "
                   "to remember from it is decided)")
+      ->capture_default_str();
+  cmd->add_option(
+         "--memory-rerank", o->memory_rerank,
+         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
+         "(RMM's reranker, learned per user from the replies' citations)")
+      ->check(CLI::IsMember({"fixed", "learned"}))
       ->capture_default_str();
   cmd->add_option("--parallel", s.parallel, "Slots: requests generated together")
       ->capture_default_str();

@@ -525,6 +525,7 @@ int run_server(const ServerOptions& o) {
     so.max_tokens = o.max_tokens;
     so.memory_store = svc.memory_store.get();
     so.memory_idle_seconds = o.memory_idle_seconds;
+    so.memory_learned_rerank = o.memory_learned_rerank;
     svc.scheduler =
         std::make_unique<Scheduler>(*svc.model, *svc.tok, *svc.tmpl, *svc.pool, so, svc.metrics);
     if (svc.memory_store) {

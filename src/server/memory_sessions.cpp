@@ -9,8 +9,8 @@ namespace engram::server {
 using agent_memory::MemorySession;
 
 MemorySessions::MemorySessions(agent_memory::MemoryStore& store, agent_memory::MemoryModel& model,
-                               std::chrono::seconds idle)
-    : store_(store), model_(model), idle_(idle) {}
+                               std::chrono::seconds idle, agent_memory::MemoryReranker* reranker)
+    : store_(store), model_(model), idle_(idle), reranker_(reranker) {}
 
 std::unique_ptr<MemorySessions::Turn> MemorySessions::begin(const std::string& user,
                                                             const std::string& conversation,
@@ -25,7 +25,8 @@ std::unique_ptr<MemorySessions::Turn> MemorySessions::begin(const std::string& u
     t->session = t->temporary.get();
   } else {
     Entry& e = sessions_[{user, conversation}];
-    if (!e.session) e.session = std::make_unique<MemorySession>(&store_, user, model_, p);
+    if (!e.session)
+      e.session = std::make_unique<MemorySession>(&store_, user, model_, p, reranker_);
     e.last = now;
     t->session = e.session.get();
   }

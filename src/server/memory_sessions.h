@@ -19,8 +19,9 @@ namespace engram::server {
 class MemorySessions {
  public:
   using Clock = std::chrono::steady_clock;
+  // `reranker` null: the retriever's top M (TopReranker).
   MemorySessions(agent_memory::MemoryStore& store, agent_memory::MemoryModel& model,
-                 std::chrono::seconds idle);
+                 std::chrono::seconds idle, agent_memory::MemoryReranker* reranker = nullptr);
 
   // One chat completion's turn.
   struct Turn {
@@ -59,6 +60,7 @@ class MemorySessions {
   agent_memory::MemoryStore& store_;
   agent_memory::MemoryModel& model_;
   std::chrono::seconds idle_;
+  agent_memory::MemoryReranker* reranker_;
   std::map<std::pair<std::string, std::string>, Entry> sessions_;
 };
 

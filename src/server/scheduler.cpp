@@ -89,8 +89,11 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplat
   embed_ctx_ = std::make_unique<Context>(model_, pool_, ContextParams{0, o_.n_batch});
   if (o_.memory_store) {
     memory_model_ = agent_memory::engine_memory_model(model_, tok_, tmpl_, pool_, nullptr);
+    if (o_.memory_learned_rerank)
+      memory_reranker_ = agent_memory::learned_reranker(*o_.memory_store);
     memory_ = std::make_unique<MemorySessions>(*o_.memory_store, *memory_model_,
-                                               std::chrono::seconds(o_.memory_idle_seconds));
+                                               std::chrono::seconds(o_.memory_idle_seconds),
+                                               memory_reranker_.get());
   }
   engine_ = std::thread([this] { loop(); });
 }

@@ -42,7 +42,8 @@ struct SchedulerOptions {
   int max_tokens = 4096;     // a reply's tokens when the request does not say
   // Agent memory (null: off): chat completions of a task with a memory_user use and update it.
   agent_memory::MemoryStore* memory_store = nullptr;
-  int memory_idle_seconds = 600;  // a memory conversation ends after this long without a turn
+  int memory_idle_seconds = 600;       // a memory conversation ends after this long without a turn
+  bool memory_learned_rerank = false;  // RMM's reranker learned from citations (else top-M)
 };
 
 class Scheduler {
@@ -101,8 +102,9 @@ class Scheduler {
   Metrics& metrics_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<Context> embed_ctx_;  // a stream of its own for /v1/embeddings
-  std::unique_ptr<agent_memory::MemoryModel> memory_model_;  // with memory: the model's side
-  std::unique_ptr<MemorySessions> memory_;                   // engine thread only
+  std::unique_ptr<agent_memory::MemoryModel> memory_model_;        // with memory: the model's side
+  std::unique_ptr<agent_memory::MemoryReranker> memory_reranker_;  // null: top-M
+  std::unique_ptr<MemorySessions> memory_;                         // engine thread only
 
   std::mutex mu_;
   std::condition_variable cv_;
