@@ -146,7 +146,7 @@ TEST(TensorType, GeometryMatchesGgml) {
       {TensorType::Q5_0, "q5_0", 32, 22, false},   {TensorType::Q5_1, "q5_1", 32, 24, false},
       {TensorType::Q8_1, "q8_1", 32, 36, false},   {TensorType::Q2_K, "q2_K", 256, 84, false},
       {TensorType::Q3_K, "q3_K", 256, 110, false}, {TensorType::Q4_K, "q4_K", 256, 144, true},
-      {TensorType::Q5_K, "q5_K", 256, 176, false}, {TensorType::Q6_K, "q6_K", 256, 210, true},
+      {TensorType::Q5_K, "q5_K", 256, 176, true}, {TensorType::Q6_K, "q6_K", 256, 210, true},
       {TensorType::Q8_K, "q8_K", 256, 292, false}, {TensorType::I8, "i8", 1, 1, false},
       {TensorType::I16, "i16", 1, 2, false},       {TensorType::I32, "i32", 1, 4, false},
       {TensorType::I64, "i64", 1, 8, false},       {TensorType::F64, "f64", 1, 8, false},
@@ -184,7 +184,8 @@ TEST(TensorType, Parse) {
   EXPECT_EQ(parse_tensor_type("Q4_0"), TensorType::Q4_0);
   EXPECT_EQ(parse_tensor_type("q4_k"), TensorType::Q4_K);
   EXPECT_EQ(parse_tensor_type("q6_K"), TensorType::Q6_K);
-  EXPECT_NE(error_of([] { parse_tensor_type("q5_k"); }).find("not supported"), std::string::npos);
+  EXPECT_EQ(parse_tensor_type("q5_k"), TensorType::Q5_K);
+  EXPECT_NE(error_of([] { parse_tensor_type("q3_k"); }).find("not supported"), std::string::npos);
   EXPECT_NE(error_of([] { parse_tensor_type("int3"); }).find("'int3'"), std::string::npos);
 }
 
@@ -300,7 +301,7 @@ TEST(Gguf, RoundTripsTensorsOfSeveralTypes) {
       {"q4_0", {32, 1, 1, 2}, TensorType::Q4_0, 2 * 18},
       {"q4_k", {256, 2}, TensorType::Q4_K, 2 * 144},
       {"q6_k", {512}, TensorType::Q6_K, 2 * 210},
-      {"q5_k (readable, not computable)", {256}, TensorType::Q5_K, 176},
+      {"q5_k", {256}, TensorType::Q5_K, 176},
   };
   std::vector<Bytes> data;
   for (size_t i = 0; i < ts.size(); ++i) {

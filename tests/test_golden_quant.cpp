@@ -92,7 +92,8 @@ INSTANTIATE_TEST_SUITE_P(
     AllTypes, GoldenQuant,
     ::testing::Values(Case{"f16", TensorType::F16, true}, Case{"bf16", TensorType::BF16, true},
                       Case{"q8_0", TensorType::Q8_0, true}, Case{"q4_0", TensorType::Q4_0, true},
-                      Case{"q4_k", TensorType::Q4_K, false}, Case{"q6_k", TensorType::Q6_K, false}),
+                      Case{"q4_k", TensorType::Q4_K, false}, Case{"q6_k", TensorType::Q6_K, false},
+                      Case{"q5_k", TensorType::Q5_K, false}),
     [](const ::testing::TestParamInfo<Case>& p) { return std::string(p.param.file); });
 
 }  // namespace

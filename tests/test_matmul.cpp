@@ -73,8 +73,13 @@ bool is_float_type(TensorType t) {
   return t == TensorType::F32 || t == TensorType::F16 || t == TensorType::BF16;
 }
 
-const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16, TensorType::Q8_0,
-                             TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K};
+const TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
+                             TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K,
+                             TensorType::Q5_K, TensorType::Q6_K};
+
+bool is_k_quant(TensorType t) {
+  return t == TensorType::Q4_K || t == TensorType::Q5_K || t == TensorType::Q6_K;
+}
 
 std::string type_name(TensorType t) {
   return tensor_type_info(t).name;
@@ -85,7 +90,7 @@ TEST(Matmul, EveryIsaMatchesScalarAndReference) {
   std::mt19937 rng(42);
   const Isa isas[] = {Isa::Scalar, Isa::Avx2, Isa::Avx512};
   for (TensorType type : kTypes) {
-    const bool kquant = type == TensorType::Q4_K || type == TensorType::Q6_K;
+    const bool kquant = is_k_quant(type);
     // Float types get lengths with SIMD tails; block types multiples of their block.
     std::vector<int64_t> col_options = {32, 96, 544};
     if (kquant) col_options = {256, 768, 1024};
@@ -126,9 +131,10 @@ TEST(Matmul, PackedMatchesScalarAndReference) {
   if (!isa_available(Isa::Avx512)) GTEST_SKIP() << "no packed layout on this CPU";
   ThreadPool pool(2);
   std::mt19937 rng(21);
-  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
+  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K,
+                          TensorType::Q6_K}) {
     ASSERT_TRUE(packs_type(Isa::Avx512, type));
-    const bool kquant = type == TensorType::Q4_K || type == TensorType::Q6_K;
+    const bool kquant = is_k_quant(type);
     for (int64_t cols : kquant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 544}) {
       for (int64_t rows : {1, 15, 16, 17, 37, 100}) {
         Weights wt = make_weights(type, rows, cols, rng, /*pad=*/rows % 2 ? 6 : 0);
@@ -241,7 +247,7 @@ TEST(Matmul, RejectsBadShapesAndTypes) {
   EXPECT_THROW(matmul(WeightMatrix{TensorType::Q4_K, buf.data(), 2, 256, 100, nullptr}, x.data(), 1,
                       y.data(), pool),
                Error);  // row_bytes too small
-  EXPECT_THROW(matmul(WeightMatrix{TensorType::Q5_K, buf.data(), 2, 256, 176, nullptr}, x.data(), 1,
+  EXPECT_THROW(matmul(WeightMatrix{TensorType::Q3_K, buf.data(), 2, 256, 110, nullptr}, x.data(), 1,
                       y.data(), pool),
                Error);  // unsupported type
 }
@@ -256,12 +262,14 @@ TEST(Matmul, ManyMatricesEqualSeparateCalls) {
     std::vector<Weights> wts;
     wts.push_back(make_weights(TensorType::Q4_K, 96, cols, rng));
     wts.push_back(make_weights(TensorType::Q6_K, 33, cols, rng));
+    wts.push_back(make_weights(TensorType::Q5_K, 40, cols, rng));
     wts.push_back(make_weights(TensorType::Q8_0, 64, cols, rng));
     wts.push_back(make_weights(TensorType::F16, 16, cols, rng));
     wts.push_back(make_weights(TensorType::Q4_0, 5, cols, rng));
     wts.push_back(make_weights(TensorType::Q8_0, 40, cols, rng));
     wts.push_back(make_weights(TensorType::Q4_0, 48, cols, rng));
-    for (size_t i = wts.size() - 2; i < wts.size(); ++i) prepack_weights(wts[i].w);
+    // packed (on AVX-512): the first Q4_K and Q5_K, the last Q8_0 and Q4_0
+    for (size_t i : {size_t{0}, size_t{2}, wts.size() - 2, wts.size() - 1}) prepack_weights(wts[i].w);
     const std::vector<float> x = make_acts(n_tok, cols, rng);
     std::vector<WeightMatrix> w;
     std::vector<std::vector<float>> many, one;

@@ -237,7 +237,7 @@ TEST(Quant, RoundTripErrorOnGaussianData) {
   const ErrCase cases[] = {
       {TensorType::F32, 0.0},   {TensorType::F16, 1e-3},  {TensorType::BF16, 5e-3},
       {TensorType::Q8_0, 0.01}, {TensorType::Q4_0, 0.15}, {TensorType::Q4_K, 0.15},
-      {TensorType::Q6_K, 0.05},
+      {TensorType::Q5_K, 0.08}, {TensorType::Q6_K, 0.05},
   };
   for (const auto& c : cases) {
     std::vector<uint8_t> buf(n * 4);
@@ -253,7 +253,8 @@ TEST(Quant, RoundTripErrorOnGaussianData) {
 }
 
 TEST(Quant, ZeroAndConstantBlocks) {
-  for (TensorType t : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q6_K}) {
+  for (TensorType t :
+       {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     std::vector<float> x(256, 0.0f), y(256);
     std::vector<uint8_t> buf(1024);
     quantize_row(t, x.data(), buf.data(), 256);
@@ -271,7 +272,8 @@ TEST(Quant, RejectsBadLengthAndType) {
   uint8_t buf[256];
   EXPECT_THROW(quantize_row(TensorType::Q8_0, x, buf, 33), Error);
   EXPECT_THROW(dequantize_row(TensorType::Q4_K, buf, x, 64), Error);
-  EXPECT_THROW(dequantize_row(TensorType::Q5_K, buf, x, 256), Error);
+  EXPECT_THROW(dequantize_row(TensorType::Q5_K, buf, x, 64), Error);
+  EXPECT_THROW(dequantize_row(TensorType::Q3_K, buf, x, 256), Error);
   try {
     quantize_row(TensorType::Q2_K, x, buf, 256);
     FAIL();
@@ -335,12 +337,12 @@ TEST(QuantizeCli, WritesAReadableQuantizedModel) {
 
   // A bad --type names the value and the accepted list; exit code 1.
   const int rc = std::system(
-      (cli + " quantize " + in + " " + out + " --type q5_k > " + log + " 2>&1").c_str());
+      (cli + " quantize " + in + " " + out + " --type q3_k > " + log + " 2>&1").c_str());
   EXPECT_EQ(WEXITSTATUS(rc), 1);
   std::ifstream lf2(log);
   std::stringstream text2;
   text2 << lf2.rdbuf();
-  EXPECT_NE(text2.str().find("'q5_k'"), std::string::npos) << text2.str();
+  EXPECT_NE(text2.str().find("'q3_k'"), std::string::npos) << text2.str();
   EXPECT_NE(text2.str().find("q4_0"), std::string::npos) << text2.str();
   fs::remove_all(dir);
 }

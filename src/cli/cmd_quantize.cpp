@@ -1,9 +1,10 @@
-// `engram quantize IN OUT --type q8_0|q4_0|q4_k|q6_k`: rewrites a GGUF model with its weight
+// `engram quantize IN OUT --type q8_0|q4_0|q4_k|q5_k|q6_k`: rewrites a GGUF model with its weight
 // matrices in a quantized type. Follows llama.cpp's habits so other readers load the result:
 //  - only tensors with 2+ dimensions are quantized; norms, biases and other 1-D tensors keep
 //    their type;
 //  - q4_k is llama.cpp's Q4_K_M mix: output.weight, and attn_v / ffn_down in the first and
 //    last eighth of the layers plus every third layer between, are Q6_K, the rest Q4_K;
+//    q5_k is its Q5_K_M mix: the same tensors Q6_K, the rest Q5_K;
 //    the K-quants put output.weight (and token_embd when tied) in Q6_K;
 //  - a row length that is not a multiple of the type's block falls back to Q8_0 when it can
 //    (multiple of 32), otherwise the tensor keeps its type; each fallback is reported;
@@ -43,10 +44,11 @@ struct Target {
 };
 
 // llama_ftype values (llama.h): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
-// MOSTLY_Q4_K_M 15, MOSTLY_Q6_K 18, MOSTLY_BF16 32.
+// MOSTLY_Q4_K_M 15, MOSTLY_Q5_K_M 17, MOSTLY_Q6_K 18, MOSTLY_BF16 32.
 constexpr Target kTargets[] = {
     {"q8_0", TensorType::Q8_0, 7, false}, {"q4_0", TensorType::Q4_0, 2, false},
-    {"q4_k", TensorType::Q4_K, 15, true}, {"q6_k", TensorType::Q6_K, 18, false},
+    {"q4_k", TensorType::Q4_K, 15, true}, {"q5_k", TensorType::Q5_K, 17, true},
+    {"q6_k", TensorType::Q6_K, 18, false},
     {"f16", TensorType::F16, 1, false},   {"bf16", TensorType::BF16, 32, false},
     {"f32", TensorType::F32, 0, false},
 };
@@ -84,7 +86,8 @@ bool use_more_bits(int64_t layer, int64_t n_layer) {
 // The type a tensor should get, before the block-size check.
 TensorType wanted_type(const GgufTensorInfo& t, const Target& target, int64_t n_layer,
                        bool has_output) {
-  const bool k_quant = target.type == TensorType::Q4_K || target.type == TensorType::Q6_K;
+  const bool k_quant = target.type == TensorType::Q4_K || target.type == TensorType::Q5_K ||
+                       target.type == TensorType::Q6_K;
   if (k_quant && (t.name == "output.weight" || (!has_output && t.name == "token_embd.weight"))) {
     return TensorType::Q6_K;
   }
@@ -214,7 +217,7 @@ void add_quantize_command(CLI::App& app) {
   cmd->add_option("input", opt->input, "Input GGUF model")->required();
   cmd->add_option("output", opt->output, "Output GGUF path")->required();
   cmd->add_option("--type", opt->type,
-                  "Target type: q8_0, q4_0, q4_k (Q4_K_M mix), q6_k, f16, bf16, f32")
+                  "Target type: q8_0, q4_0, q4_k (Q4_K_M mix), q5_k (Q5_K_M mix), q6_k, f16, bf16, f32")
       ->required();
   cmd->add_option("-t,--threads", opt->threads, "Threads (0 = all cores, at most 8)");
   cmd->callback([opt] { run_quantize(*opt); });

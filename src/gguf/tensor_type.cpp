@@ -26,7 +26,7 @@ constexpr TypeEntry kTypes[] = {
     {6, {"q5_0", 32, 22, false}},   {7, {"q5_1", 32, 24, false}},
     {8, {"q8_0", 32, 34, true}},    {9, {"q8_1", 32, 36, false}},
     {10, {"q2_K", 256, 84, false}}, {11, {"q3_K", 256, 110, false}},
-    {12, {"q4_K", 256, 144, true}}, {13, {"q5_K", 256, 176, false}},
+    {12, {"q4_K", 256, 144, true}}, {13, {"q5_K", 256, 176, true}},
     {14, {"q6_K", 256, 210, true}}, {15, {"q8_K", 256, 292, false}},
     {24, {"i8", 1, 1, false}},      {25, {"i16", 1, 2, false}},
     {26, {"i32", 1, 4, false}},     {27, {"i64", 1, 8, false}},
@@ -39,7 +39,7 @@ std::string lower(const std::string& s) {
   return out;
 }
 
-constexpr const char* kParseable = "f32, f16, bf16, q8_0, q4_0, q4_k, q6_k";
+constexpr const char* kParseable = "f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k";
 
 }  // namespace
 

@@ -31,6 +31,17 @@ struct BlockQ4_K {
 };
 static_assert(sizeof(BlockQ4_K) == 144);
 
+// Q4_K with a fifth bit: element l of sub-block j adds 16 * (bit j of qh[l]) to its nibble;
+// value = d * sc[j] * q - dmin * m[j], q in 0..31.
+struct BlockQ5_K {
+  uint16_t d;
+  uint16_t dmin;
+  uint8_t scales[12];
+  uint8_t qh[kQKK / 8];
+  uint8_t qs[kQKK / 2];  // as Q4_K's
+};
+static_assert(sizeof(BlockQ5_K) == 176);
+
 // 16 sub-blocks of 16; value = d * scales[j] * (q - 32), q 6-bit split into ql (low 4) and
 // qh (high 2).
 struct BlockQ6_K {
@@ -41,7 +52,7 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
-// Unpacks the 6-bit scales and mins of a Q4_K block: sc[0..7], m[0..7]. Works on 32-bit words
+// Unpacks the 6-bit scales and mins of a Q4_K (or Q5_K) block: sc[0..7], m[0..7]. Works on 32-bit words
 // (bytes 0-3 hold sc0-3 plus the high bits of sc4-7, bytes 4-7 m0-3 plus the high bits of
 // m4-7, bytes 8-11 the low nibbles of sc4-7 and m4-7).
 inline void unpack_q4_k_scales(const uint8_t* s, uint8_t* sc, uint8_t* m) {

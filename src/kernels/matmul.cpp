@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "engram/error.h"
@@ -156,6 +157,36 @@ void tile_q4_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t 
   });
 }
 
+void tile_q5_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                      int64_t t1, float* y, int64_t ldy) {
+  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
+    const auto* wb = reinterpret_cast<const BlockQ5_K*>(row);
+    const int8_t* xq = a.qs + t * a.cols;
+    const float* xd = a.d + t * a.nblk;
+    const int16_t* bs = a.bsums + t * a.nblk * 16;
+    float sum = 0.0f;
+    for (int64_t b = 0; b < a.nblk; ++b) {
+      uint8_t sc[8], m[8];
+      unpack_q4_k_scales(wb[b].scales, sc, m);
+      const int8_t* x = xq + kQKK * b;
+      int isum = 0, msum = 0;
+      for (int j = 0; j < 8; ++j) {
+        const uint8_t* q = wb[b].qs + 32 * (j / 2);
+        int dot = 0;
+        for (int l = 0; l < 32; ++l) {
+          const int nib = j % 2 ? q[l] >> 4 : q[l] & 0xf;
+          dot += (nib | (((wb[b].qh[l] >> j) & 1) << 4)) * x[32 * j + l];
+        }
+        isum += sc[j] * dot;
+        msum += m[j] * (bs[16 * b + 2 * j] + bs[16 * b + 2 * j + 1]);
+      }
+      sum += fp16_to_fp32(wb[b].d) * xd[b] * static_cast<float>(isum) -
+             fp16_to_fp32(wb[b].dmin) * xd[b] * static_cast<float>(msum);
+    }
+    return sum;
+  });
+}
+
 void tile_q6_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
                       int64_t t1, float* y, int64_t ldy) {
   scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
@@ -220,6 +251,7 @@ int64_t block_of(TensorType t) {
     case TensorType::Q4_0:
       return kQK;
     case TensorType::Q4_K:
+    case TensorType::Q5_K:
     case TensorType::Q6_K:
       return kQKK;
     default:
@@ -240,11 +272,13 @@ size_t expected_row_bytes(TensorType t, int64_t cols) {
       return cols / kQK * sizeof(BlockQ4_0);
     case TensorType::Q4_K:
       return cols / kQKK * sizeof(BlockQ4_K);
+    case TensorType::Q5_K:
+      return cols / kQKK * sizeof(BlockQ5_K);
     case TensorType::Q6_K:
       return cols / kQKK * sizeof(BlockQ6_K);
     default:
       throw Error("matmul: weight type id " + std::to_string(static_cast<uint32_t>(t)) +
-                  " is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)");
+                  " is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)");
   }
 }
 
@@ -274,7 +308,9 @@ const KernelTable& kernels_scalar() {
       tile_q8_0_scalar,
       tile_q4_0_scalar,
       tile_q4_k_scalar,
+      tile_q5_k_scalar,
       tile_q6_k_scalar,
+      nullptr,
       nullptr,
       nullptr,
       nullptr,
@@ -318,7 +354,8 @@ const char* matmul_isa() {
 
 bool packs_type(Isa isa, TensorType t) {
   return isa == Isa::Avx512 && (t == TensorType::Q8_0 || t == TensorType::Q4_0 ||
-                                t == TensorType::Q4_K || t == TensorType::Q6_K);
+                                t == TensorType::Q4_K || t == TensorType::Q5_K ||
+                                t == TensorType::Q6_K);
 }
 
 namespace {
@@ -331,11 +368,15 @@ void put_nibbles(uint8_t* vecs, int64_t i, const uint8_t* lo, const uint8_t* hi)
   }
 }
 
-void pack_q4_k_row(const BlockQ4_K* blocks, int64_t nb, int64_t i, uint8_t* g, int64_t record,
-                   uint16_t* scales) {
+// Q4_K and Q5_K: the 8 sub-blocks' nibbles, (Q5_K) their fifth bits, scales, mins.
+template <class Block>
+void pack_q45_k_row(const Block* blocks, int64_t nb, int64_t i, uint8_t* g, int64_t record,
+                    uint16_t* scales) {
   constexpr int kR = PackedWeights::kRows;
+  constexpr bool q5 = std::is_same_v<Block, BlockQ5_K>;
+  constexpr int sc_at = q5 ? 2048 + 512 : 2048;  // the record's scales, then mins
   for (int64_t b = 0; b < nb; ++b) {
-    const BlockQ4_K& blk = blocks[b];
+    const Block& blk = blocks[b];
     uint8_t* rec = g + b * record;
     uint8_t sc[8], m[8];
     unpack_q4_k_scales(blk.scales, sc, m);
@@ -346,8 +387,18 @@ void pack_q4_k_row(const BlockQ4_K* blocks, int64_t nb, int64_t i, uint8_t* g, i
         q[e] = s % 2 ? byte >> 4 : byte & 0xf;
       }
       put_nibbles(rec + 256 * s, i, q, q + 16);
-      rec[2048 + kR * s + i] = sc[s];
-      rec[2048 + 128 + kR * s + i] = m[s];
+      if constexpr (q5) {
+        // Fifth bits of sub-block s: byte 4i + j of its 64-byte plane holds in bit k the bit of
+        // the element in the low nibble of vector k's byte 4i + j, in bit 4 + k the high one's.
+        for (int e = 0; e < 16; ++e) {
+          const int k = e / 4;
+          const int lo = (blk.qh[e] >> s) & 1, hi = (blk.qh[e + 16] >> s) & 1;
+          uint8_t& dst = rec[2048 + 64 * s + 4 * i + e % 4];
+          dst = static_cast<uint8_t>(dst | (lo << k) | (hi << (4 + k)));
+        }
+      }
+      rec[sc_at + kR * s + i] = sc[s];
+      rec[sc_at + 128 + kR * s + i] = m[s];
     }
     scales[2 * kR * b + i] = blk.d;
     scales[2 * kR * b + kR + i] = blk.dmin;
@@ -391,20 +442,25 @@ void pack_q6_k_row(const BlockQ6_K* blocks, int64_t nb, int64_t i, uint8_t* g, i
 std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
   check_weights(w);
   if (!packs_type(Isa::Avx512, w.type)) {
-    throw Error("matmul: only q8_0, q4_0, q4_K and q6_K matrices have a packed layout");
+    throw Error("matmul: only q8_0, q4_0, q4_K, q5_K and q6_K matrices have a packed layout");
   }
   constexpr int kR = PackedWeights::kRows;
   const bool q8 = w.type == TensorType::Q8_0;
   const bool q4k = w.type == TensorType::Q4_K;
+  const bool q5k = w.type == TensorType::Q5_K;
   const bool q6k = w.type == TensorType::Q6_K;
-  const bool kquant = q4k || q6k;
+  const bool kquant = q4k || q5k || q6k;
   const int64_t nb = w.cols / (kquant ? kQKK : kQK);
   auto p = std::make_shared<PackedWeights>();
   p->type = w.type;
   p->groups = (w.rows + kR - 1) / kR;
-  p->quant_bytes = q8 ? 8 * 64 : q4k ? 2048 + 256 : q6k ? 2048 + 1024 + 256 : 4 * 64;
+  p->quant_bytes = q8    ? 8 * 64
+                   : q4k ? 2048 + 256
+                   : q5k ? 2048 + 512 + 256
+                   : q6k ? 2048 + 1024 + 256
+                         : 4 * 64;
   p->scale_offset = nb * p->quant_bytes;
-  const int64_t scales_per_block = q4k ? 2 * kR : kR;
+  const int64_t scales_per_block = q4k || q5k ? 2 * kR : kR;
   p->group_bytes = (p->scale_offset + nb * scales_per_block * 2 + 63) / 64 * 64;
   const size_t total = static_cast<size_t>(std::max<int64_t>(1, p->groups * p->group_bytes));
   p->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
@@ -417,7 +473,11 @@ std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
     const int64_t i = r % kR;
     auto* scales = reinterpret_cast<uint16_t*>(g + p->scale_offset);
     if (q4k) {
-      pack_q4_k_row(reinterpret_cast<const BlockQ4_K*>(row), nb, i, g, p->quant_bytes, scales);
+      pack_q45_k_row(reinterpret_cast<const BlockQ4_K*>(row), nb, i, g, p->quant_bytes, scales);
+      continue;
+    }
+    if (q5k) {
+      pack_q45_k_row(reinterpret_cast<const BlockQ5_K*>(row), nb, i, g, p->quant_bytes, scales);
       continue;
     }
     if (q6k) {
@@ -458,6 +518,7 @@ ActFormat act_format(TensorType t) {
     case TensorType::Q4_0:
       return ActFormat::Blocks32;
     case TensorType::Q4_K:
+    case TensorType::Q5_K:
     case TensorType::Q6_K:
       return ActFormat::Blocks256;
     default:
@@ -470,6 +531,7 @@ TileFn tile_for(const KernelTable& k, const WeightMatrix& w) {
     if (w.type == TensorType::Q8_0 && k.q8_0_packed) return k.q8_0_packed;
     if (w.type == TensorType::Q4_0 && k.q4_0_packed) return k.q4_0_packed;
     if (w.type == TensorType::Q4_K && k.q4_k_packed) return k.q4_k_packed;
+    if (w.type == TensorType::Q5_K && k.q5_k_packed) return k.q5_k_packed;
     if (w.type == TensorType::Q6_K && k.q6_k_packed) return k.q6_k_packed;
   }
   switch (w.type) {
@@ -485,6 +547,8 @@ TileFn tile_for(const KernelTable& k, const WeightMatrix& w) {
       return k.q4_0;
     case TensorType::Q4_K:
       return k.q4_k;
+    case TensorType::Q5_K:
+      return k.q5_k;
     case TensorType::Q6_K:
       return k.q6_k;
     default:

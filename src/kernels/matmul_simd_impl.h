@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "kernels/blocks.h"
 #include "kernels/matmul_internal.h"
@@ -595,7 +596,7 @@ void tile_packed(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, i
   }
 }
 
-// Packed Q4_K / Q6_K (PackedWeights): the same 16-row broadcast scheme per 32 elements as
+// Packed Q4_K / Q5_K / Q6_K (PackedWeights): the same 16-row broadcast scheme per 32 elements as
 // packed Q4_0, with the K-quants' per-sub-block integer scales applied to each sub-block's
 // 16 integer sums (vpmulld) before they meet the super-block's float scale once. Q4_K's mins
 // meet the activations' per-16 sums through vpdpwssd ((m, m) pairs against (s0, s1) pairs);
@@ -607,9 +608,10 @@ inline __m512i bcast_i32(const void* p) {
   return _mm512_set1_epi32(v);
 }
 
-template <int T>
-inline void packed_q4_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
-                             int64_t ldy, __mmask16 mask) {
+template <bool Q5, int T>
+inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t,
+                              float* y, int64_t ldy, __mmask16 mask) {
+  constexpr int kScales = Q5 ? 2048 + 512 : 2048;  // the record's scales, then its mins
   const uint8_t* gq = p.group(r / PackedWeights::kRows);
   const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 32]
   const int64_t nb = a.nblk;
@@ -630,16 +632,27 @@ inline void packed_q4_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
         const char* ahead = reinterpret_cast<const char*>(rec) + 4096 + 256 * sb;
         ENGRAM_UNROLL
         for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
-        if (sb < 4) _mm_prefetch(ahead - 256 * sb + 2048 + 64 * sb, _MM_HINT_T0);
+        // the rest of the record: Q5_K's fifth bits (8 lines), the scales and mins (4)
+        if (sb < (Q5 ? 12 : 4) / 2) {
+          _mm_prefetch(ahead - 256 * sb + 2048 + 128 * sb, _MM_HINT_T0);
+          _mm_prefetch(ahead - 256 * sb + 2048 + 128 * sb + 64, _MM_HINT_T0);
+        }
       }
       __m512i s[T];
       ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) s[j] = _mm512_setzero_si512();
+      [[maybe_unused]] __m512i fifth;
+      if constexpr (Q5) fifth = _mm512_load_si512(rec + 2048 + 64 * sb);
       ENGRAM_UNROLL
       for (int k = 0; k < 4; ++k) {
         const __m512i z = _mm512_load_si512(rec + 256 * sb + 64 * k);
-        const __m512i lo = _mm512_and_si512(z, m4);                         // elements 4k..
-        const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);  // 16 + 4k..
+        __m512i lo = _mm512_and_si512(z, m4);                         // elements 4k..
+        __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);  // 16 + 4k..
+        if constexpr (Q5) {  // bit k -> 16 for the low nibble, bit 4 + k for the high one
+          const __m512i c16 = _mm512_set1_epi8(0x10);
+          lo = _mm512_or_si512(lo, _mm512_and_si512(_mm512_slli_epi16(fifth, 4 - k), c16));
+          hi = _mm512_or_si512(hi, _mm512_and_si512(_mm512_srli_epi16(fifth, k), c16));
+        }
         ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) {
           const int8_t* xb = xq + j * a.cols + 256 * b + 32 * sb + 4 * k;
@@ -648,7 +661,7 @@ inline void packed_q4_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
         }
       }
       const __m512i sc = _mm512_cvtepu8_epi32(
-          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + 2048 + 16 * sb)));
+          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + kScales + 16 * sb)));
       ENGRAM_UNROLL
       for (int j = 0; j < T; ++j) isum[j] = _mm512_add_epi32(isum[j], _mm512_mullo_epi32(s[j], sc));
     }
@@ -657,7 +670,7 @@ inline void packed_q4_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
     ENGRAM_UNROLL
     for (int sb = 0; sb < 8; ++sb) {
       const __m512i m = _mm512_cvtepu8_epi32(
-          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + 2048 + 128 + 16 * sb)));
+          _mm_load_si128(reinterpret_cast<const __m128i*>(rec + kScales + 128 + 16 * sb)));
       mm[sb] = _mm512_or_si512(m, _mm512_slli_epi32(m, 16));
     }
     const __m512 dw = _mm512_cvtph_ps(load256(gd + 32 * b));
@@ -751,7 +764,9 @@ inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
   for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
 }
 
-template <bool Q6>
+enum class KQuant { Q4, Q5, Q6 };
+
+template <KQuant K>
 void tile_packed_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
                    int64_t t1, float* y, int64_t ldy) {
   const PackedWeights& p = *w.packed;
@@ -762,10 +777,10 @@ void tile_packed_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1,
     for (int64_t o = 0; o < n; o += 64) _mm_prefetch(start + o, _MM_HINT_T0);
   }
   auto run = [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
-    if constexpr (Q6) {
+    if constexpr (K == KQuant::Q6) {
       packed_q6_k_tile<T>(p, a, r, t, y, ldy, mask);
     } else {
-      packed_q4_k_tile<T>(p, a, r, t, y, ldy, mask);
+      packed_q45_k_tile<K == KQuant::Q5, T>(p, a, r, t, y, ldy, mask);
     }
   };
   for (int64_t r = r0; r < r1; r += kR) {
@@ -790,13 +805,16 @@ constexpr int kKR = 4, kKT = 2;
 constexpr int kKR = 2, kKT = 2;
 #endif
 
-void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
-               float* y, int64_t ldy) {
+// Q4_K, and Q5_K (Block = BlockQ5_K), whose fifth bits add 16 to the nibbles of their elements.
+template <class Block>
+void tile_q45_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                int64_t t1, float* y, int64_t ldy) {
+  constexpr bool kQ5 = std::is_same_v<Block, BlockQ5_K>;
   const int64_t nb = a.nblk;
   for_tiles<kKR, kKT>(r0, r1, t0, t1, [&]<int R, int T>(int64_t r, int64_t t) {
-    const BlockQ4_K* wb[R];
+    const Block* wb[R];
     ENGRAM_UNROLL
-    for (int i = 0; i < R; ++i) wb[i] = row_blocks<BlockQ4_K>(w, r + i);
+    for (int i = 0; i < R; ++i) wb[i] = row_blocks<Block>(w, r + i);
     const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
     const float* xd = a.d + t * nb;             // [T, nb]
     const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
@@ -808,7 +826,7 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
     for (int64_t b = 0; b < nb; ++b) {
       ENGRAM_UNROLL
       for (int i = 0; i < R; ++i) {
-        const BlockQ4_K& blk = wb[i][b];
+        const Block& blk = wb[i][b];
         alignas(16) uint8_t sc[8], m[8];
         unpack_q4_k_scales(blk.scales, sc, m);
         // mins as i16 pairs [m0 m0 m1 m1 ...] to meet the per-16 activation sums.
@@ -817,11 +835,20 @@ void tile_q4_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int
         __m256i isum[T];
         ENGRAM_UNROLL
         for (int j = 0; j < T; ++j) isum[j] = _mm256_setzero_si256();
+        [[maybe_unused]] __m256i qh;
+        if constexpr (kQ5) qh = load256(blk.qh);
         ENGRAM_UNROLL
         for (int c = 0; c < 4; ++c) {
           const __m256i raw = load256(blk.qs + 32 * c);
-          const __m256i lo = _mm256_and_si256(raw, m4);
-          const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+          __m256i lo = _mm256_and_si256(raw, m4);
+          __m256i hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), m4);
+          if constexpr (kQ5) {  // bit 2c of qh[l] for the low sub-block, bit 2c + 1 the high
+            const __m256i one = _mm256_set1_epi8(1);
+            const __m256i b0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+            const __m256i b1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+            lo = _mm256_or_si256(lo, _mm256_slli_epi16(b0, 4));
+            hi = _mm256_or_si256(hi, _mm256_slli_epi16(b1, 4));
+          }
           const __m256i sc_lo = _mm256_set1_epi16(sc[2 * c]);
           const __m256i sc_hi = _mm256_set1_epi16(sc[2 * c + 1]);
           ENGRAM_UNROLL
@@ -938,14 +965,17 @@ const KernelTable& ENGRAM_KERNEL_TABLE_FN() {
     tile_q8_0,
     tile_q4_0,
 #endif
-    tile_q4_k,
+    tile_q45_k<BlockQ4_K>,
+    tile_q45_k<BlockQ5_K>,
     tile_q6_k,
 #if ENGRAM_VNNI
     tile_packed<false>,
     tile_packed<true>,
-    tile_packed_k<false>,
-    tile_packed_k<true>,
+    tile_packed_k<KQuant::Q4>,
+    tile_packed_k<KQuant::Q5>,
+    tile_packed_k<KQuant::Q6>,
 #else
+    nullptr,
     nullptr,
     nullptr,
     nullptr,

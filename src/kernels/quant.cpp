@@ -92,11 +92,12 @@ int64_t block_size_of(TensorType type) {
     case TensorType::Q4_0:
       return kQK;
     case TensorType::Q4_K:
+    case TensorType::Q5_K:
     case TensorType::Q6_K:
       return kQKK;
     default:
       throw Error("quant: tensor type id " + std::to_string(static_cast<uint32_t>(type)) +
-                  " is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)");
+                  " is not supported (supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)");
   }
 }
 
@@ -144,51 +145,78 @@ void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
   }
 }
 
+// The super-block header of Q4_K / Q5_K from 256 values: d, dmin, the packed 6-bit scales and
+// mins, and each value's level q in 0..levels (value ~= d * sc * q - dmin * m).
+void quantize_k_header(const float* x, int levels, uint16_t& d16, uint16_t& dmin16,
+                       uint8_t* scales, uint8_t* q) {
+  float scale[8], min[8];  // per sub-block: value ~= scale * q - min
+  float max_scale = 0.0f, max_min = 0.0f;
+  for (int j = 0; j < 8; ++j) {
+    float lo = 0.0f, hi = 0.0f;  // lo <= 0 keeps the min non-negative, as the format needs
+    for (int l = 0; l < 32; ++l) {
+      lo = std::min(lo, x[32 * j + l]);
+      hi = std::max(hi, x[32 * j + l]);
+    }
+    scale[j] = (hi - lo) / static_cast<float>(levels);
+    min[j] = -lo;
+    max_scale = std::max(max_scale, scale[j]);
+    max_min = std::max(max_min, min[j]);
+  }
+  d16 = fp32_to_fp16(max_scale / 63.0f);
+  dmin16 = fp32_to_fp16(max_min / 63.0f);
+  const float d = fp16_to_fp32(d16);
+  const float dmin = fp16_to_fp32(dmin16);
+  uint8_t sc[8], m[8];
+  for (int j = 0; j < 8; ++j) {
+    // Round the sub-block scale up so the largest value still fits in `levels` steps.
+    sc[j] = d > 0.0f ? static_cast<uint8_t>(
+                           std::clamp(static_cast<int>(std::ceil(scale[j] / d - 1e-4f)), 0, 63))
+                     : 0;
+    m[j] = dmin > 0.0f ? static_cast<uint8_t>(std::clamp(nearest_int(min[j] / dmin), 0, 63)) : 0;
+  }
+  for (int j = 0; j < 4; ++j) {
+    scales[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
+    scales[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
+    scales[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xf) | ((m[j + 4] & 0xf) << 4));
+  }
+  for (int j = 0; j < 8; ++j) {
+    const float ds = d * sc[j];
+    const float dm = dmin * m[j];
+    for (int l = 0; l < 32; ++l) {
+      const int v = ds != 0.0f ? nearest_int((x[32 * j + l] + dm) / ds) : 0;
+      q[32 * j + l] = static_cast<uint8_t>(std::clamp(v, 0, levels));
+    }
+  }
+}
+
+// The low nibbles of 256 levels in Q4_K/Q5_K order: chunk c of 32 bytes holds sub-block 2c in
+// its low nibbles and 2c + 1 in its high ones.
+void pack_k_nibbles(const uint8_t* q, uint8_t* qs) {
+  for (int c = 0; c < 4; ++c) {
+    for (int l = 0; l < 32; ++l) {
+      qs[32 * c + l] =
+          static_cast<uint8_t>((q[64 * c + l] & 0xf) | ((q[64 * c + 32 + l] & 0xf) << 4));
+    }
+  }
+}
+
 void quantize_q4_k(const float* x, BlockQ4_K* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i, x += kQKK) {
-    float scale[8], min[8];  // per sub-block: value ~= scale * q - min, q in 0..15
-    float max_scale = 0.0f, max_min = 0.0f;
-    for (int j = 0; j < 8; ++j) {
-      float lo = 0.0f, hi = 0.0f;  // lo <= 0 keeps the min non-negative, as the format needs
-      for (int l = 0; l < 32; ++l) {
-        lo = std::min(lo, x[32 * j + l]);
-        hi = std::max(hi, x[32 * j + l]);
-      }
-      scale[j] = (hi - lo) / 15.0f;
-      min[j] = -lo;
-      max_scale = std::max(max_scale, scale[j]);
-      max_min = std::max(max_min, min[j]);
-    }
-    y[i].d = fp32_to_fp16(max_scale / 63.0f);
-    y[i].dmin = fp32_to_fp16(max_min / 63.0f);
-    const float d = fp16_to_fp32(y[i].d);
-    const float dmin = fp16_to_fp32(y[i].dmin);
-    uint8_t sc[8], m[8];
-    for (int j = 0; j < 8; ++j) {
-      // Round the sub-block scale up so the largest value still fits in 15 steps.
-      sc[j] = d > 0.0f ? static_cast<uint8_t>(
-                             std::clamp(static_cast<int>(std::ceil(scale[j] / d - 1e-4f)), 0, 63))
-                       : 0;
-      m[j] = dmin > 0.0f ? static_cast<uint8_t>(std::clamp(nearest_int(min[j] / dmin), 0, 63)) : 0;
-    }
-    for (int j = 0; j < 4; ++j) {
-      y[i].scales[j] = static_cast<uint8_t>(sc[j] | ((sc[j + 4] >> 4) << 6));
-      y[i].scales[j + 4] = static_cast<uint8_t>(m[j] | ((m[j + 4] >> 4) << 6));
-      y[i].scales[j + 8] = static_cast<uint8_t>((sc[j + 4] & 0xf) | ((m[j + 4] & 0xf) << 4));
-    }
     uint8_t q[kQKK];
-    for (int j = 0; j < 8; ++j) {
-      const float ds = d * sc[j];
-      const float dm = dmin * m[j];
-      for (int l = 0; l < 32; ++l) {
-        const int v = ds != 0.0f ? nearest_int((x[32 * j + l] + dm) / ds) : 0;
-        q[32 * j + l] = static_cast<uint8_t>(std::clamp(v, 0, 15));
-      }
-    }
-    for (int c = 0; c < 4; ++c) {
-      for (int l = 0; l < 32; ++l) {
-        y[i].qs[32 * c + l] = static_cast<uint8_t>(q[64 * c + l] | (q[64 * c + 32 + l] << 4));
-      }
+    quantize_k_header(x, 15, y[i].d, y[i].dmin, y[i].scales, q);
+    pack_k_nibbles(q, y[i].qs);
+  }
+}
+
+void quantize_q5_k(const float* x, BlockQ5_K* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i, x += kQKK) {
+    uint8_t q[kQKK];
+    quantize_k_header(x, 31, y[i].d, y[i].dmin, y[i].scales, q);
+    pack_k_nibbles(q, y[i].qs);
+    for (int l = 0; l < 32; ++l) {
+      uint8_t bits = 0;
+      for (int j = 0; j < 8; ++j) bits = static_cast<uint8_t>(bits | ((q[32 * j + l] >> 4) << j));
+      y[i].qh[l] = bits;
     }
   }
 }
@@ -266,6 +294,23 @@ void dequantize_q4_k(const BlockQ4_K* x, float* y, int64_t nb) {
   }
 }
 
+void dequantize_q5_k(const BlockQ5_K* x, float* y, int64_t nb) {
+  for (int64_t i = 0; i < nb; ++i) {
+    const float d = fp16_to_fp32(x[i].d);
+    const float dmin = fp16_to_fp32(x[i].dmin);
+    uint8_t sc[8], m[8];
+    unpack_q4_k_scales(x[i].scales, sc, m);
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* q = x[i].qs + 32 * (j / 2);
+      const float dj = d * sc[j], mj = dmin * m[j];
+      for (int l = 0; l < 32; ++l) {
+        const int nib = j % 2 ? q[l] >> 4 : q[l] & 0xf;
+        *y++ = dj * (nib | (((x[i].qh[l] >> j) & 1) << 4)) - mj;
+      }
+    }
+  }
+}
+
 void dequantize_q6_k(const BlockQ6_K* x, float* y, int64_t nb) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = fp16_to_fp32(x[i].d);
@@ -314,6 +359,8 @@ void dequantize_row(TensorType type, const void* src, float* dst, int64_t n) {
       return dequantize_q4_0(static_cast<const BlockQ4_0*>(src), dst, n / kQK);
     case TensorType::Q4_K:
       return dequantize_q4_k(static_cast<const BlockQ4_K*>(src), dst, n / kQKK);
+    case TensorType::Q5_K:
+      return dequantize_q5_k(static_cast<const BlockQ5_K*>(src), dst, n / kQKK);
     case TensorType::Q6_K:
       return dequantize_q6_k(static_cast<const BlockQ6_K*>(src), dst, n / kQKK);
     default:
@@ -344,6 +391,8 @@ void quantize_row(TensorType type, const float* src, void* dst, int64_t n) {
       return quantize_q4_0(src, static_cast<BlockQ4_0*>(dst), n / kQK);
     case TensorType::Q4_K:
       return quantize_q4_k(src, static_cast<BlockQ4_K*>(dst), n / kQKK);
+    case TensorType::Q5_K:
+      return quantize_q5_k(src, static_cast<BlockQ5_K*>(dst), n / kQKK);
     case TensorType::Q6_K:
       return quantize_q6_k(src, static_cast<BlockQ6_K*>(dst), n / kQKK);
     default:

@@ -27,7 +27,7 @@ class Binder {
     if (!info || !info->supported) {
       throw Error(
           fmt::format("{}: tensor '{}' has type {}, which engram does not support "
-                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q6_K)",
+                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
                       f_.path(), name, tensor_type_name(t.type)));
     }
     if (t.ne.size() != 2 || t.ne[0] != cols || t.ne[1] != rows) {

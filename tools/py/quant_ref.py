@@ -11,7 +11,7 @@ With --llamacpp-probes DIR it instead writes, for the existing fixtures, small G
 that let llama.cpp dequantize the same blocks (see bench/llamacpp/dequant_check.mjs).
 
 Writes quant_TYPE.bin (raw blocks, as they sit in a GGUF tensor) and quant_TYPE.f32
-(little-endian float32 dequantized values) for TYPE in f16 bf16 q8_0 q4_0 q4_k q6_k.
+(little-endian float32 dequantized values) for TYPE in f16 bf16 q8_0 q4_0 q4_k q6_k q5_k.
 
 Block layouts (all little-endian; "f16" is an IEEE half):
   F16   one element: u16 half
@@ -28,6 +28,9 @@ Block layouts (all little-endian; "f16" is an IEEE half):
         sub-block 2k+1 in its high nibble, element c of each:
           x[64k + c]      = d*sc[2k]   * (qs[32k + c] & 15) - dmin*m[2k]
           x[64k + 32 + c] = d*sc[2k+1] * (qs[32k + c] >> 4) - dmin*m[2k+1]
+  Q5_K  256 elements, 176 bytes: f16 d; f16 dmin; u8 scales[12]; u8 qh[32]; u8 qs[128]
+        as Q4_K, with a fifth bit: element c of sub-block j (j < 8, c < 32) adds 16 * (bit j
+        of qh[c]) to its nibble before the scale: x = d*sc[j] * (q + 16*b) - dmin*m[j]
   Q6_K  256 elements, 210 bytes: u8 ql[128]; u8 qh[64]; i8 scales[16]; f16 d
         two halves h of 128 elements use ql[64h..64h+64), qh[32h..32h+32), scales[8h..8h+8);
         for l < 32 (s = l // 16):
@@ -38,7 +41,7 @@ Block layouts (all little-endian; "f16" is an IEEE half):
         x = d * scale * (q - 32)
 
 Arithmetic: every product above is exact in float32 (an 11-bit f16 mantissa times at most
-14 bits of integer), so the only rounding is Q4_K's final subtraction. The reference computes
+14 bits of integer), so the only rounding is Q4_K's and Q5_K's final subtraction. The reference computes
 in float64 (where the subtraction is exact too) and rounds to float32 once, which is the
 correctly rounded value any float32 implementation computing d*sc*q - dmin*m gets.
 """
@@ -60,11 +63,27 @@ LAYOUT = {
     "q4_0": (32, 18),
     "q4_k": (256, 144),
     "q6_k": (256, 210),
+    "q5_k": (256, 176),  # last: the fixtures' seeds go by position, so earlier ones stay put
 }
 
 
 def _f16(raw_u16):
     return np.asarray(raw_u16, dtype="<u2").view("<f2").astype(np.float64)
+
+
+def _k_scales(s):
+    """The 8 six-bit scales and mins of Q4_K/Q5_K blocks from their 12 packed bytes [nb, 12]."""
+    nb = s.shape[0]
+    sc = np.zeros((nb, 8), dtype=np.int64)
+    mn = np.zeros((nb, 8), dtype=np.int64)
+    for j in range(8):
+        if j < 4:
+            sc[:, j] = s[:, j] & 63
+            mn[:, j] = s[:, j + 4] & 63
+        else:
+            sc[:, j] = (s[:, j + 4] & 15) | ((s[:, j - 4] >> 6) << 4)
+            mn[:, j] = (s[:, j + 4] >> 4) | ((s[:, j] >> 6) << 4)
+    return sc, mn
 
 
 def dequantize(type_name, raw):
@@ -95,17 +114,8 @@ def dequantize(type_name, raw):
     elif type_name == "q4_k":
         d = _f16(blk[:, 0:2].copy().view("<u2"))
         dmin = _f16(blk[:, 2:4].copy().view("<u2"))
-        s = blk[:, 4:16].astype(np.int64)
+        sc, mn = _k_scales(blk[:, 4:16].astype(np.int64))
         qs = blk[:, 16:144].astype(np.int64)
-        sc = np.zeros((nb, 8), dtype=np.int64)
-        mn = np.zeros((nb, 8), dtype=np.int64)
-        for j in range(8):
-            if j < 4:
-                sc[:, j] = s[:, j] & 63
-                mn[:, j] = s[:, j + 4] & 63
-            else:
-                sc[:, j] = (s[:, j + 4] & 15) | ((s[:, j - 4] >> 6) << 4)
-                mn[:, j] = (s[:, j + 4] >> 4) | ((s[:, j] >> 6) << 4)
         y = np.zeros((nb, 256), dtype=np.float64)
         for k in range(4):
             chunk = qs[:, 32 * k: 32 * k + 32]
@@ -114,6 +124,21 @@ def dequantize(type_name, raw):
                 scale = d[:, 0] * sc[:, j]
                 minv = dmin[:, 0] * mn[:, j]
                 y[:, 64 * k + 32 * half: 64 * k + 32 * half + 32] = scale[:, None] * q - minv[:, None]
+    elif type_name == "q5_k":
+        d = _f16(blk[:, 0:2].copy().view("<u2"))
+        dmin = _f16(blk[:, 2:4].copy().view("<u2"))
+        sc, mn = _k_scales(blk[:, 4:16].astype(np.int64))
+        qh = blk[:, 16:48].astype(np.int64)
+        qs = blk[:, 48:176].astype(np.int64)
+        y = np.zeros((nb, 256), dtype=np.float64)
+        for k in range(4):
+            chunk = qs[:, 32 * k: 32 * k + 32]
+            for half, q in ((0, chunk & 15), (1, chunk >> 4)):
+                j = 2 * k + half  # sub-block j's fifth bits are bit j of qh[0..31]
+                q5 = q + 16 * ((qh >> j) & 1)
+                scale = d[:, 0] * sc[:, j]
+                minv = dmin[:, 0] * mn[:, j]
+                y[:, 32 * j: 32 * j + 32] = scale[:, None] * q5 - minv[:, None]
     elif type_name == "q6_k":
         ql = blk[:, 0:128].astype(np.int64)
         qh = blk[:, 128:192].astype(np.int64)
@@ -172,7 +197,7 @@ def random_blocks(type_name, n_blocks, rng):
     raw = rng.integers(0, 256, size=(n_blocks, bb), dtype=np.uint16).astype(np.uint8)
     if type_name in ("q8_0", "q4_0"):
         raw[:, 0:2] = _rand_scale_f16(rng, n_blocks, signed=True).view(np.uint8).reshape(n_blocks, 2)
-    elif type_name == "q4_k":
+    elif type_name in ("q4_k", "q5_k"):
         raw[:, 0:2] = _rand_scale_f16(rng, n_blocks, signed=False).view(np.uint8).reshape(n_blocks, 2)
         raw[:, 2:4] = _rand_scale_f16(rng, n_blocks, signed=False).view(np.uint8).reshape(n_blocks, 2)
     elif type_name == "q6_k":
@@ -204,6 +229,14 @@ def self_test():
         for c in range(32):
             assert y[64 * k + c] == sc[2 * k] * (c % 16) - 0.5 * mn[2 * k]
             assert y[64 * k + 32 + c] == sc[2 * k + 1] * (15 - c % 16) - 0.5 * mn[2 * k + 1]
+    # Q5_K: the Q4_K block above with qh = bit j set for the even elements of sub-block j >= 4
+    qh = bytes(sum(1 << j for j in range(4, 8)) if c % 2 == 0 else 0 for c in range(32))
+    y5 = dequantize("q5_k", half(1.0) + half(0.5) + bytes(s) + qh + qs)
+    for j in range(8):
+        for c in range(32):
+            base = y[32 * j + c] + 0.5 * mn[j]  # sc * q of the Q4_K block
+            extra = 16 * sc[j] if (j >= 4 and c % 2 == 0) else 0
+            assert y5[32 * j + c] == base + extra - 0.5 * mn[j]
     # Q6_K: pick q for every element, pack, and check it comes back
     rng = np.random.default_rng(7)
     q = rng.integers(0, 64, size=256)
@@ -226,7 +259,7 @@ def self_test():
 
 PROBE_EMBD = 512  # two K-quant blocks a row, so per-block scales are compared too
 PROBE_EPS = 1e-6
-GGML_TYPE_ID = {"q8_0": 8, "q4_0": 2, "q4_k": 12, "q6_k": 14}
+GGML_TYPE_ID = {"q8_0": 8, "q4_0": 2, "q4_k": 12, "q6_k": 14, "q5_k": 13}
 
 
 def write_llamacpp_probes(fixture_dir, out_dir):
