@@ -274,7 +274,6 @@ class MemorySession {
   std::vector<std::string> forgotten_;  // forget requests of this conversation
   std::shared_ptr<const Grammar> extraction_grammar_;
   std::vector<std::shared_ptr<const Grammar>> merge_grammars_;  // by number of existing memories
-  int64_t reflections_ = 0;
 };
 
 // A store usable from several threads: every call under one mutex (the server's HTTP threads
