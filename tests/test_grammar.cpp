@@ -110,6 +110,10 @@ TEST(GrammarJsonSchema, StringsPatternsFormatsAndNumbers) {
   expect_language(d, {R"("2024-02-29")", R"("2000-02-29")"},
                   {R"("2024-13-01")", R"("yesterday")", R"("2023-02-29")", R"("2024-04-31")",
                    R"("1900-02-29")"});
+  auto e = schema(R"({"type":"string","format":"email"})");
+  expect_language(
+      e, {R"("a.b+c@ex-ample.co")", R"("x_y@a.b.c")"},
+      {R"("x@.")", R"("a,b@c.d")", R"("a@b")", R"("a..b@c.d")", R"(".a@c.d")", R"("a@-c.d")"});
   auto n = schema(R"({"type":"number","minimum":0,"maximum":100})");
   expect_language(n, {"0", "100", "99.5", "100.0", "3"}, {"-1", "100.5", "101", "-0.5"});
   auto i = schema(R"({"type":"integer","exclusiveMinimum":-5,"maximum":250})");

@@ -228,12 +228,17 @@ const std::map<std::string, std::string>& format_regexes() {
       "(?:[01]\\d|2[0-3]):[0-5]\\d:(?:[0-5]\\d|60)(?:\\.\\d+)?(?:[Zz]|[+-](?:[01]\\d|2[0-3]):[0-5]"
       "\\d)";
   static const std::string uric = "[^\\s\"<>\\\\^`{|}]";
+  static const std::string host =
+      "[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,61}[A-Za-z0-9])?(?:\\.[A-Za-z0-9](?:[A-Za-z0-9\\-]{0,61}["
+      "A-Za-z0-9])?)+";
   static const std::string segc = "[^\\s\"<>\\\\^`{|}:/?#]";
   static const std::map<std::string, std::string> m = {
       {"date-time", date + "[Tt]" + time},
       {"date", date},
       {"time", time},
-      {"email", "[^\\s@\"\\\\]+@[^\\s@\"\\\\]+"},
+      // A dot-atom local part at a host name (RFC 5322 / 1034, what validators such as
+      // ajv-formats check); idn-email keeps the loose form, as its characters are any.
+      {"email", "[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*@" + host},
       {"idn-email", "[^\\s@\"\\\\]+@[^\\s@\"\\\\]+"},
       {"uuid", "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"},
       {"uri", "[A-Za-z][A-Za-z0-9+.\\-]*:" + uric + "*"},
