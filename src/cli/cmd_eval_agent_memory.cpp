@@ -99,6 +99,7 @@ void run(AgentMemoryOptions& o) {
   j["turns"] = r.turns;
   j["sessions"] = r.sessions;
   j["embedding_dim"] = r.embedding_dim;
+  j["unattributed"] = r.unattributed;
   j["model"] = o.model;
   j["seconds"] = r.seconds;
   j["params"] = {

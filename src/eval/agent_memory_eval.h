@@ -72,6 +72,7 @@ struct AgentMemoryEvalResult {
   int dropped_evidence = 0;
   int turns = 0, sessions = 0;
   int embedding_dim = 0;
+  int unattributed = 0;  // attention draws skipped: the prompt's tokens did not spell its text
   // "<unit>/<retriever>/<half>/r<k>", unit turns|sessions, retriever bm25|dense|hybrid|
   // rerank-<init|oracle|negative|random|attention|citation>, half all|learn|test, k 5|10.
   std::map<std::string, RecallSum> recall;
