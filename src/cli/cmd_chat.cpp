@@ -16,6 +16,7 @@
 #include <iostream>
 #include <random>
 
+#include "agent_memory/store_input.h"
 #include "chat/jinja.h"
 #include "cli/commands.h"
 #include "cli/common.h"
@@ -428,6 +429,7 @@ class ChatSession {
     if (!has_store && !o_.temporary) return;
     if (o_.user.empty())
       throw Error("chat: --user is required with --memory-db, --pg or --temporary");
+    agent_memory::check_user(o_.user);  // a bad name is an error now, not at every turn
     if (!has_store && o_.temporary) {
       // Nothing to leave untouched; a temporary chat without a store is a plain chat.
     } else if (!o_.temporary) {

@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <memory>
 
+#include "agent_memory/store_input.h"
 #include "cli/commands.h"
 #include "cli/common.h"
 #include "cli/memory_options.h"
@@ -34,6 +35,7 @@ std::string key_and_user(const std::string& entry, std::map<std::string, std::st
   if (key.empty() || user.empty()) {
     throw Error("an API key entry KEY:USER has an empty key or user");
   }
+  agent_memory::check_user(user);
   users[key] = user;
   return key;
 }

@@ -335,6 +335,23 @@ describe("engram chat --memory-db", () => {
     assert.match(memory("list", "--user", "erin").stdout, /Catholic/);
   });
 
+  test("isolation through chat: hostile user names and texts see and change nothing of another's", () => {
+    const before = memory("list", "--user", "carol", "--json").stdout;
+    assert.ok(before.length > 0);
+    for (const user of ["carol' OR '1'='1", "carol%", "CAROL", " carol", "*", "x".repeat(300)]) {
+      const r = chat(["--memory-db", db, "--user", user, "-v"],
+        ["What do you remember about me?", "Forget chess.", "NEAR(chess hobby) OR \"x\" * ^summary:1"]);
+      if (r.status !== 0) {
+        assert.match(r.stderr, /user is \d+ bytes/, r.stderr);  // refused, naming the field
+        continue;
+      }
+      assert.match(r.stdout, /I don't remember anything about you yet/);
+      assert.match(r.stdout, /nothing matching that to forget/);
+      assert.doesNotMatch(r.stderr, /\[memory \[\d/);  // no memory reached the prompt
+    }
+    assert.equal(memory("list", "--user", "carol", "--json").stdout, before);
+  });
+
   test("flags: a user is required, --session cannot be combined", () => {
     let r = chat(["--memory-db", db], ["hi"]);
     assert.notEqual(r.status, 0);
