@@ -96,7 +96,7 @@ void EarleyParser::closure(size_t from) {
   }
 }
 
-bool EarleyParser::push_byte(uint8_t byte) {
+bool EarleyParser::push_byte(uint8_t byte, bool fresh_only) {
   const size_t prev_b = set_start_.back(), prev_e = items_.size();
   set_start_.push_back(static_cast<uint32_t>(prev_e));
   ++stamp_;
@@ -106,6 +106,7 @@ bool EarleyParser::push_byte(uint8_t byte) {
   const auto& terms = g_.terminals();
   for (size_t i = prev_b; i < prev_e; ++i) {
     const EarleyItem it = items_[i];
+    if (fresh_only && !it.fresh) continue;
     const Rule& r = rules[it.rule];
     if (it.dot >= r.rhs.size() || !Cfg::is_terminal(r.rhs[it.dot])) continue;
     const Terminal& term = terms[Cfg::term_of(r.rhs[it.dot])];

@@ -36,7 +36,10 @@ class EarleyParser {
   explicit EarleyParser(const Cfg& g);
 
   // Scans one byte into a new set; returns false (and adds nothing) when no item survives.
-  bool push_byte(uint8_t b);
+  // fresh_only: scan only the fresh items (see EarleyItem::fresh) -- what the mask
+  // computation needs below a lexeme boundary inside a token, where the tokens that continue
+  // an older lexeme are already in the precomputed masks.
+  bool push_byte(uint8_t b, bool fresh_only = false);
   void pop();
   size_t n_sets() const { return set_start_.size(); }
   // The grammar's start symbol has been completed over all bytes so far.

@@ -151,16 +151,16 @@ struct GrammarMatcher::Impl {
   }
 
   // Explores the children of `node` (already pushed) while a lexeme begun in this token lives.
+  // Only the fresh items are scanned: whatever continues an older lexeme is in the
+  // precomputed masks, and where an older lexeme ends further down (another frontier node)
+  // walk_frontier() starts again with every item (so nodes here are not marked visited).
   void explore(uint32_t node) {
     const auto& nodes = trie.nodes();
     const uint32_t end = nodes[node].subtree_end;
     for (uint32_t c = node + 1; c < end; c = nodes[c].subtree_end) {
-      if (!parser.push_byte(nodes[c].byte)) continue;
-      if (parser.top_has_fresh()) {
-        visited[c] = walk;
-        set_token(c);
-        if (nodes[c].subtree_end > c + 1) explore(c);
-      }
+      if (!parser.push_byte(nodes[c].byte, true)) continue;
+      set_token(c);
+      if (nodes[c].subtree_end > c + 1) explore(c);
       parser.pop();
     }
   }
