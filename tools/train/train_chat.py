@@ -14,8 +14,9 @@ Resumable (--resume), checkpoints every --ckpt-minutes; the CSV log is cut back 
 
 Usage:
   /usr/bin/python3 tools/train/prepare_data.py --out build-chatmodel/data
-  /usr/bin/python3 tools/train/train_chat.py --out build-chatmodel/run [--grow 1] [--minutes 80] [--resume]
-  /usr/bin/python3 tools/train/export_chat_gguf.py --ckpt build-chatmodel/run/last.pt
+  sh tools/train/reproduce-chat.sh build-chatmodel/run3     (the shipped run: --grow 2 --steps 2900 --augment-from 0 ...)
+  /usr/bin/python3 tools/train/train_chat.py --out DIR [--grow N] [--steps N] [--stop-at N] [--resume]
+  sh tools/train/finalize-chat.sh build-chatmodel/run3/last.pt build-chatmodel/run3/log.csv
 """
 import argparse
 import math
