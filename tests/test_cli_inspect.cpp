@@ -37,8 +37,8 @@ std::string write_model(const std::string& name) {
   w.add_tensor("token_embd.weight", {32, 43}, engram::TensorType::F16, emb.data(), emb.size());
   const std::vector<uint8_t> norm(32 * 4, 0);
   w.add_tensor("output_norm.weight", {32}, engram::TensorType::F32, norm.data(), norm.size());
-  const std::vector<uint8_t> q(256 / 256 * 176 * 2, 0);
-  w.add_tensor("blk.0.ffn_down.weight", {256, 2}, engram::TensorType::Q5_K, q.data(), q.size());
+  const std::vector<uint8_t> q(256 / 256 * 110 * 2, 0);
+  w.add_tensor("blk.0.ffn_down.weight", {256, 2}, engram::TensorType::Q3_K, q.data(), q.size());
   const std::string path = temp_path(name);
   w.write(path);
   return path;
@@ -89,7 +89,7 @@ TEST(CliInspect, TextSummaryMetadataAndTensors) {
   EXPECT_NE(o.find("tokenizer     llama, 43 tokens"), std::string::npos) << o;
   EXPECT_NE(o.find("weights       3 tensors, 1.9K params"), std::string::npos) << o;
   EXPECT_NE(o.find("f16 x 1"), std::string::npos) << o;
-  EXPECT_NE(o.find("not computable by engram: q5_K"), std::string::npos) << o;
+  EXPECT_NE(o.find("not computable by engram: q3_K"), std::string::npos) << o;
   EXPECT_NE(o.find("[43 x string] <s>, </s>, line\\nbreak, t0, t1, ..."), std::string::npos) << o;
   EXPECT_NE(o.find("blk.0.ffn_down.weight"), std::string::npos) << o;
   EXPECT_NE(o.find("256 x 2"), std::string::npos) << o;
@@ -109,8 +109,8 @@ TEST(CliInspect, Json) {
   EXPECT_EQ(j["size"], std::filesystem::file_size(path));
   EXPECT_EQ(j["summary"]["tensors"], 3);
   EXPECT_EQ(j["summary"]["params"], 32 * 43 + 32 + 512);
-  EXPECT_EQ(j["summary"]["types"]["q5_K"]["count"], 1);
-  EXPECT_EQ(j["summary"]["unsupported_types"], nlohmann::json::array({"q5_K"}));
+  EXPECT_EQ(j["summary"]["types"]["q3_K"]["count"], 1);
+  EXPECT_EQ(j["summary"]["unsupported_types"], nlohmann::json::array({"q3_K"}));
   EXPECT_EQ(j["metadata"]["llama.context_length"]["value"], 256);
   EXPECT_EQ(j["metadata"]["llama.attention.layer_norm_rms_epsilon"]["value"], 1e-05);
   const auto& tokens = j["metadata"]["tokenizer.ggml.tokens"];
@@ -120,7 +120,7 @@ TEST(CliInspect, Json) {
   EXPECT_EQ(tokens["value"][2], "line\nbreak");
   EXPECT_EQ(j["tensors"][0]["name"], "token_embd.weight");
   EXPECT_EQ(j["tensors"][0]["shape"], nlohmann::json::array({32, 43}));
-  EXPECT_EQ(j["tensors"][2]["type"], "q5_K");
+  EXPECT_EQ(j["tensors"][2]["type"], "q3_K");
   EXPECT_EQ(j["tensors"][1]["file_offset"].get<uint64_t>() % 32, 0u);
 
   r = run_cli("inspect --json --full '" + path + "'");

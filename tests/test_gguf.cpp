@@ -146,7 +146,7 @@ TEST(TensorType, GeometryMatchesGgml) {
       {TensorType::Q5_0, "q5_0", 32, 22, false},   {TensorType::Q5_1, "q5_1", 32, 24, false},
       {TensorType::Q8_1, "q8_1", 32, 36, false},   {TensorType::Q2_K, "q2_K", 256, 84, false},
       {TensorType::Q3_K, "q3_K", 256, 110, false}, {TensorType::Q4_K, "q4_K", 256, 144, true},
-      {TensorType::Q5_K, "q5_K", 256, 176, true}, {TensorType::Q6_K, "q6_K", 256, 210, true},
+      {TensorType::Q5_K, "q5_K", 256, 176, true},  {TensorType::Q6_K, "q6_K", 256, 210, true},
       {TensorType::Q8_K, "q8_K", 256, 292, false}, {TensorType::I8, "i8", 1, 1, false},
       {TensorType::I16, "i16", 1, 2, false},       {TensorType::I32, "i32", 1, 4, false},
       {TensorType::I64, "i64", 1, 8, false},       {TensorType::F64, "f64", 1, 8, false},

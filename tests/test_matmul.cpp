@@ -131,11 +131,12 @@ TEST(Matmul, PackedMatchesScalarAndReference) {
   if (!isa_available(Isa::Avx512)) GTEST_SKIP() << "no packed layout on this CPU";
   ThreadPool pool(2);
   std::mt19937 rng(21);
-  for (TensorType type : {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K,
-                          TensorType::Q6_K}) {
+  for (TensorType type :
+       {TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K, TensorType::Q5_K, TensorType::Q6_K}) {
     ASSERT_TRUE(packs_type(Isa::Avx512, type));
     const bool kquant = is_k_quant(type);
-    for (int64_t cols : kquant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 544}) {
+    for (int64_t cols :
+         kquant ? std::vector<int64_t>{256, 768} : std::vector<int64_t>{32, 96, 544}) {
       for (int64_t rows : {1, 15, 16, 17, 37, 100}) {
         Weights wt = make_weights(type, rows, cols, rng, /*pad=*/rows % 2 ? 6 : 0);
         WeightMatrix packed = wt.w;
@@ -269,7 +270,8 @@ TEST(Matmul, ManyMatricesEqualSeparateCalls) {
     wts.push_back(make_weights(TensorType::Q8_0, 40, cols, rng));
     wts.push_back(make_weights(TensorType::Q4_0, 48, cols, rng));
     // packed (on AVX-512): the first Q4_K and Q5_K, the last Q8_0 and Q4_0
-    for (size_t i : {size_t{0}, size_t{2}, wts.size() - 2, wts.size() - 1}) prepack_weights(wts[i].w);
+    for (size_t i : {size_t{0}, size_t{2}, wts.size() - 2, wts.size() - 1})
+      prepack_weights(wts[i].w);
     const std::vector<float> x = make_acts(n_tok, cols, rng);
     std::vector<WeightMatrix> w;
     std::vector<std::vector<float>> many, one;

@@ -18,7 +18,7 @@ struct Rewrite {
   std::string arch = "";
   std::string drop_tensor = "";
   std::string retype_tensor = "";
-  TensorType new_type = TensorType::Q5_K;
+  TensorType new_type = TensorType::Q3_K;
 };
 
 std::string rewrite(const Rewrite& r, const std::string& name) {
@@ -78,8 +78,8 @@ TEST(ModelLoad, RefusesUnsupportedArchitectureByName) {
 TEST(ModelLoad, RefusesUnsupportedTensorTypeByName) {
   Rewrite r;
   r.retype_tensor = "blk.0.ffn_up.weight";
-  r.new_type = TensorType::Q5_K;
-  expect_load_error(rewrite(r, "type"), "q5_K");
+  r.new_type = TensorType::Q3_K;
+  expect_load_error(rewrite(r, "type"), "q3_K");
 }
 
 TEST(ModelLoad, NamesAMissingTensor) {

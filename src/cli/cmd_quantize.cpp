@@ -46,11 +46,10 @@ struct Target {
 // llama_ftype values (llama.h): ALL_F32 0, MOSTLY_F16 1, MOSTLY_Q4_0 2, MOSTLY_Q8_0 7,
 // MOSTLY_Q4_K_M 15, MOSTLY_Q5_K_M 17, MOSTLY_Q6_K 18, MOSTLY_BF16 32.
 constexpr Target kTargets[] = {
-    {"q8_0", TensorType::Q8_0, 7, false}, {"q4_0", TensorType::Q4_0, 2, false},
-    {"q4_k", TensorType::Q4_K, 15, true}, {"q5_k", TensorType::Q5_K, 17, true},
-    {"q6_k", TensorType::Q6_K, 18, false},
-    {"f16", TensorType::F16, 1, false},   {"bf16", TensorType::BF16, 32, false},
-    {"f32", TensorType::F32, 0, false},
+    {"q8_0", TensorType::Q8_0, 7, false},  {"q4_0", TensorType::Q4_0, 2, false},
+    {"q4_k", TensorType::Q4_K, 15, true},  {"q5_k", TensorType::Q5_K, 17, true},
+    {"q6_k", TensorType::Q6_K, 18, false}, {"f16", TensorType::F16, 1, false},
+    {"bf16", TensorType::BF16, 32, false}, {"f32", TensorType::F32, 0, false},
 };
 
 const Target& find_target(const std::string& name) {
@@ -216,8 +215,9 @@ void add_quantize_command(CLI::App& app) {
       "quantize", "Write a copy of a GGUF model with its weight matrices quantized");
   cmd->add_option("input", opt->input, "Input GGUF model")->required();
   cmd->add_option("output", opt->output, "Output GGUF path")->required();
-  cmd->add_option("--type", opt->type,
-                  "Target type: q8_0, q4_0, q4_k (Q4_K_M mix), q5_k (Q5_K_M mix), q6_k, f16, bf16, f32")
+  cmd->add_option(
+         "--type", opt->type,
+         "Target type: q8_0, q4_0, q4_k (Q4_K_M mix), q5_k (Q5_K_M mix), q6_k, f16, bf16, f32")
       ->required();
   cmd->add_option("-t,--threads", opt->threads, "Threads (0 = all cores, at most 8)");
   cmd->callback([opt] { run_quantize(*opt); });

@@ -52,9 +52,9 @@ struct BlockQ6_K {
 };
 static_assert(sizeof(BlockQ6_K) == 210);
 
-// Unpacks the 6-bit scales and mins of a Q4_K (or Q5_K) block: sc[0..7], m[0..7]. Works on 32-bit words
-// (bytes 0-3 hold sc0-3 plus the high bits of sc4-7, bytes 4-7 m0-3 plus the high bits of
-// m4-7, bytes 8-11 the low nibbles of sc4-7 and m4-7).
+// Unpacks the 6-bit scales and mins of a Q4_K or Q5_K block: sc[0..7], m[0..7]. Works on
+// 32-bit words (bytes 0-3 hold sc0-3 plus the high bits of sc4-7, bytes 4-7 m0-3 plus the high
+// bits of m4-7, bytes 8-11 the low nibbles of sc4-7 and m4-7).
 inline void unpack_q4_k_scales(const uint8_t* s, uint8_t* sc, uint8_t* m) {
   uint32_t u0, u1, u2;
   std::memcpy(&u0, s, 4);

@@ -353,9 +353,9 @@ const char* matmul_isa() {
 }
 
 bool packs_type(Isa isa, TensorType t) {
-  return isa == Isa::Avx512 && (t == TensorType::Q8_0 || t == TensorType::Q4_0 ||
-                                t == TensorType::Q4_K || t == TensorType::Q5_K ||
-                                t == TensorType::Q6_K);
+  return isa == Isa::Avx512 &&
+         (t == TensorType::Q8_0 || t == TensorType::Q4_0 || t == TensorType::Q4_K ||
+          t == TensorType::Q5_K || t == TensorType::Q6_K);
 }
 
 namespace {

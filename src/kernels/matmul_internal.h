@@ -94,8 +94,8 @@ struct KernelTable {
   TileFn f32, f16, bf16, q8_0, q4_0, q4_k, q5_k, q6_k;
   // Kernels over PackedWeights (w.packed); null when the family has no packed layout. Row
   // ranges start at a multiple of 16.
-  TileFn q8_0_packed = nullptr, q4_0_packed = nullptr, q4_k_packed = nullptr,
-         q5_k_packed = nullptr, q6_k_packed = nullptr;
+  TileFn q8_0_packed = nullptr, q4_0_packed = nullptr, q4_k_packed = nullptr, q5_k_packed = nullptr,
+         q6_k_packed = nullptr;
 };
 
 const KernelTable& kernels_scalar();

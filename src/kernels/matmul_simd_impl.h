@@ -609,8 +609,8 @@ inline __m512i bcast_i32(const void* p) {
 }
 
 template <bool Q5, int T>
-inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t,
-                              float* y, int64_t ldy, __mmask16 mask) {
+inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
+                              int64_t ldy, __mmask16 mask) {
   constexpr int kScales = Q5 ? 2048 + 512 : 2048;  // the record's scales, then its mins
   const uint8_t* gq = p.group(r / PackedWeights::kRows);
   const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 32]
@@ -646,7 +646,7 @@ inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, 
       ENGRAM_UNROLL
       for (int k = 0; k < 4; ++k) {
         const __m512i z = _mm512_load_si512(rec + 256 * sb + 64 * k);
-        __m512i lo = _mm512_and_si512(z, m4);                         // elements 4k..
+        __m512i lo = _mm512_and_si512(z, m4);                        // elements 4k..
         __m512i hi = _mm512_and_si512(_mm512_srli_epi16(z, 4), m4);  // 16 + 4k..
         if constexpr (Q5) {  // bit k -> 16 for the low nibble, bit 4 + k for the high one
           const __m512i c16 = _mm512_set1_epi8(0x10);
@@ -734,11 +734,11 @@ inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
           const __m512i z = _mm512_load_si512(rec + 256 * c + 64 * k);
           __m512i hb = _mm512_load_si512(rec + 2048 + 128 * c + 64 * (k / 2));
           if (k % 2) hb = _mm512_srli_epi16(hb, 4);
-          const __m512i q =
-              half == 0 ? _mm512_or_si512(_mm512_and_si512(z, m4),
-                                          _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30))
-                        : _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(z, 4), m4),
-                                          _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
+          const __m512i q = half == 0
+                                ? _mm512_or_si512(_mm512_and_si512(z, m4),
+                                                  _mm512_and_si512(_mm512_slli_epi16(hb, 4), m30))
+                                : _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(z, 4), m4),
+                                                  _mm512_and_si512(_mm512_slli_epi16(hb, 2), m30));
           ENGRAM_UNROLL
           for (int j = 0; j < T; ++j) {
             const int8_t* xb = xq + j * a.cols + 256 * b + 32 * c + 16 * half + 4 * k;

@@ -147,8 +147,8 @@ void quantize_q4_0(const float* x, BlockQ4_0* y, int64_t nb) {
 
 // The super-block header of Q4_K / Q5_K from 256 values: d, dmin, the packed 6-bit scales and
 // mins, and each value's level q in 0..levels (value ~= d * sc * q - dmin * m).
-void quantize_k_header(const float* x, int levels, uint16_t& d16, uint16_t& dmin16,
-                       uint8_t* scales, uint8_t* q) {
+void quantize_k_header(const float* x, int levels, uint16_t& d16, uint16_t& dmin16, uint8_t* scales,
+                       uint8_t* q) {
   float scale[8], min[8];  // per sub-block: value ~= scale * q - min
   float max_scale = 0.0f, max_min = 0.0f;
   for (int j = 0; j < 8; ++j) {
