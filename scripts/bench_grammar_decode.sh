@@ -8,7 +8,7 @@
 #     (default build/engram; models/engram-tiny-chat.gguf and, if present,
 #      build/bench/bench-125m-q8_0.gguf: tools/py/make_bench_model.py --shape 125m, then
 #      engram quantize --type q8_0)
-#   ROUNDS (5), N_PREDICT (256), SCHEMA (tests/fixtures/grammar/decode_bench.schema.json: 30+
+#   ROUNDS (9), N_PREDICT (480: the chat model's context is 512), SCHEMA (tests/fixtures/grammar/decode_bench.schema.json: 30+
 #   objects of a bounded string and an integer list, so that the output is long and crosses
 #   every kind of lexeme boundary).
 set -euo pipefail
@@ -20,8 +20,8 @@ if [ ${#models[@]} -eq 0 ]; then
   models=(models/engram-tiny-chat.gguf)
   [ -f build/bench/bench-125m-q8_0.gguf ] && models+=(build/bench/bench-125m-q8_0.gguf)
 fi
-rounds=${ROUNDS:-5}
-n=${N_PREDICT:-256}
+rounds=${ROUNDS:-9}
+n=${N_PREDICT:-480}
 schema=${SCHEMA:-tests/fixtures/grammar/decode_bench.schema.json}
 
 tok_s() {  # the decode tok/s of one run
