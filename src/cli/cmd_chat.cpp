@@ -584,12 +584,7 @@ void add_chat_command(CLI::App& app) {
                               "Remember the user in this PostgreSQL store (postgresql:// URL)");
   mdb->excludes(mpg);
   cmd->add_option("--user", o->user, "Whose memories (with --memory-db / --pg)");
-  cmd->add_option(
-         "--memory-rerank", o->memory_rerank,
-         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
-         "(RMM's reranker, learned per user from the replies' citations)")
-      ->check(CLI::IsMember({"fixed", "learned"}))
-      ->capture_default_str();
+  add_memory_rerank_option(cmd, o->memory_rerank);
   cmd->add_flag("--temporary", o->temporary,
                 "A temporary chat: no memory is read or written (the store is not even opened)");
   cmd->callback([o, cmd] { chat(*o, *cmd); });

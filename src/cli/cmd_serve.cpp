@@ -101,12 +101,7 @@ void add_serve_command(CLI::App& app) {
                   "Seconds without a request after which a memory conversation ends (and what "
                   "to remember from it is decided)")
       ->capture_default_str();
-  cmd->add_option(
-         "--memory-rerank", o->memory_rerank,
-         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
-         "(RMM's reranker, learned per user from the replies' citations)")
-      ->check(CLI::IsMember({"fixed", "learned"}))
-      ->capture_default_str();
+  add_memory_rerank_option(cmd, o->memory_rerank);
   cmd->add_option("--parallel", s.parallel, "Slots: requests generated together")
       ->capture_default_str();
   cmd->add_option("--queue", s.queue, "Requests that may wait for a slot before 503")

@@ -54,6 +54,15 @@ std::ofstream open_output(const std::string& path, const char* cmd, const char* 
   return f;
 }
 
+void add_memory_rerank_option(CLI::App* cmd, std::string& rerank) {
+  cmd->add_option(
+         "--memory-rerank", rerank,
+         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
+         "(RMM's reranker, learned per user from the replies' citations)")
+      ->check(CLI::IsMember({"fixed", "learned"}))
+      ->capture_default_str();
+}
+
 void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed) {
   cmd->add_option("--seed", seed, "Sampling seed (default: random)");
   cmd->add_option("--temp", sampling.temperature, "Temperature; 0 = greedy")->capture_default_str();
