@@ -27,9 +27,9 @@ struct WeightMatrix {
 };
 
 // Repacks w's rows for the fastest kernel on this CPU when it has a packed layout for w's
-// type (today Q8_0, Q4_0, Q4_K and Q6_K on AVX-512 VNNI: rows interleaved 16 at a time, see
-// PackedWeights in kernels/matmul_internal.h); otherwise leaves
-// w as it is. Costs one more copy of the matrix (the same number of bytes); call once at load.
+// type (today Q8_0, Q4_0, Q4_K, Q5_K and Q6_K on AVX-512 VNNI: rows interleaved 16 at a
+// time; see PackedWeights in kernels/matmul_internal.h); otherwise leaves w as it is. Costs
+// one more copy of the matrix (about the same number of bytes); call once at load.
 void prepack_weights(WeightMatrix& w);
 
 // x: [n_tok, cols] f32, row-major. y: [n_tok, rows] f32, row-major.
