@@ -281,7 +281,7 @@ void expect_refused(const std::function<void(GgufWriter&)>& edit, const std::str
 
 TEST(TokenizerErrors, RefusesInconsistentVocabularies) {
   expect_refused([](GgufWriter& w) { w.set_string("tokenizer.ggml.model", "xyz"); },
-                 "tokenizer model 'xyz' is not supported (supported: llama, gpt2)");
+                 "tokenizer model 'xyz' is not supported (supported: llama, gpt2, bert)");
   expect_refused([](GgufWriter& w) { w.set_string("tokenizer.ggml.pre", "klingon"); },
                  "tokenizer.ggml.pre 'klingon' is not supported");
   expect_refused(

@@ -1,9 +1,11 @@
 // Tokenizers built from GGUF metadata (tokenizer.ggml.*).
 //
-// Two models: `llama` (SentencePiece BPE: merges by piece score, U+2581 for spaces, byte
-// fallback) and `gpt2` (byte-level BPE: ranked merges after a pre-tokenizer split chosen by
-// tokenizer.ggml.pre). Both are checked against Hugging Face's tokenizers (transformers.js)
-// on the Llama-2, Llama-3 and Qwen3 vocabularies; see tools/tokenizer/.
+// Three models: `llama` (SentencePiece BPE: merges by piece score, U+2581 for spaces, byte
+// fallback), `gpt2` (byte-level BPE: ranked merges after a pre-tokenizer split chosen by
+// tokenizer.ggml.pre), both checked against Hugging Face's tokenizers (transformers.js) on the
+// Llama-2, Llama-3 and Qwen3 vocabularies (see tools/tokenizer/), and `bert` (WordPiece in
+// llama.cpp's layout: word-initial pieces prefixed with U+2581, "##" pieces stored bare;
+// src/tokenizer/wordpiece.cpp), checked against a Python reference (tools/py/bert_reference.py).
 //
 // Text in is bytes: ill-formed UTF-8 is replaced by U+FFFD per maximal subpart (what a
 // JavaScript/Python client decoding the same bytes would pass on), so encode never fails.
@@ -32,7 +34,7 @@ enum class TokenType : uint8_t {
   Byte = 6,
 };
 
-enum class TokenizerModel : uint8_t { Llama, Gpt2 };
+enum class TokenizerModel : uint8_t { Llama, Gpt2, Bert };
 
 class Tokenizer {
  public:
@@ -43,7 +45,8 @@ class Tokenizer {
   Tokenizer(const Tokenizer&) = delete;
   Tokenizer& operator=(const Tokenizer&) = delete;
 
-  // add_bos: prepend BOS (pass add_bos() for the vocabulary's default).
+  // add_bos: prepend BOS (pass add_bos() for the vocabulary's default); for `bert`, put
+  // [CLS] first and [SEP] last.
   // parse_special: recognise control/unknown token texts such as "<|eot_id|>" in the text
   // (longest match, leftmost first); otherwise they are plain text. User-defined tokens
   // (type 4, e.g. Qwen's "<think>") are always recognised, as llama.cpp and HF do.

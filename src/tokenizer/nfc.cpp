@@ -70,17 +70,7 @@ bool may_change(uint32_t cp) {
 
 }  // namespace
 
-std::string nfc_normalize(std::string_view text) {
-  std::vector<uint32_t> cps;
-  cps.reserve(text.size());
-  bool change = false;
-  for (size_t pos = 0; pos < text.size();) {
-    const uint32_t cp = next_codepoint(text, pos);
-    change = change || may_change(cp);
-    cps.push_back(cp);
-  }
-  if (!change) return std::string(text);  // the common case: nothing to do
-
+std::vector<uint32_t> nfd(const std::vector<uint32_t>& cps) {
   // 1. Full canonical decomposition.
   std::vector<uint32_t> d;
   d.reserve(cps.size() + 8);
@@ -109,6 +99,21 @@ std::string nfc_normalize(std::string_view text) {
                      [](uint32_t a, uint32_t b) { return ccc(a) < ccc(b); });
     i = j;
   }
+  return d;
+}
+
+std::string nfc_normalize(std::string_view text) {
+  std::vector<uint32_t> cps;
+  cps.reserve(text.size());
+  bool change = false;
+  for (size_t pos = 0; pos < text.size();) {
+    const uint32_t cp = next_codepoint(text, pos);
+    change = change || may_change(cp);
+    cps.push_back(cp);
+  }
+  if (!change) return std::string(text);  // the common case: nothing to do
+
+  std::vector<uint32_t> d = nfd(cps);
   // 3. Canonical composition: join each character to the last starter unless blocked.
   std::vector<uint32_t> c;
   c.reserve(d.size());

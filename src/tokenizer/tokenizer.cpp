@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <initializer_list>
 #include <limits>
 
 #include "engram/error.h"
@@ -58,10 +59,14 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
     im->model = TokenizerModel::Llama;
   } else if (model == "gpt2") {
     im->model = TokenizerModel::Gpt2;
+  } else if (model == "bert") {
+    im->model = TokenizerModel::Bert;
   } else {
-    fail(fmt::format("tokenizer model '{}' is not supported (supported: llama, gpt2)", model));
+    fail(
+        fmt::format("tokenizer model '{}' is not supported (supported: llama, gpt2, bert)", model));
   }
   const bool spm = im->model == TokenizerModel::Llama;
+  const bool bert = im->model == TokenizerModel::Bert;
 
   if (!f.has("tokenizer.ggml.tokens")) fail("tokenizer.ggml.tokens is missing");
   im->tokens = f.get_string_array("tokenizer.ggml.tokens");
@@ -111,7 +116,26 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
   im->pad = read_id("tokenizer.ggml.padding_token_id", -1);
   const int32_t eot = read_id("tokenizer.ggml.eot_token_id", -1);
   const int32_t eom = read_id("tokenizer.ggml.eom_token_id", -1);
-  im->add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm);
+  if (bert) {
+    // [CLS] and [SEP] frame every text. llama.cpp's converter writes the separator under its
+    // own spelling ("seperator") and no CLS key (llama.cpp then assumes 101); we look the
+    // texts up instead of assuming an id.
+    auto id_or_text = [&](std::initializer_list<const char*> keys, std::string_view text) {
+      for (const char* k : keys)
+        if (f.has(k)) return read_id(k, -1);
+      return im->find(text);
+    };
+    im->bos = id_or_text({"tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"}, "[CLS]");
+    im->eos =
+        id_or_text({"tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"}, "[SEP]");
+    im->unk = id_or_text({"tokenizer.ggml.unknown_token_id"}, "[UNK]");
+    im->pad = id_or_text({"tokenizer.ggml.padding_token_id"}, "[PAD]");
+    if (im->bos < 0) fail("bert: no [CLS] token (tokenizer.ggml.cls_token_id or a '[CLS]' token)");
+    if (im->eos < 0)
+      fail("bert: no [SEP] token (tokenizer.ggml.seperator_token_id or a '[SEP]' token)");
+    if (im->unk < 0) fail("bert: no [UNK] token (tokenizer.ggml.unknown_token_id or '[UNK]')");
+  }
+  im->add_bos = f.get_bool("tokenizer.ggml.add_bos_token", spm || bert);
   im->add_eos = f.get_bool("tokenizer.ggml.add_eos_token", false);
   im->add_space_prefix = spm && f.get_bool("tokenizer.ggml.add_space_prefix", true);
 
@@ -124,6 +148,18 @@ std::unique_ptr<Tokenizer> Tokenizer::from_gguf(const GgufFile& f) {
       for (size_t p = t.find("\xE2\x96\x81", 1); p != std::string::npos;
            p = t.find("\xE2\x96\x81", p + 1)) {
         if (p < 3 || t.compare(p - 3, 3, "\xE2\x96\x81") != 0) im->spm_word_split = false;
+      }
+    }
+  } else if (bert) {
+    // An uncased vocabulary (no normal piece holds an upper-case letter) is matched against
+    // lowercased, accent-stripped words, as BERT's do_lower_case does; a cased one as written.
+    for (size_t i = 0; i < n; ++i) {
+      if (im->types[i] != TokenType::Normal) continue;
+      const std::string& t = im->tokens[i];
+      im->wordpiece_max_piece_bytes = std::max(im->wordpiece_max_piece_bytes, t.size());
+      for (size_t pos = 0; pos < t.size() && im->wordpiece_lowercase;) {
+        const uint32_t cp = tok::next_codepoint(t, pos);
+        if (tok::has_lowercase(cp)) im->wordpiece_lowercase = false;
       }
     }
   } else {
@@ -205,6 +241,8 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
     if (frag.empty()) return;
     if (im.model == TokenizerModel::Llama)
       im.encode_spm(frag, out);
+    else if (im.model == TokenizerModel::Bert)
+      im.encode_wordpiece(frag, out);
     else
       im.encode_bpe(frag, out);
   };
@@ -228,6 +266,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
     start = i;
   }
   encode_fragment(text.substr(start));
+  if (add_bos && im.model == TokenizerModel::Bert) out.push_back(im.eos);
   return out;
 }
 
@@ -252,7 +291,7 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
       break;
   }
   std::string out;
-  if (im.model == TokenizerModel::Llama) {
+  if (im.model == TokenizerModel::Llama || im.model == TokenizerModel::Bert) {
     size_t p = 0;
     while (p < text.size()) {
       if (text.compare(p, 3, "\xE2\x96\x81") == 0) {
@@ -283,7 +322,8 @@ std::string Tokenizer::decode(std::span<const int32_t> ids, bool render_special)
   for (int32_t id : ids) {
     std::string piece = token_to_piece(id, render_special);
     if (at_start && !piece.empty()) {
-      if (impl_->add_space_prefix && token_type(id) == TokenType::Normal && piece[0] == ' ')
+      if ((impl_->add_space_prefix || impl_->model == TokenizerModel::Bert) &&
+          token_type(id) == TokenType::Normal && piece[0] == ' ')
         piece.erase(0, 1);
       at_start = false;
     }

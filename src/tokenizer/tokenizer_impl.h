@@ -44,6 +44,9 @@ struct Tokenizer::Impl {
     int32_t result;
   };
   std::unordered_map<uint64_t, Merge> merges;
+  // bert: lowercase and strip accents (an uncased vocabulary), the longest piece in bytes.
+  bool wordpiece_lowercase = true;
+  size_t wordpiece_max_piece_bytes = 0;
 
   int32_t find(std::string_view text) const {
     auto it = token_ids.find(text);
@@ -55,6 +58,7 @@ struct Tokenizer::Impl {
   void encode_spm(std::string_view text, std::vector<int32_t>& out) const;
   void encode_spm_word(std::string_view escaped, std::vector<int32_t>& out) const;
   void encode_bpe(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_wordpiece(std::string_view text, std::vector<int32_t>& out) const;  // wordpiece.cpp
 };
 
 namespace tok {
@@ -65,6 +69,10 @@ const std::string& byte_to_char(uint8_t b);
 int char_to_byte(uint32_t cp);
 // NFC normalisation of valid UTF-8 (nfc.cpp).
 std::string nfc_normalize(std::string_view text);
+// Whether cp is an upper-case letter: its lowercase differs (wordpiece.cpp).
+bool has_lowercase(uint32_t cp);
+// NFD of code points: full canonical decomposition, then canonical ordering (nfc.cpp).
+std::vector<uint32_t> nfd(const std::vector<uint32_t>& cps);
 }  // namespace tok
 
 }  // namespace engram

@@ -4,8 +4,6 @@
 
 namespace engram::tok {
 
-namespace {
-
 bool in_ranges(const CodepointRange* r, size_t n, uint32_t cp) {
   const CodepointRange* end = r + n;
   // First range whose upper bound is >= cp.
@@ -13,6 +11,8 @@ bool in_ranges(const CodepointRange* r, size_t n, uint32_t cp) {
       std::lower_bound(r, end, cp, [](const CodepointRange& a, uint32_t v) { return a.hi < v; });
   return it != end && it->lo <= cp;
 }
+
+namespace {
 
 bool is_cont(unsigned char c) {
   return (c & 0xC0) == 0x80;

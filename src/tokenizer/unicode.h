@@ -22,6 +22,9 @@ extern const size_t kSpaceRanges_size;
 
 constexpr uint32_t kReplacementChar = 0xFFFD;
 
+// Whether cp lies in one of the n sorted ranges r.
+bool in_ranges(const CodepointRange* r, size_t n, uint32_t cp);
+
 // Decodes one code point at `pos` and advances it. Ill-formed input yields U+FFFD for each
 // maximal subpart (the WHATWG/TextDecoder rule), so we see exactly what a JS string built
 // from the same bytes would hold. pos must be < s.size().
