@@ -6,78 +6,10 @@
 #include "engram/model.h"
 #include "kernels/quant.h"
 #include "model/model_weights.h"
+#include "model/tensor_binder.h"
 
 namespace engram {
 namespace {
-
-class Binder {
- public:
-  explicit Binder(const GgufFile& f) : f_(f) {}
-
-  const GgufTensorInfo& find(const std::string& name) const {
-    const GgufTensorInfo* t = f_.find_tensor(name);
-    if (!t) throw Error(fmt::format("{}: missing tensor '{}'", f_.path(), name));
-    return *t;
-  }
-
-  // A matrix with `rows` rows of `cols` elements (GGUF ne = [cols, rows]).
-  WeightMatrix matrix(const std::string& name, int64_t rows, int64_t cols) const {
-    const GgufTensorInfo& t = find(name);
-    const TensorTypeInfo* info = tensor_type_info(t.type);
-    if (!info || !info->supported) {
-      throw Error(
-          fmt::format("{}: tensor '{}' has type {}, which engram does not support "
-                      "(supported: f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)",
-                      f_.path(), name, tensor_type_name(t.type)));
-    }
-    if (t.ne.size() != 2 || t.ne[0] != cols || t.ne[1] != rows) {
-      throw Error(fmt::format("{}: tensor '{}' has shape {}, expected [{}, {}]", f_.path(), name,
-                              shape(t), cols, rows));
-    }
-    WeightMatrix w;
-    w.type = static_cast<TensorType>(t.type);
-    w.data = f_.tensor_data(t);
-    w.rows = rows;
-    w.cols = cols;
-    w.row_bytes = tensor_row_bytes(w.type, cols);
-    return w;
-  }
-
-  // A 1-D tensor of n elements, converted to f32.
-  std::vector<float> vec(const std::string& name, int64_t n) const {
-    const GgufTensorInfo& t = find(name);
-    if (t.ne.size() != 1 || t.ne[0] != n) {
-      throw Error(
-          fmt::format("{}: tensor '{}' has shape {}, expected [{}]", f_.path(), name, shape(t), n));
-    }
-    const TensorTypeInfo* info = tensor_type_info(t.type);
-    if (!info || !info->supported) {
-      throw Error(fmt::format("{}: tensor '{}' has unsupported type {}", f_.path(), name,
-                              tensor_type_name(t.type)));
-    }
-    std::vector<float> out(n);
-    dequantize_row(static_cast<TensorType>(t.type), f_.tensor_data(t), out.data(), n);
-    return out;
-  }
-
-  static std::string shape(const GgufTensorInfo& t) {
-    std::string s = "[";
-    for (size_t i = 0; i < t.ne.size(); ++i) s += (i ? ", " : "") + std::to_string(t.ne[i]);
-    return s + "]";
-  }
-
- private:
-  const GgufFile& f_;
-};
-
-int positive_int(const GgufFile& f, const std::string& key, uint64_t max) {
-  uint64_t v = f.get_uint(key);
-  if (v == 0 || v > max) {
-    throw Error(
-        fmt::format("{}: metadata '{}' = {} is out of range [1, {}]", f.path(), key, v, max));
-  }
-  return static_cast<int>(v);
-}
 
 ModelConfig read_config(const GgufFile& f) {
   ModelConfig c;
@@ -86,8 +18,11 @@ ModelConfig read_config(const GgufFile& f) {
   }
   c.arch = f.get_string("general.architecture");
   if (c.arch != "llama" && c.arch != "qwen2") {
-    throw Error(fmt::format("{}: architecture '{}' is not supported (supported: llama, qwen2)",
-                            f.path(), c.arch));
+    throw Error(fmt::format("{}: architecture '{}' is not supported (supported: llama, qwen2){}",
+                            f.path(), c.arch,
+                            c.arch == "bert" ? "; a bert file is an embedding model: give it "
+                                               "with --embed-model"
+                                             : ""));
   }
   c.name = f.get_string("general.name", "");
   const std::string a = c.arch + ".";
