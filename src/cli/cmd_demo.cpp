@@ -82,8 +82,7 @@ void demo(const DemoOptions& o) {
       "The stream: %lld tokens of %s with one sentence hidden at token %lld (%.0f%% deep):\n"
       "  \"%s\"\nthen the question: \"%s\"\n\n",
       (long long)prompt.tokens.size(), o.filler.c_str(), (long long)prompt.needle_begin,
-      100 * o.depth, fmt::format(fmt::runtime(kPasskeyNeedle), prompt.key, prompt.key).c_str(),
-      kPasskeyQuestion);
+      100 * o.depth, fill_wording(kPasskeyNeedle, prompt.key).c_str(), kPasskeyQuestion);
 
   std::vector<Outcome> results;
   for (const std::string& policy : o.policies) {

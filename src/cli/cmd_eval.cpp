@@ -1,8 +1,10 @@
-// `engram eval passkey`: the InfiniteBench passkey task in Brown filler. For every length and
-// depth a 5-digit key is hidden in the filler, the question is read, and the greedy answer is
-// checked. Beside accuracy it reports the retrieval hit rate: the share of layers whose last
-// query block (the question) attended to every token of the needle -- the memory mechanism
-// itself, even where the model's own recall is weak.
+// `engram eval passkey`: the passkey task (InfiniteBench's wording or others, tuned and held
+// out: eval/needle_wording.h) in a haystack (held-out Brown by default). For every wording,
+// length and depth a 5-digit key is hidden in the haystack, the question is read (as its own
+// block or as the stream's last line), and the greedy answer is checked. Beside accuracy it reports
+// the retrieval hit rate: the share of layers whose last query block (the question) attended to
+// every token of the needle -- the memory mechanism itself, even where the model's own recall is
+// weak.
 #include "cli/commands.h"
 
 #include <fmt/format.h>
@@ -36,6 +38,8 @@ struct PasskeyOptions : NeedleOptions {
 };
 
 struct Trial {
+  std::string wording;
+  bool held_out = false;
   int64_t length = 0;
   double depth = 0;
   std::string key, answer;
@@ -57,60 +61,72 @@ void passkey(const PasskeyOptions& o) {
   NeedleSession session(o.model, o.memory, o.threads);
   const Tokenizer& tok = *session.tok;
   Context& ctx = *session.ctx;
-  const auto task = make_needle_task<PasskeyTask>("eval passkey", tok, o.filler);
+  const std::vector<NeedleWording> wordings =
+      needle_wordings(o, passkey_wordings(), false, "eval passkey");
+  const std::shared_ptr<const Filler> filler = needle_filler(o, tok, "eval passkey");
+  const QuestionAt at = question_at(o);
 
   const int n_layer = session.model->config().n_layer;
-  std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
   std::vector<Trial> trials;
 
-  for (int64_t L : o.lengths) {
-    if (length_without_room(ctx, L, o.n_predict)) continue;
-    for (double depth : o.depths) {
-      for (int t = 0; t < o.trials; ++t) {
-        Trial r;
-        r.length = L;
-        r.depth = depth;
-        PasskeyPrompt p;
-        try {
-          p = task.make(L, depth, rng);
-        } catch (const Error& e) {
-          throw Error(fmt::format("eval passkey: --lengths {}: {}", L, e.what()));
+  for (const NeedleWording& wording : wordings) {
+    // Every wording draws the same keys, depths and offsets.
+    std::mt19937_64 rng(static_cast<uint64_t>(o.seed));
+    const PasskeyTask task(tok, filler, wording);
+    for (int64_t L : o.lengths) {
+      if (length_without_room(ctx, L, o.n_predict)) continue;
+      for (double depth : o.depths) {
+        for (int t = 0; t < o.trials; ++t) {
+          Trial r;
+          r.wording = wording.name;
+          r.held_out = wording.held_out;
+          r.length = L;
+          r.depth = depth;
+          PasskeyPrompt p;
+          try {
+            p = task.make(L, depth, rng, at);
+          } catch (const Error& e) {
+            throw Error(fmt::format("eval passkey: --lengths {}: {}", L, e.what()));
+          }
+          r.key = p.key;
+          r.needle_begin = p.needle_begin;
+          r.needle_end = p.needle_end;
+          NeedleReading read;
+          try {
+            const TokenRange needle[1] = {{p.needle_begin, p.needle_end}};
+            read = read_needle_prompt(ctx, tok, p.tokens, p.question_begin, needle, o.n_predict,
+                                      !o.quiet && L > 32768, at);
+          } catch (const Error& e) {
+            throw Error(fmt::format("eval passkey at length {}: {}", L, e.what()));
+          }
+          r.tok_per_s = read.prefill_tps;
+          r.coverage = read.coverage[0];
+          r.hit_rate = double(read.layers_with_needle[0]) / n_layer;
+          r.units = read.units;
+          r.memory_bytes = read.memory_bytes;
+          r.answer = read.answer;
+          r.correct = passkey_answer_matches(r.answer, r.key);
+          if (!o.quiet) {
+            std::fprintf(stderr,
+                         "[%s] %s length %lld depth %.2f key %s answer '%s' %s | hit %.2f (needle "
+                         "attended per layer: %s) | units %lld | %s | %.0f tok/s\n",
+                         ctx.policy().name().c_str(), r.wording.c_str(), (long long)L, depth,
+                         r.key.c_str(), r.answer.c_str(), r.correct ? "ok" : "WRONG", r.hit_rate,
+                         fmt::format("{:.2f}", fmt::join(r.coverage, " ")).c_str(),
+                         (long long)r.units, format_bytes(r.memory_bytes).c_str(), r.tok_per_s);
+          }
+          trials.push_back(r);
         }
-        r.key = p.key;
-        r.needle_begin = p.needle_begin;
-        r.needle_end = p.needle_end;
-        NeedleReading read;
-        try {
-          const TokenRange needle[1] = {{p.needle_begin, p.needle_end}};
-          read = read_needle_prompt(ctx, tok, p.tokens, p.question_begin, needle, o.n_predict,
-                                    !o.quiet && L > 32768);
-        } catch (const Error& e) {
-          throw Error(fmt::format("eval passkey at length {}: {}", L, e.what()));
-        }
-        r.tok_per_s = read.prefill_tps;
-        r.coverage = read.coverage[0];
-        r.hit_rate = double(read.layers_with_needle[0]) / n_layer;
-        r.units = read.units;
-        r.memory_bytes = read.memory_bytes;
-        r.answer = read.answer;
-        r.correct = passkey_answer_matches(r.answer, r.key);
-        if (!o.quiet) {
-          std::fprintf(stderr,
-                       "[%s] length %lld depth %.2f key %s answer '%s' %s | hit %.2f (needle "
-                       "attended per layer: %s) | units %lld | %s | %.0f tok/s\n",
-                       ctx.policy().name().c_str(), (long long)L, depth, r.key.c_str(),
-                       r.answer.c_str(), r.correct ? "ok" : "WRONG", r.hit_rate,
-                       fmt::format("{:.2f}", fmt::join(r.coverage, " ")).c_str(),
-                       (long long)r.units, format_bytes(r.memory_bytes).c_str(), r.tok_per_s);
-        }
-        trials.push_back(r);
       }
     }
   }
 
-  // Summary per length x depth.
-  std::printf("memory %s, %d trial(s) per cell\n", ctx.policy().name().c_str(), o.trials);
-  std::printf("%10s %6s %9s %9s\n", "length", "depth", "accuracy", "hit_rate");
+  // Summary per wording x length x depth.
+  std::printf("memory %s, haystack %s, question as %s, %d trial(s) per cell\n",
+              ctx.policy().name().c_str(), o.filler.c_str(),
+              at == QuestionAt::end ? "the last line" : "its own block", o.trials);
+  std::printf("%-16s %8s %10s %6s %9s %9s\n", "wording", "part", "length", "depth", "accuracy",
+              "hit_rate");
   nlohmann::json cells = nlohmann::json::array();
   for (size_t i = 0; i < trials.size(); i += o.trials) {
     double acc = 0, hit = 0;
@@ -120,9 +136,12 @@ void passkey(const PasskeyOptions& o) {
     }
     acc /= o.trials;
     hit /= o.trials;
-    std::printf("%10lld %6.2f %9.3f %9.3f\n", (long long)trials[i].length, trials[i].depth, acc,
-                hit);
-    cells.push_back({{"length", trials[i].length},
+    std::printf("%-16s %8s %10lld %6.2f %9.3f %9.3f\n", trials[i].wording.c_str(),
+                trials[i].held_out ? "held-out" : "tuned", (long long)trials[i].length,
+                trials[i].depth, acc, hit);
+    cells.push_back({{"wording", trials[i].wording},
+                     {"held_out", trials[i].held_out},
+                     {"length", trials[i].length},
                      {"depth", trials[i].depth},
                      {"accuracy", acc},
                      {"hit_rate", hit}});
@@ -132,10 +151,15 @@ void passkey(const PasskeyOptions& o) {
     j["task"] = "passkey";
     j["model"] = o.model;
     j["memory"] = ctx.policy().name();
+    j["haystack"] = o.filler;
+    j["question_at"] = o.question_at;
+    j["seed"] = o.seed;
     j["cells"] = cells;
     j["trials"] = nlohmann::json::array();
     for (const Trial& r : trials) {
-      j["trials"].push_back({{"length", r.length},
+      j["trials"].push_back({{"wording", r.wording},
+                             {"held_out", r.held_out},
+                             {"length", r.length},
                              {"depth", r.depth},
                              {"key", r.key},
                              {"answer", r.answer},
@@ -152,9 +176,11 @@ void passkey(const PasskeyOptions& o) {
   }
   if (!o.csv_out.empty()) {
     std::ofstream f = open_output(o.csv_out, "eval passkey", "--csv");
-    f << "memory,length,depth,key,correct,hit_rate,units,memory_bytes,tok_per_s\n";
+    f << "memory,haystack,question_at,wording,held_out,length,depth,key,correct,hit_rate,units,"
+         "memory_bytes,tok_per_s\n";
     for (const Trial& r : trials) {
-      f << fmt::format("{},{},{},{},{},{},{},{},{:.1f}\n", ctx.policy().name(), r.length, r.depth,
+      f << fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{:.1f}\n", ctx.policy().name(),
+                       o.filler, o.question_at, r.wording, int(r.held_out), r.length, r.depth,
                        r.key, int(r.correct), r.hit_rate, r.units, r.memory_bytes, r.tok_per_s);
     }
   }
@@ -169,7 +195,9 @@ void add_eval_command(CLI::App& app) {
   auto o = std::make_shared<PasskeyOptions>();
   CLI::App* cmd =
       eval->add_subcommand("passkey", "Pass key hidden in filler text, over lengths and depths");
-  add_needle_options(cmd, *o, "Keys per length x depth", "Seed of keys and filler offsets");
+  add_needle_options(cmd, *o, "Keys per wording x length x depth",
+                     "Seed of keys and filler offsets (each wording draws the same)",
+                     "infinitebench");
   cmd->add_option("--depths", o->depths, "Needle depths in [0, 1]")
       ->delimiter(',')
       ->capture_default_str();

@@ -5,12 +5,14 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 
 #include "cli/common.h"
 #include "cli/memory_options.h"
 #include "engram/context.h"
 #include "engram/model.h"
 #include "engram/tokenizer.h"
+#include "eval/haystack.h"
 
 namespace engram::cli {
 
@@ -22,11 +24,37 @@ void NeedleOptions::check(const char* cmd) const {
 }
 
 void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
-                        const char* seed_help) {
+                        const char* seed_help, const char* default_wording) {
   o.model = default_model_path();
-  o.filler = std::string(ENGRAM_SOURCE_DIR) + "/data/heldout_sample.txt";
+  o.filler = "brown";
+  const char* env = std::getenv("ENGRAM_LOCOMO");
+  o.locomo = env ? env : std::string(ENGRAM_SOURCE_DIR) + "/../shared/data/locomo";
+  o.wording = default_wording;
   cmd->add_option("-m,--model", o.model, "GGUF model file")->capture_default_str();
-  cmd->add_option("--filler", o.filler, "Filler text (repeated as needed)")->capture_default_str();
+  cmd->add_option("--haystack,--filler", o.filler,
+                  "Text the needles hide in (repeated as needed): brown (held-out sample), moby, "
+                  "sotu (tools/npm-eval), informal (LoCoMo dialogue, see --locomo), a file, or a "
+                  "directory of .txt files")
+      ->capture_default_str();
+  cmd->add_option("--locomo", o.locomo,
+                  "LoCoMo .json directory for --haystack informal (default: $ENGRAM_LOCOMO or "
+                  "../shared/data/locomo)");
+  cmd->add_option("--wording", o.wording,
+                  "Needle and question wording: built-in names (comma-separated), tuned, "
+                  "held-out or all")
+      ->capture_default_str();
+  cmd->add_option("--needle-template", o.needle_template,
+                  "File with the needle's wording ({key}; multi-key: {label} too); needs "
+                  "--question-template")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--question-template", o.question_template,
+                  "File with the question's wording (the answer follows it; multi-key: {label})")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--question-at", o.question_at,
+                  "block: the question is its own block after the stream; end: the stream's last "
+                  "line, read with it (as run -f reads a file ending in it)")
+      ->check(CLI::IsMember({"block", "end"}))
+      ->capture_default_str();
   cmd->add_option("--lengths", o.lengths, "Prompt lengths in tokens")
       ->delimiter(',')
       ->capture_default_str();
@@ -38,6 +66,31 @@ void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help
   cmd->add_option("--csv", o.csv_out, "Write every trial as CSV");
   cmd->add_flag("-q,--quiet", o.quiet, "Only the summary");
   add_memory_options(cmd, o.memory);
+}
+
+std::vector<NeedleWording> needle_wordings(const NeedleOptions& o,
+                                           const std::vector<NeedleWording>& builtin, bool labelled,
+                                           const char* cmd) {
+  if (o.needle_template.empty() != o.question_template.empty()) {
+    throw Error(fmt::format("{}: --needle-template and --question-template go together", cmd));
+  }
+  if (o.needle_template.empty()) return select_wordings(builtin, o.wording, cmd);
+  return {wording_from_templates(read_text_file(o.needle_template),
+                                 read_text_file(o.question_template), labelled, cmd)};
+}
+
+std::shared_ptr<const Filler> needle_filler(const NeedleOptions& o, const Tokenizer& tok,
+                                            const char* cmd) {
+  try {
+    const Haystack h = read_haystack(o.filler, {ENGRAM_SOURCE_DIR, o.locomo});
+    return std::make_shared<const Filler>(tok, h.text, cmd);
+  } catch (const Error& e) {
+    throw Error(fmt::format("{}: {}", cmd, e.what()));
+  }
+}
+
+QuestionAt question_at(const NeedleOptions& o) {
+  return o.question_at == "end" ? QuestionAt::end : QuestionAt::block;
 }
 
 NeedleSession::NeedleSession(const std::string& model_path, const MemoryOptions& memory,
@@ -52,13 +105,17 @@ NeedleSession::~NeedleSession() = default;
 
 NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
                                  std::span<const int32_t> tokens, int64_t question_begin,
-                                 std::span<const TokenRange> needles, int n_predict,
-                                 bool progress) {
+                                 std::span<const TokenRange> needles, int n_predict, bool progress,
+                                 QuestionAt at) {
   NeedleReading r;
   ctx.clear();
   const auto t0 = std::chrono::steady_clock::now();
-  prefill(ctx, tokens.first(static_cast<size_t>(question_begin)), progress);
-  ctx.eval(tokens.subspan(static_cast<size_t>(question_begin)));
+  if (at == QuestionAt::end) {
+    prefill(ctx, tokens, progress);
+  } else {
+    prefill(ctx, tokens.first(static_cast<size_t>(question_begin)), progress);
+    ctx.eval(tokens.subspan(static_cast<size_t>(question_begin)));
+  }
   r.prefill_tps = tokens.size() / std::max(seconds_since(t0), 1e-9);
 
   const int n_layer = ctx.model().config().n_layer;

@@ -17,6 +17,8 @@
 #include "cli/memory_options.h"
 #include "engram/error.h"
 #include "engram/thread_pool.h"
+#include "eval/filler.h"
+#include "eval/needle_wording.h"
 
 namespace engram {
 class Context;
@@ -33,7 +35,11 @@ namespace engram::cli {
 // The options every needle evaluation takes (each command sets its own defaults).
 struct NeedleOptions {
   std::string model;
-  std::string filler;
+  std::string filler;   // --haystack: brown | moby | sotu | informal | FILE | DIR
+  std::string locomo;   // LoCoMo directory of --haystack informal
+  std::string wording;  // --wording: names, tuned, held-out or all
+  std::string needle_template, question_template;  // files; replace --wording
+  std::string question_at = "block";
   std::vector<int64_t> lengths;
   int trials = 1;
   int threads = 0;
@@ -47,11 +53,24 @@ struct NeedleOptions {
   void check(const char* cmd) const;
 };
 
-// Registers -m, --filler, --lengths, --trials (described by trials_help), --seed (seed_help),
-// -n, -t, --json, --csv, -q and the memory flags on cmd; the model and filler default to the
-// shipped model and the held-out sample.
+// Registers -m, --haystack (alias --filler), --locomo, --wording, --needle-template,
+// --question-template, --question-at, --lengths, --trials (described by trials_help), --seed
+// (seed_help), -n, -t, --json, --csv, -q and the memory flags on cmd; the model and haystack
+// default to the shipped model and held-out Brown, the wording to `default_wording`.
 void add_needle_options(CLI::App* cmd, NeedleOptions& o, const char* trials_help,
-                        const char* seed_help);
+                        const char* seed_help, const char* default_wording);
+
+// The wordings the options ask for, from `builtin` (or the template files); `labelled`: the
+// templates need "{label}" (multi-key).
+std::vector<NeedleWording> needle_wordings(const NeedleOptions& o,
+                                           const std::vector<NeedleWording>& builtin, bool labelled,
+                                           const char* cmd);
+
+// The haystack of --haystack, tokenized once; the error names `cmd`.
+std::shared_ptr<const Filler> needle_filler(const NeedleOptions& o, const Tokenizer& tok,
+                                            const char* cmd);
+
+QuestionAt question_at(const NeedleOptions& o);
 
 // A needle task (PasskeyTask, MultiKeyTask) built on the text of the --filler file; an error
 // reading or using it names `cmd` and the file.
@@ -89,12 +108,14 @@ struct NeedleReading {
 
 using TokenRange = std::pair<int64_t, int64_t>;  // [begin, end) in the prompt
 
-// Clears ctx, reads tokens (tokens[question_begin, end) as the question's block) and decodes at
-// most n_predict tokens, stopping at end-of-generation or when the context is full. `needles`
-// are the token ranges whose coverage is measured. `progress` draws the prefill progress bar.
+// Clears ctx, reads tokens (tokens[question_begin, end) as the question's block; with
+// QuestionAt::end the whole prompt as one stream, as `run -f` reads a file) and decodes at most
+// n_predict tokens, stopping at end-of-generation or when the context is full. `needles` are the
+// token ranges whose coverage is measured. `progress` draws the prefill progress bar.
 NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
                                  std::span<const int32_t> tokens, int64_t question_begin,
-                                 std::span<const TokenRange> needles, int n_predict, bool progress);
+                                 std::span<const TokenRange> needles, int n_predict, bool progress,
+                                 QuestionAt at = QuestionAt::block);
 
 // True, after saying so on stderr, when the context cannot hold a prompt of `length` tokens and
 // the n_predict answer tokens (`full` beyond its size): the caller skips that length rather than

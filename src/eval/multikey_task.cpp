@@ -10,8 +10,9 @@
 
 namespace engram {
 
-const char* const kMultiKeyNeedle = "The pass key for {} is {}.";
-const char* const kMultiKeyQuestion = "What is the pass key for {}? The pass key for {} is";
+const char* const kMultiKeyNeedle = "The pass key for {label} is {key}.";
+const char* const kMultiKeyQuestion =
+    "What is the pass key for {label}? The pass key for {label} is";
 
 const std::vector<std::string>& multikey_labels() {
   static const std::vector<std::string> labels = {
@@ -22,10 +23,18 @@ const std::vector<std::string>& multikey_labels() {
 }
 
 MultiKeyTask::MultiKeyTask(const Tokenizer& tok, const std::string& filler_text)
-    : tok_(tok), filler_(tok, filler_text, "multi-key"), bos_(tok.add_bos() ? tok.bos() : -1) {}
+    : MultiKeyTask(tok, std::make_shared<const Filler>(tok, filler_text, "multi-key"),
+                   kv_wordings().front()) {}
 
-MultiKeyPrompt MultiKeyTask::make(int64_t length, int n_keys, int asked,
-                                  std::mt19937_64& rng) const {
+MultiKeyTask::MultiKeyTask(const Tokenizer& tok, std::shared_ptr<const Filler> filler,
+                           NeedleWording wording)
+    : tok_(tok),
+      filler_(std::move(filler)),
+      wording_(std::move(wording)),
+      bos_(tok.add_bos() ? tok.bos() : -1) {}
+
+MultiKeyPrompt MultiKeyTask::make(int64_t length, int n_keys, int asked, std::mt19937_64& rng,
+                                  QuestionAt at) const {
   const std::vector<std::string>& all = multikey_labels();
   if (n_keys < 2 || n_keys > static_cast<int>(all.size())) {
     throw Error(fmt::format("multi-key: {} keys asked for, need 2..{}", n_keys, all.size()));
@@ -47,12 +56,12 @@ MultiKeyPrompt MultiKeyTask::make(int64_t length, int n_keys, int asked,
   std::vector<std::vector<int32_t>> needles;
   int64_t fixed = bos_ >= 0;
   for (int i = 0; i < n_keys; ++i) {
-    needles.push_back(tok_.encode(
-        fmt::format(fmt::runtime(kMultiKeyNeedle), p.labels[i], p.keys[i]), false, false));
+    needles.push_back(
+        tok_.encode(fill_wording(wording_.needle, p.keys[i], p.labels[i]), false, false));
     fixed += static_cast<int64_t>(needles.back().size());
   }
-  const std::vector<int32_t> question = tok_.encode(
-      fmt::format(fmt::runtime(kMultiKeyQuestion), p.labels[asked], p.labels[asked]), false, false);
+  const std::vector<int32_t> question =
+      question_tokens(tok_, fill_wording(wording_.question, "", p.labels[asked]), at);
   fixed += static_cast<int64_t>(question.size());
   const int64_t n_fill = length - fixed;
   if (n_fill < 0) {
@@ -64,19 +73,19 @@ MultiKeyPrompt MultiKeyTask::make(int64_t length, int n_keys, int asked,
   for (int64_t& c : cuts) c = std::uniform_int_distribution<int64_t>(0, n_fill)(rng);
   std::sort(cuts.begin(), cuts.end());
 
-  size_t off = filler_.random_offset(rng);
+  size_t off = filler_->random_offset(rng);
   std::vector<int32_t>& seq = p.tokens;
   seq.reserve(length);
   if (bos_ >= 0) seq.push_back(bos_);
   int64_t filled = 0;
   for (int i = 0; i < n_keys; ++i) {
-    filler_.append(seq, cuts[i] - filled, off);
+    filler_->append(seq, cuts[i] - filled, off);
     filled = cuts[i];
     const int64_t begin = static_cast<int64_t>(seq.size());
     seq.insert(seq.end(), needles[i].begin(), needles[i].end());
     p.needles.emplace_back(begin, static_cast<int64_t>(seq.size()));
   }
-  filler_.append(seq, n_fill - filled, off);
+  filler_->append(seq, n_fill - filled, off);
   p.question_begin = static_cast<int64_t>(seq.size());
   seq.insert(seq.end(), question.begin(), question.end());
   return p;

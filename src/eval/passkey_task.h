@@ -1,13 +1,16 @@
-// The InfiniteBench passkey task: an intro, filler text with a five-digit key hidden at a chosen
-// depth, and the question. Shared by `engram eval passkey` and `engram demo`.
+// The passkey task: an intro, filler text with a five-digit key hidden at a chosen depth, and
+// the question, in one of several wordings (eval/needle_wording.h; InfiniteBench's by default).
+// Shared by `engram eval passkey` and `engram demo`.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "eval/filler.h"
+#include "eval/needle_wording.h"
 
 namespace engram {
 
@@ -15,7 +18,7 @@ class Tokenizer;
 
 // InfiniteBench's wording (engram-tiny was trained on it, beside variants).
 extern const char* const kPasskeyIntro;
-extern const char* const kPasskeyNeedle;  // fmt pattern: the key twice
+extern const char* const kPasskeyNeedle;  // "{key}" twice
 extern const char* const kPasskeyQuestion;
 
 struct PasskeyPrompt {
@@ -30,15 +33,22 @@ class PasskeyTask {
  public:
   // `filler` is tokenized once; prompts take it from a random offset, wrapping around.
   PasskeyTask(const Tokenizer& tok, const std::string& filler_text);
+  // The same over a filler shared with other tasks, in `wording`.
+  PasskeyTask(const Tokenizer& tok, std::shared_ptr<const Filler> filler, NeedleWording wording);
 
   // A prompt of exactly `length` tokens with the needle at `depth` (0: right after the intro,
   // 1: right before the question) of the filler. Draws the key, then the filler offset, from rng.
-  PasskeyPrompt make(int64_t length, double depth, std::mt19937_64& rng) const;
+  // With QuestionAt::end the question is the stream's last line (a newline precedes it).
+  PasskeyPrompt make(int64_t length, double depth, std::mt19937_64& rng,
+                     QuestionAt at = QuestionAt::block) const;
+
+  const NeedleWording& wording() const { return wording_; }
 
  private:
   const Tokenizer& tok_;
-  Filler filler_;
-  std::vector<int32_t> intro_, question_;
+  std::shared_ptr<const Filler> filler_;
+  NeedleWording wording_;
+  std::vector<int32_t> intro_, question_[2];  // question_[QuestionAt]
   int32_t bos_ = -1;
 };
 
