@@ -133,7 +133,18 @@ class MemoryStore {
   virtual void add_turns(std::string_view user, std::string_view conversation,
                          const std::vector<Turn>& turns) = 0;
   virtual std::vector<Turn> turns(std::string_view user, std::string_view conversation) = 0;
+
+  // Embeddings of different encoders are not comparable, so a store holds one encoder's: the
+  // first caller records `identity` (TextEncoder::identity(), or the served model's), every
+  // later caller gets the recorded one back and must refuse to embed if it differs
+  // (claim_embedding_encoder() below does). Returns the recorded identity.
+  virtual std::string claim_embedding_encoder(std::string_view identity) = 0;
 };
+
+// Claims the store's embeddings for `identity`; throws engram::Error naming both encoders and
+// `what` (the flag or file that chose this one) when the store's were made by another.
+void claim_embedding_encoder(MemoryStore& store, const std::string& identity,
+                             const std::string& what);
 
 // Hybrid retrieval: the store's full-text ranking and dense cosine similarity over the stored
 // embeddings, fused by reciprocal rank (score = sum over the two lists of weight / (rrf_k +

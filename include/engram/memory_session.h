@@ -43,6 +43,7 @@ class Tokenizer;
 class ThreadPool;
 }  // namespace engram
 
+class TextEncoder;
 namespace engram::agent_memory {
 
 // What the memory layer needs from a model. engine_memory_model() is engram's own; tests use
@@ -72,6 +73,11 @@ std::unique_ptr<MemoryModel> engine_memory_model(const Model& model, const Token
 // top-K candidates, best first, it picks the top-M shown to the model, and later hears which of
 // them the reply cited. TopReranker is the deterministic default.
 class MemoryReranker {
+// `model` with its embeddings taken from a dedicated text encoder instead (--embed-model);
+// completions and token counts stay `model`'s. The encoder and pool must outlive the result.
+std::unique_ptr<MemoryModel> with_text_encoder(std::unique_ptr<MemoryModel> model,
+                                               const TextEncoder& encoder, ThreadPool& pool);
+
  public:
   virtual ~MemoryReranker() = default;
   // Indexes into `candidates` of the memories to show, in the order they are numbered [1]..[M].

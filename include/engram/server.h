@@ -28,6 +28,9 @@ struct ServerOptions {
   std::map<std::string, std::string> key_users;
   int memory_idle_seconds = 600;
   bool memory_learned_rerank = false;  // --memory-rerank learned
+  // A `bert` GGUF (--embed-model) whose embeddings the agent memory and /v1/embeddings use
+  // instead of the served model's mean-pooled hidden state ("" : the served model's).
+  std::string embed_model;
 
   int parallel = 1;  // slots decoded together
   int queue = 64;    // requests waiting for a slot before 503

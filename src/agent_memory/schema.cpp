@@ -4,6 +4,7 @@
 //   memory_history      append-only: every ADD/MERGE/UPDATE/DELETE, ordered by seq
 //   reranker_params     one blob per user
 //   conversation_turns  the turns memories refer to, per (user, conversation, index)
+//   embedding_encoder   one row: the encoder whose embeddings the store holds
 // Full text: SQLite keeps an FTS5 index of the summaries (external content, kept in step by
 // triggers in the same transaction as the row); PostgreSQL a generated tsvector column under a
 // GIN index. A new step goes at the end of both lists; existing steps are never edited.
@@ -20,7 +21,7 @@
 namespace engram::agent_memory {
 namespace {
 
-constexpr std::array<std::string_view, 2> kSqliteSteps = {
+constexpr std::array<std::string_view, 3> kSqliteSteps = {
     // 1: the first schema.
     R"sql(
 CREATE TABLE memories (
@@ -74,9 +75,12 @@ END;
 )sql",
     // 2: new ids are checked against the history of forgotten memories by id alone.
     "CREATE INDEX memory_history_by_id ON memory_history(memory_id);",
+    // 3: the encoder whose embeddings the store holds (one row).
+    "CREATE TABLE IF NOT EXISTS embedding_encoder (one INTEGER PRIMARY KEY CHECK (one = 1), "
+    "identity TEXT NOT NULL, claimed_ms INTEGER NOT NULL);",
 };
 
-constexpr std::array<std::string_view, 2> kPostgresSteps = {
+constexpr std::array<std::string_view, 3> kPostgresSteps = {
     // 1: the first schema.
     R"sql(
 CREATE TABLE memories (
@@ -120,6 +124,9 @@ CREATE TABLE conversation_turns (
 )sql",
     // 2: as on SQLite.
     "CREATE INDEX memory_history_by_id ON memory_history(memory_id);",
+    // 3: as on SQLite.
+    "CREATE TABLE IF NOT EXISTS embedding_encoder (one BIGINT PRIMARY KEY CHECK (one = 1), "
+    "identity TEXT NOT NULL, claimed_ms BIGINT NOT NULL);",
 };
 
 static_assert(kSqliteSteps.size() == kPostgresSteps.size(), "one migration list per dialect");

@@ -316,6 +316,19 @@ class SqlMemoryStore final : public MemoryStore {
     tx.commit();
   }
 
+  std::string claim_embedding_encoder(std::string_view identity) override {
+    if (identity.empty() || identity.size() > 1024)
+      throw Error(
+          fmt::format("embedding encoder identity of {} bytes (1 to 1024)", identity.size()));
+    Transaction tx(*c_);
+    const auto rows = c_->query("SELECT identity FROM embedding_encoder WHERE one = 1", {});
+    if (!rows.empty()) return column_text(rows[0], 0);
+    c_->query("INSERT INTO embedding_encoder (one, identity, claimed_ms) VALUES (1, $1, $2)",
+              {text(identity), now_ms()});
+    tx.commit();
+    return std::string(identity);
+  }
+
   void add_turns(std::string_view user, std::string_view conversation,
                  const std::vector<Turn>& turns) override {
     check_user(user);

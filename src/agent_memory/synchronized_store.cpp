@@ -73,6 +73,10 @@ class SynchronizedStore : public MemoryStore {
     std::lock_guard<std::mutex> l(mu_);
     s_->save_reranker(user, version, blob);
   }
+  std::string claim_embedding_encoder(std::string_view identity) override {
+    std::lock_guard<std::mutex> l(mu_);
+    return s_->claim_embedding_encoder(identity);
+  }
   void add_turns(std::string_view user, std::string_view conversation,
                  const std::vector<Turn>& turns) override {
     std::lock_guard<std::mutex> l(mu_);

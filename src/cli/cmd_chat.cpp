@@ -33,6 +33,7 @@
 #include "engram/model.h"
 #include "engram/sampler.h"
 #include "engram/session.h"
+#include "engram/text_encoder.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 #include "util/trailing_space.h"
@@ -121,6 +122,7 @@ struct ChatOptions {
   std::string memory_db, memory_pg, user;
   bool temporary = false;
   std::string memory_rerank = "fixed";  // fixed | learned
+  std::string embed_model;  // a `bert` GGUF for memory embeddings ("" : the chat model's)
 };
 
 void save_conversation(const std::string& path, const std::string& model, const ChatTemplate& tmpl,
@@ -438,6 +440,17 @@ class ChatSession {
     }
     mem_model_ =
         agent_memory::engine_memory_model(*model_, *tok_, conv_->chat_template(), pool_, vocab_);
+    // Embeddings from --embed-model, else the chat model's; the store keeps one encoder's.
+    std::string identity =
+        embedding_identity(model_->file(), "model", model_->config().n_embd, "mean");
+    std::string chosen_by = "the model " + o_.model;
+    if (!o_.embed_model.empty()) {
+      encoder_ = TextEncoder::load(o_.embed_model);
+      mem_model_ = agent_memory::with_text_encoder(std::move(mem_model_), *encoder_, pool_);
+      identity = encoder_->identity();
+      chosen_by = "--embed-model " + o_.embed_model;
+    }
+    if (store_) agent_memory::claim_embedding_encoder(*store_, identity, chosen_by);
     agent_memory::MemorySessionParams mp;
     mp.actor = "chat";
     if (store_ && o_.memory_rerank == "learned")
@@ -476,6 +489,7 @@ class ChatSession {
   // prompt (the memory block) is made anew for every turn.
   std::unique_ptr<agent_memory::MemoryStore> store_;
   std::unique_ptr<agent_memory::MemoryModel> mem_model_;
+  std::unique_ptr<TextEncoder> encoder_;  // --embed-model, or null
   std::unique_ptr<agent_memory::MemoryReranker> reranker_;  // null: the retriever's top M
   std::unique_ptr<agent_memory::MemorySession> memory_;
   std::vector<ChatMessage> dialogue_;
@@ -586,6 +600,10 @@ void add_chat_command(CLI::App& app) {
   cmd->add_option("--user", o->user, "Whose memories (with --memory-db / --pg)");
   add_memory_rerank_option(cmd, o->memory_rerank);
   cmd->add_flag("--temporary", o->temporary,
+  cmd->add_option("--embed-model", o->embed_model,
+                  "Embed memories with this bert GGUF (e.g. MiniLM, bge) instead of the chat "
+                  "model's mean-pooled hidden state")
+      ->check(CLI::ExistingFile);
                 "A temporary chat: no memory is read or written (the store is not even opened)");
   cmd->callback([o, cmd] { chat(*o, *cmd); });
 

@@ -1,5 +1,6 @@
 // `engram memory list|add|forget|search|history|wipe|export|import (--db FILE | --pg URL)
 // --user U`: a user's agent memories, as the assistant will see them, under the user's control.
+// `add` and `search` take --embed-model FILE (a `bert` GGUF) for dense retrieval.
 // Every verb reads and writes only the named user's memories. `add` is an explicit "remember
 // this": it is stored even when the sensitive-data detector flags it (the flag is kept).
 // Reading verbs never create a store: a mistyped --db path is an error, not an empty store.
@@ -20,6 +21,8 @@
 #include "cli/commands.h"
 #include "engram/agent_memory.h"
 #include "engram/error.h"
+#include "engram/text_encoder.h"
+#include "engram/thread_pool.h"
 
 namespace engram::cli {
 namespace {
@@ -30,8 +33,28 @@ constexpr const char* kActor = "cli";
 
 struct MemoryOptions {
   std::string db, pg, user;
+  std::string embed_model;  // a `bert` GGUF: add stores embeddings, search uses them
   bool json = false;
 };
+
+void add_embed_model_option(CLI::App* cmd, MemoryOptions& o, const char* what) {
+  cmd->add_option("--embed-model", o.embed_model, what)->check(CLI::ExistingFile);
+}
+
+// The embedding of `text` by --embed-model, after checking that the store's embeddings are
+// that encoder's; empty without the flag.
+std::vector<float> embed_for(const MemoryOptions& o, MemoryStore& store, std::string_view text) {
+  if (o.embed_model.empty()) return {};
+  auto encoder = TextEncoder::load(o.embed_model);
+  agent_memory::claim_embedding_encoder(store, encoder->identity(),
+                                        "--embed-model " + o.embed_model);
+  ThreadPool pool(default_thread_count());
+  const TextEncoder::Embedding e = encoder->embed(text, pool);
+  if (e.truncated)
+    fmt::print(stderr, "note: the text is longer than {} tokens; its beginning was embedded\n",
+               encoder->config().n_ctx_train);
+  return e.vector;
+}
 
 // Adds --db, --pg, --user to one verb.
 void add_store_options(CLI::App* cmd, MemoryOptions& o) {
@@ -102,6 +125,7 @@ void add_add(CLI::App* memory) {
   add_store_options(cmd, *o);
   cmd->add_option("text", *text, "What to remember")->required();
   cmd->add_option("--conversation", *conversation, "The conversation it came from");
+  add_embed_model_option(cmd, *o, "Store the text's embedding by this bert GGUF (dense search)");
   cmd->callback([o, text, conversation] {
     agent_memory::NewMemory m;
     m.summary = *text;
@@ -110,6 +134,7 @@ void add_add(CLI::App* memory) {
     const auto findings = agent_memory::detect_sensitive(*text);
     m.sensitive = findings.any();
     auto store = open_store(*o, "add", true);
+    m.embedding = embed_for(*o, *store, *text);
     const auto added = store->add(o->user, m, kActor);
     std::string note;
     for (const auto& n : findings.names()) note += (note.empty() ? "" : ", ") + n;
@@ -163,9 +188,15 @@ void add_search(CLI::App* memory) {
       ->check(CLI::Range(size_t{1}, agent_memory::StoreLimits::kMaxSearchLimit))
       ->capture_default_str();
   cmd->add_flag("--json", o->json, "One JSON object per line: {\"id\", \"score\", \"summary\"}");
+  add_embed_model_option(cmd, *o,
+                         "Hybrid search: full text and cosine over the embeddings this bert GGUF "
+                         "made, fused by reciprocal rank");
   cmd->callback([o, query, limit] {
     auto store = open_store(*o, "search", false);
-    for (const auto& h : store->search(o->user, *query, *limit)) {
+    const std::vector<float> q = embed_for(*o, *store, *query);
+    const auto hits = q.empty() ? store->search(o->user, *query, *limit)
+                                : agent_memory::hybrid_search(*store, o->user, *query, q, *limit);
+    for (const auto& h : hits) {
       if (o->json) {
         nlohmann::ordered_json j;
         j["id"] = h.memory.id;

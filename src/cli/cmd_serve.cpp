@@ -102,6 +102,10 @@ void add_serve_command(CLI::App& app) {
                   "to remember from it is decided)")
       ->capture_default_str();
   add_memory_rerank_option(cmd, o->memory_rerank);
+  cmd->add_option("--embed-model", s.embed_model,
+                  "A bert GGUF (e.g. MiniLM, bge) for the memory's embeddings and "
+                  "/v1/embeddings, instead of the served model's mean-pooled hidden state")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--parallel", s.parallel, "Slots: requests generated together")
       ->capture_default_str();
   cmd->add_option("--queue", s.queue, "Requests that may wait for a slot before 503")

@@ -20,6 +20,7 @@
 #include "engram/grammar.h"
 #include "engram/model.h"
 #include "engram/server.h"
+#include "engram/text_encoder.h"
 #include "engram/thread_pool.h"
 #include "engram/tokenizer.h"
 #include "server/api_error.h"
@@ -53,6 +54,7 @@ struct Service {
   std::atomic<bool> ready{false};
   std::unique_ptr<Model> model;
   std::unique_ptr<Tokenizer> tok;
+  std::unique_ptr<TextEncoder> encoder;  // --embed-model (null: the model embeds)
   std::unique_ptr<ChatTemplate> tmpl;
   std::unique_ptr<ThreadPool> pool;
   std::unique_ptr<Scheduler> scheduler;
@@ -257,7 +259,8 @@ struct Service {
     EmbeddingRequest r = parse_embedding_request(req.body, limits);
     auto task = std::make_shared<Task>();
     task->kind = Task::Kind::Embed;
-    for (const std::string& s : r.input) task->embed_inputs.push_back(tok->encode(s, true, false));
+    const Tokenizer& t = encoder ? encoder->tokenizer() : *tok;  // the embedding model's words
+    for (const std::string& s : r.input) task->embed_inputs.push_back(t.encode(s, true, false));
     for (auto& ids : r.input_tokens) task->embed_inputs.push_back(std::move(ids));
     task->owner = owner(req);
     task->deadline = Clock::now() + std::chrono::seconds(o.timeout_seconds);
@@ -508,6 +511,7 @@ int run_server(const ServerOptions& o) {
     }
     svc.model = Model::load(o.model_path);
     svc.tok = Tokenizer::from_gguf(svc.model->file());
+    if (!o.embed_model.empty()) svc.encoder = TextEncoder::load(o.embed_model);
     svc.grammar_vocab = std::make_shared<GrammarVocab>(*svc.tok);
     svc.tmpl =
         std::make_unique<ChatTemplate>(ChatTemplate::from_gguf(svc.model->file(), o.chat_template));
@@ -526,6 +530,8 @@ int run_server(const ServerOptions& o) {
     so.memory_store = svc.memory_store.get();
     so.memory_idle_seconds = o.memory_idle_seconds;
     so.memory_learned_rerank = o.memory_learned_rerank;
+    so.embed_model = svc.encoder.get();
+    so.embed_model_path = o.embed_model;
     svc.scheduler =
         std::make_unique<Scheduler>(*svc.model, *svc.tok, *svc.tmpl, *svc.pool, so, svc.metrics);
     if (svc.memory_store) {

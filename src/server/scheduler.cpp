@@ -13,6 +13,7 @@
 #include "engram/conversation.h"
 #include "engram/error.h"
 #include "engram/model.h"
+#include "engram/text_encoder.h"
 #include "engram/tokenizer.h"
 #include "server/memory_sessions.h"
 
@@ -89,6 +90,17 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplat
   embed_ctx_ = std::make_unique<Context>(model_, pool_, ContextParams{0, o_.n_batch});
   if (o_.memory_store) {
     memory_model_ = agent_memory::engine_memory_model(model_, tok_, tmpl_, pool_, nullptr);
+    // The store keeps one encoder's embeddings: --embed-model's, else the served model's.
+    if (o_.embed_model) {
+      memory_model_ =
+          agent_memory::with_text_encoder(std::move(memory_model_), *o_.embed_model, pool_);
+      agent_memory::claim_embedding_encoder(*o_.memory_store, o_.embed_model->identity(),
+                                            "--embed-model " + o_.embed_model_path);
+    } else {
+      agent_memory::claim_embedding_encoder(
+          *o_.memory_store,
+          embedding_identity(model_.file(), "model", model_.config().n_embd, "mean"), "the model");
+    }
     if (o_.memory_learned_rerank)
       memory_reranker_ = agent_memory::learned_reranker(*o_.memory_store);
     memory_ = std::make_unique<MemorySessions>(*o_.memory_store, *memory_model_,
@@ -530,22 +542,26 @@ agent_memory::ReflectionReport Scheduler::end_memory_conversation(const std::str
 
 void Scheduler::run_embedding(Task& task) {
   try {
+    // With --embed-model the inputs are that encoder's tokens (the HTTP thread used its
+    // vocabulary) and its positions bound their length.
+    const TextEncoder* enc = o_.embed_model;
+    const int32_t n_vocab = enc ? enc->config().n_vocab : tok_.n_vocab();
+    const int64_t n_ctx = enc ? enc->config().n_ctx_train : embed_ctx_->n_ctx();
     for (const auto& ids : task.embed_inputs) {
       for (int32_t id : ids) {
-        if (id >= tok_.n_vocab()) {
-          throw ApiError(
-              400, "invalid_request_error",
-              fmt::format("input holds token id {}, the vocabulary has {}", id, tok_.n_vocab()),
-              "input");
+        if (id >= n_vocab) {
+          throw ApiError(400, "invalid_request_error",
+                         fmt::format("input holds token id {}, the vocabulary has {}", id, n_vocab),
+                         "input");
         }
       }
-      if (static_cast<int64_t>(ids.size()) > embed_ctx_->n_ctx()) {
+      if (static_cast<int64_t>(ids.size()) > n_ctx) {
         throw ApiError(400, "invalid_request_error",
-                       fmt::format("an input is {} tokens, the model's context holds {}",
-                                   ids.size(), embed_ctx_->n_ctx()),
+                       fmt::format("an input is {} tokens, the {}'s context holds {}", ids.size(),
+                                   enc ? "embedding model" : "model", n_ctx),
                        "input");
       }
-      task.embeddings.push_back(embed_ctx_->embed(ids));
+      task.embeddings.push_back(enc ? enc->embed_tokens(ids, pool_) : embed_ctx_->embed(ids));
     }
     TaskEvent ev;
     ev.kind = TaskEvent::Kind::Done;

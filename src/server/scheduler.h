@@ -26,6 +26,7 @@ class Tokenizer;
 class ThreadPool;
 class Conversation;
 class Context;
+class TextEncoder;
 }  // namespace engram
 
 namespace engram::server {
@@ -44,6 +45,9 @@ struct SchedulerOptions {
   agent_memory::MemoryStore* memory_store = nullptr;
   int memory_idle_seconds = 600;       // a memory conversation ends after this long without a turn
   bool memory_learned_rerank = false;  // RMM's reranker learned from citations (else top-M)
+  // Embeddings (agent memory, /v1/embeddings) from this encoder instead of the model (null).
+  const TextEncoder* embed_model = nullptr;
+  std::string embed_model_path;  // named in errors
 };
 
 class Scheduler {
