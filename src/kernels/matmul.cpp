@@ -15,6 +15,7 @@
 #include "kernels/matmul_internal.h"
 #include "kernels/quant.h"
 #include "util/cpu_features.h"
+#include "util/huge_pages.h"
 
 namespace engram {
 
@@ -463,7 +464,7 @@ std::shared_ptr<const PackedWeights> pack_weights(const WeightMatrix& w) {
   const int64_t scales_per_block = q4k || q5k ? 2 * kR : kR;
   p->group_bytes = (p->scale_offset + nb * scales_per_block * 2 + 63) / 64 * 64;
   const size_t total = static_cast<size_t>(std::max<int64_t>(1, p->groups * p->group_bytes));
-  p->data.reset(static_cast<uint8_t*>(std::aligned_alloc(64, total)));
+  p->data.reset(static_cast<uint8_t*>(allocate_huge_page_backed(total)));
   if (!p->data)
     throw Error("matmul: out of memory packing a " + std::to_string(total) + "-byte matrix");
   std::memset(p->data.get(), 0, total);  // padding rows: zero quants and scales

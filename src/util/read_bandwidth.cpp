@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
-#include <vector>
+#include <memory>
 
+#include "engram/error.h"
 #include "engram/thread_pool.h"
 #include "util/cpu_features.h"
+#include "util/huge_pages.h"
 
 namespace engram {
 namespace {
@@ -49,12 +51,12 @@ uint64_t read_scalar(const uint64_t* p, size_t n) {
 }  // namespace
 
 double measure_read_bandwidth(ThreadPool& pool, size_t bytes, int reps) {
-  const size_t n = bytes / sizeof(uint64_t);
-  // 64-byte aligned so every load is a whole line.
-  std::vector<uint64_t> storage(n + 8);
-  uint64_t* buf = reinterpret_cast<uint64_t*>((reinterpret_cast<uintptr_t>(storage.data()) + 63) &
-                                              ~uintptr_t(63));
-  const size_t len = n - 8;
+  // Backed like the packed weights decode streams, so the probe and decode see the same TLB.
+  std::unique_ptr<uint64_t, decltype(&std::free)> storage(
+      static_cast<uint64_t*>(allocate_huge_page_backed(bytes)), &std::free);
+  if (!storage) throw Error("bench: out of memory allocating the bandwidth probe's buffer");
+  uint64_t* buf = storage.get();
+  const size_t len = bytes / sizeof(uint64_t);
   // Touch every page first (parallel, so pages spread like the measurement's reads).
   pool.parallel_for(int64_t(len), 4096, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) buf[i] = uint64_t(i);
