@@ -27,7 +27,12 @@ using engram::TensorType;
 
 constexpr TensorType kTypes[] = {TensorType::F32,  TensorType::F16,  TensorType::BF16,
                                  TensorType::Q8_0, TensorType::Q4_0, TensorType::Q4_K,
-                                 TensorType::Q6_K};
+                                 TensorType::Q6_K, TensorType::Q5_K};
+constexpr int kNumTypes = sizeof(kTypes) / sizeof(kTypes[0]);
+// Types with a packed layout (prepack_weights) on AVX-512: Q8_0 and every K-quant.
+constexpr bool has_packed_layout(int t) {
+  return t >= 3;
+}
 
 struct Setup {
   std::vector<uint8_t> bytes;  // [copies, rows, row_bytes]
@@ -103,15 +108,16 @@ void BM_Matmul(benchmark::State& state) {
                  (packed ? " packed" : ""));
 }
 
-// Q8_0 and Q4_0 also run packed (as a loaded model runs them on a CPU with a packed layout).
+// The quantized types also run packed (as a loaded model runs them on a CPU with a packed layout).
 template <int Threads>
 void DecodeArgs(benchmark::internal::Benchmark* b) {
-  for (int t = 0; t < 7; ++t) {
+  for (int t = 0; t < kNumTypes; ++t) {
     for (int packed : {0, 1}) {
-      if (packed && t != 3 && t != 4) continue;
+      if (packed && !has_packed_layout(t)) continue;
       b->Args({t, 768, 768, 1, -1, Threads, packed});
       b->Args({t, 2048, 768, 1, -1, Threads, packed});
       b->Args({t, 768, 2048, 1, -1, Threads, packed});
+      b->Args({t, 8192, 2048, 1, -1, Threads, packed});  // the 1.1B model's FFN up
     }
   }
   // The lower ISAs on the commonest quantized shape, for comparison.
@@ -122,17 +128,17 @@ void DecodeArgs(benchmark::internal::Benchmark* b) {
 }
 
 void HotArgs(benchmark::internal::Benchmark* b) {
-  for (int t = 0; t < 7; ++t) {
+  for (int t = 0; t < kNumTypes; ++t) {
     for (int isa : {0, 1, 2}) b->Args({t, 256, 768, 1, isa, 1, 0});
+    if (has_packed_layout(t)) b->Args({t, 256, 768, 1, 2, 1, 1});
   }
-  for (int t : {3, 4}) b->Args({t, 256, 768, 1, 2, 1, 1});
 }
 
 template <int Threads>
 void PrefillArgs(benchmark::internal::Benchmark* b) {
-  for (int t = 0; t < 7; ++t) {
+  for (int t = 0; t < kNumTypes; ++t) {
     for (int packed : {0, 1}) {
-      if (packed && t != 3 && t != 4) continue;
+      if (packed && !has_packed_layout(t)) continue;
       b->Args({t, 2048, 768, 64, -1, Threads, packed});
       b->Args({t, 2048, 768, 512, -1, Threads, packed});
       b->Args({t, 768, 2048, 512, -1, Threads, packed});

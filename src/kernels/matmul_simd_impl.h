@@ -521,6 +521,27 @@ inline int32_t load_i32(const int8_t* p) {
   return v;
 }
 
+// Decode streams every packed weight once. Its software prefetches go to L2, 16 KiB ahead:
+// prefetching into L1 (4 KiB ahead, as before) ties up the core's few L1 miss buffers and held
+// one thread to ~13 GB/s of Q4_K; into L2, 16 KiB ahead, two threads stream Q8_0 / Q4_0 / Q4_K /
+// Q6_K at 33-40 / 31-37 / 30-38 / 33-43 GB/s instead of 31-32 / 28-29 / 23-24 / 21
+// (engram_bench Decode, 8192 x 2048, two quiet runs).
+constexpr int64_t kDecodePrefetchAhead = 16384;
+
+inline void prefetch_for_decode(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T1);
+}
+
+// The first kDecodePrefetchAhead bytes of a decode task's rows, which the kernels' own
+// prefetches (always that far ahead of themselves) never cover.
+inline void prefetch_decode_range_start(const PackedWeights& p, int64_t r0, int64_t r1) {
+  constexpr int kR = PackedWeights::kRows;
+  const char* start = reinterpret_cast<const char*>(p.group(r0 / kR));
+  const int64_t n =
+      std::min<int64_t>(kDecodePrefetchAhead, (r1 - r0 + kR - 1) / kR * p.group_bytes);
+  for (int64_t o = 0; o < n; o += 64) prefetch_for_decode(start + o);
+}
+
 template <bool Q4, int T>
 inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
                         int64_t ldy, __mmask16 mask) {
@@ -535,12 +556,11 @@ inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     if constexpr (T == 1) {
-      // Decode streams the weights once: prefetch 4 KiB ahead (running on into the next
-      // group, which follows this one in memory): 0-15% more bytes/s than the hardware
-      // prefetcher alone on one thread (engram_bench Decode1T, a noisy shared machine).
-      const char* ahead = reinterpret_cast<const char*>(gq + b * p.quant_bytes) + 4096;
+      // Running on into the next group, which follows this one in memory.
+      const char* ahead =
+          reinterpret_cast<const char*>(gq + b * p.quant_bytes) + kDecodePrefetchAhead;
       ENGRAM_UNROLL
-      for (int64_t l = 0; l < (Q4 ? 4 : 8); ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+      for (int64_t l = 0; l < (Q4 ? 4 : 8); ++l) prefetch_for_decode(ahead + 64 * l);
     }
     __m512i w[8];
     load_packed_block<Q4>(gq + b * p.quant_bytes, w);
@@ -572,13 +592,7 @@ void tile_packed(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, i
                  int64_t t1, float* y, int64_t ldy) {
   const PackedWeights& p = *w.packed;
   constexpr int kR = PackedWeights::kRows;
-  if (t1 - t0 == 1) {
-    // Decode: packed_tile prefetches 4 KiB ahead of itself; cover the first 4 KiB of this
-    // range too, which a task starting cold would otherwise wait for line by line.
-    const char* start = reinterpret_cast<const char*>(p.group(r0 / kR));
-    const int64_t n = std::min<int64_t>(4096, (r1 - r0 + kR - 1) / kR * p.group_bytes);
-    for (int64_t o = 0; o < n; o += 64) _mm_prefetch(start + o, _MM_HINT_T0);
-  }
+  if (t1 - t0 == 1) prefetch_decode_range_start(p, r0, r1);
   for (int64_t r = r0; r < r1; r += kR) {
     const int64_t n = r1 - r < kR ? r1 - r : kR;
     const auto mask = static_cast<__mmask16>((1u << n) - 1);
@@ -628,14 +642,14 @@ inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, 
     ENGRAM_UNROLL
     for (int j = 0; j < T; ++j) isum[j] = _mm512_setzero_si512();
     for (int sb = 0; sb < 8; ++sb) {
-      if constexpr (T == 1) {  // decode: keep ~4 KiB of the row group in flight (see Q4_0)
-        const char* ahead = reinterpret_cast<const char*>(rec) + 4096 + 256 * sb;
+      if constexpr (T == 1) {  // decode (see kDecodePrefetchAhead)
+        const char* ahead = reinterpret_cast<const char*>(rec) + kDecodePrefetchAhead + 256 * sb;
         ENGRAM_UNROLL
-        for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; ++l) prefetch_for_decode(ahead + 64 * l);
         // the rest of the record: Q5_K's fifth bits (8 lines), the scales and mins (4)
         if (sb < (Q5 ? 12 : 4) / 2) {
-          _mm_prefetch(ahead - 256 * sb + 2048 + 128 * sb, _MM_HINT_T0);
-          _mm_prefetch(ahead - 256 * sb + 2048 + 128 * sb + 64, _MM_HINT_T0);
+          prefetch_for_decode(ahead - 256 * sb + 2048 + 128 * sb);
+          prefetch_for_decode(ahead - 256 * sb + 2048 + 128 * sb + 64);
         }
       }
       __m512i s[T];
@@ -712,12 +726,12 @@ inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
     for (int j = 0; j < T; ++j) isum[j] = _mm512_setzero_si512();
     for (int c = 0; c < 8; ++c) {
       if constexpr (T == 1) {
-        const char* ahead = reinterpret_cast<const char*>(rec) + 4096;
+        const char* ahead = reinterpret_cast<const char*>(rec) + kDecodePrefetchAhead;
         ENGRAM_UNROLL
-        for (int l = 0; l < 4; ++l) _mm_prefetch(ahead + 256 * c + 64 * l, _MM_HINT_T0);
+        for (int l = 0; l < 4; ++l) prefetch_for_decode(ahead + 256 * c + 64 * l);
         ENGRAM_UNROLL
-        for (int l = 0; l < 2; ++l) _mm_prefetch(ahead + 2048 + 128 * c + 64 * l, _MM_HINT_T0);
-        if (c < 4) _mm_prefetch(ahead + 3072 + 64 * c, _MM_HINT_T0);
+        for (int l = 0; l < 2; ++l) prefetch_for_decode(ahead + 2048 + 128 * c + 64 * l);
+        if (c < 4) prefetch_for_decode(ahead + 3072 + 64 * c);
       }
       // The chunk's two sub-blocks of 16: elements in the low nibbles, then the high ones.
       ENGRAM_UNROLL
@@ -771,11 +785,7 @@ void tile_packed_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1,
                    int64_t t1, float* y, int64_t ldy) {
   const PackedWeights& p = *w.packed;
   constexpr int kR = PackedWeights::kRows;
-  if (t1 - t0 == 1) {  // decode: the first 4 KiB of the range, as tile_packed
-    const char* start = reinterpret_cast<const char*>(p.group(r0 / kR));
-    const int64_t n = std::min<int64_t>(4096, (r1 - r0 + kR - 1) / kR * p.group_bytes);
-    for (int64_t o = 0; o < n; o += 64) _mm_prefetch(start + o, _MM_HINT_T0);
-  }
+  if (t1 - t0 == 1) prefetch_decode_range_start(p, r0, r1);
   auto run = [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
     if constexpr (K == KQuant::Q6) {
       packed_q6_k_tile<T>(p, a, r, t, y, ldy, mask);
