@@ -1,5 +1,5 @@
-// ops: rmsnorm, softmax, silu_mul, RoPE variants, attention (GQA, causal blocks, strides)
-// against direct double-precision formulas.
+// ops: rmsnorm, softmax, silu_mul, RoPE variants, attention (GQA, causal blocks, strides; each
+// ISA's tiled kernel) against direct double-precision formulas.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -13,6 +13,7 @@
 #include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
 #include "kernels/ops_internal.h"
+#include "kernels/tiled_attention.h"
 #include "random_vectors.h"
 
 namespace engram {
@@ -222,16 +223,15 @@ void check_attention(const AttnCase& c, ThreadPool& pool, std::mt19937& rng) {
   std::vector<float> ref(out.size());
   a.out = ref.data();
   attention_reference(a);
-  std::vector<const VecKernels*> kernels = {&vec_kernels_scalar()};
-  if (isa_available(Isa::Avx2)) kernels.push_back(&vec_kernels_avx2());
-  for (const VecKernels* vk : kernels) {
+  for (Isa isa : {Isa::Scalar, Isa::Avx2, Isa::Avx512}) {
+    if (!isa_available(isa)) continue;
     std::fill(out.begin(), out.end(), -7.0f);
     a.out = out.data();
-    attention_with(*vk, a, pool);
+    attention_with_isa(isa, a, pool);
     for (size_t i = 0; i < out.size(); ++i) {
       ASSERT_NEAR(out[i], ref[i], 2e-5)
           << "n_q=" << c.n_q << " n_kv=" << c.n_kv << " heads=" << c.n_head << "/" << c.n_head_kv
-          << " i=" << i << (vk == kernels[0] ? " scalar" : " simd");
+          << " i=" << i << " " << isa_name(isa);
     }
   }
   a.out = out.data();

@@ -3,7 +3,6 @@
 #include "kernels/ops.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <limits>
 #include <string>
@@ -108,10 +107,6 @@ float dot_scalar(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-void axpy_scalar(float* y, float a, const float* x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
-}
-
 void silu_mul_scalar(float* out, const float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const float g = gate[i];
@@ -143,15 +138,9 @@ void scores_scalar(const float* q, int nh, int hd, const float* k, int64_t k_str
   }
 }
 
-void weighted_sum_scalar(float* out, const float* p, int nh, int hd, const float* v,
-                         int64_t v_stride, int64_t n) {
-  std::fill(out, out + int64_t{nh} * hd, 0.0f);
-  for (int h = 0; h < nh; ++h) {
-    for (int64_t j = 0; j < n; ++j) axpy_scalar(out + h * hd, p[h * n + j], v + j * v_stride, hd);
-  }
-}
+}  // namespace
 
-void check_attention(const AttentionArgs& a) {
+void check_attention_args(const AttentionArgs& a) {
   if (a.n_q < 0 || a.n_kv < 0 || a.n_head <= 0 || a.n_head_kv <= 0 || a.head_dim <= 0 ||
       a.n_head % a.n_head_kv != 0) {
     throw Error(
@@ -167,85 +156,15 @@ void check_attention(const AttentionArgs& a) {
   }
 }
 
-// Keys visible to query i (causal inside the block, see ops.h).
-inline int64_t visible_keys(const AttentionArgs& a, int i) {
-  return std::clamp<int64_t>(a.n_kv - a.n_q + i + 1, 0, a.n_kv);
-}
-
-}  // namespace
 
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {dot_scalar,        axpy_scalar,         exp_sum_scalar,
-                               scores_scalar,     weighted_sum_scalar, silu_mul_scalar,
+  static const VecKernels k = {exp_sum_scalar, scores_scalar, silu_mul_scalar,
                                log_sum_exp_scalar};
   return k;
 }
 
-void attention_with(const VecKernels& vk, const AttentionArgs& a, ThreadPool& pool) {
-  check_attention(a);
-  const int group = a.n_head / a.n_head_kv;
-  const int hd = a.head_dim;
-  // A task is one query and a run of heads that share a kv head, so each K/V row is read once
-  // for the whole run. Whole groups make the fewest passes over K/V; when that leaves threads
-  // idle (decode with few kv heads) the groups are split into single heads.
-  const int64_t n_groups = int64_t{a.n_q} * a.n_head_kv;
-  const int per_task = n_groups >= 2 * pool.size() ? group : 1;
-  const int64_t tasks_per_q = a.n_head / per_task;
-  const int64_t n_tasks = int64_t{a.n_q} * tasks_per_q;
-  std::atomic<int64_t> next_task{0};  // tasks are taken dynamically: costs vary with i
-  pool.run([&](int, int) {
-    std::vector<float> scores;  // [per_task, n_visible] this thread's scratch
-    for (int64_t task; (task = next_task.fetch_add(1, std::memory_order_relaxed)) < n_tasks;) {
-      const int i = static_cast<int>(task / tasks_per_q);
-      const int h0 = static_cast<int>(task % tasks_per_q) * per_task;
-      const int kvh = h0 / group;
-      const int64_t n_vis = visible_keys(a, i);
-      float* probs0 = a.probs ? a.probs + (int64_t{i} * a.n_head + h0) * a.n_kv : nullptr;
-      if (probs0) {  // the keys this query does not see
-        for (int h = 0; h < per_task; ++h) {
-          std::fill(probs0 + h * a.n_kv + n_vis, probs0 + (h + 1) * a.n_kv, 0.0f);
-        }
-      }
-      float* out0 = a.out + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
-      if (n_vis == 0) {
-        std::fill(out0, out0 + int64_t{per_task} * hd, 0.0f);
-        continue;
-      }
-      scores.resize(static_cast<size_t>(per_task) * n_vis);
-      const float* q0 = a.q + (int64_t{i} * a.n_head + h0) * hd;  // [per_task, hd]
-      const int64_t kv_off = int64_t{kvh} * hd;
-      vk.scores(q0, per_task, hd, a.k + kv_off, a.k_stride, n_vis, a.scale, scores.data());
-      float inv[64];
-      std::vector<float> inv_big;
-      float* invp = inv;
-      if (per_task > 64) {
-        inv_big.resize(per_task);
-        invp = inv_big.data();
-      }
-      for (int h = 0; h < per_task; ++h) {
-        float* s = scores.data() + h * n_vis;
-        const float max = *std::max_element(s, s + n_vis);
-        const float sum = vk.exp_sum(s, n_vis, max);
-        invp[h] = 1.0f / sum;
-        if (probs0) {
-          float* ph = probs0 + h * a.n_kv;
-          for (int64_t j = 0; j < n_vis; ++j) ph[j] = s[j] * invp[h];
-        }
-      }
-      vk.weighted_sum(out0, scores.data(), per_task, hd, a.v + kv_off, a.v_stride, n_vis);
-      for (int h = 0; h < per_task; ++h) {
-        for (int d = 0; d < hd; ++d) out0[h * hd + d] *= invp[h];
-      }
-    }
-  });
-}
-
-void attention(const AttentionArgs& a, ThreadPool& pool) {
-  attention_with(best_vec_kernels(), a, pool);
-}
-
 void attention_received(const AttentionArgs& a, float* recv, ThreadPool& pool) {
-  check_attention(a);
+  check_attention_args(a);
   if (!a.probs) throw Error("attention_received: attention() was run without a probs buffer");
   const int64_t rows = int64_t{a.n_q} * a.n_head;
   // Keys in chunks, one thread per chunk: every sum has one owner and a fixed order.
@@ -263,7 +182,7 @@ void attention_received(const AttentionArgs& a, float* recv, ThreadPool& pool) {
 }
 
 void attention_reference(const AttentionArgs& a) {
-  check_attention(a);
+  check_attention_args(a);
   const int group = a.n_head / a.n_head_kv;
   const int hd = a.head_dim;
   std::vector<double> s(a.n_kv), o(hd);

@@ -63,7 +63,10 @@ struct AttentionArgs {
   // does not see; attention_received() sums them per key.
   float* probs = nullptr;
 };
+// Tiled, flash-style (tiled_attention.cpp): blocks of queries against tiles of keys with an
+// online softmax; the probabilities, when asked for, in a second pass over the keys.
 void attention(const AttentionArgs& a, ThreadPool& pool);
+// One softmax at a time in double: what the tests hold attention() to.
 void attention_reference(const AttentionArgs& a);
 
 // Attention mass each key received: recv[j] = sum over the queries i that see key j and over

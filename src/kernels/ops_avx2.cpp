@@ -29,15 +29,6 @@ float dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
-void axpy(float* y, float a, const float* x, int64_t n) {
-  const __m256 va = _mm256_set1_ps(a);
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    _mm256_storeu_ps(y + i, _mm256_fmadd_ps(va, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-  }
-  for (; i < n; ++i) y[i] += a * x[i];
-}
-
 // exp(x) for x <= 0 (softmax arguments): 2^n * p(r) with r = x - n ln2 in [-ln2/2, ln2/2] and
 // a degree-6 polynomial; relative error about 2e-7. Inputs below -87 flush to 0.
 __m256 exp_neg(__m256 x) {
@@ -163,48 +154,10 @@ void scores(const float* q, int nh, int hd, const float* k, int64_t k_stride, in
   }
 }
 
-void weighted_sum(float* out, const float* p, int nh, int hd, const float* v, int64_t v_stride,
-                  int64_t n) {
-  for (int h = 0; h < nh; ++h) {
-    const float* ph = p + int64_t{h} * n;
-    float* oh = out + int64_t{h} * hd;
-    int d0 = 0;
-    // 32 output dims in registers while all n rows stream past.
-    for (; d0 + 32 <= hd; d0 += 32) {
-      __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-      for (int64_t j = 0; j < n; ++j) {
-        const __m256 pj = _mm256_set1_ps(ph[j]);
-        const float* vj = v + j * v_stride + d0;
-        a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj), a0);
-        a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 8), a1);
-        a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 16), a2);
-        a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vj + 24), a3);
-      }
-      _mm256_storeu_ps(oh + d0, a0);
-      _mm256_storeu_ps(oh + d0 + 8, a1);
-      _mm256_storeu_ps(oh + d0 + 16, a2);
-      _mm256_storeu_ps(oh + d0 + 24, a3);
-    }
-    for (; d0 + 8 <= hd; d0 += 8) {
-      __m256 a0 = _mm256_setzero_ps();
-      for (int64_t j = 0; j < n; ++j) {
-        a0 = _mm256_fmadd_ps(_mm256_set1_ps(ph[j]), _mm256_loadu_ps(v + j * v_stride + d0), a0);
-      }
-      _mm256_storeu_ps(oh + d0, a0);
-    }
-    for (; d0 < hd; ++d0) {
-      float acc = 0.0f;
-      for (int64_t j = 0; j < n; ++j) acc += ph[j] * v[j * v_stride + d0];
-      oh[d0] = acc;
-    }
-  }
-}
-
 }  // namespace
 
 const VecKernels& vec_kernels_avx2() {
-  static const VecKernels k = {dot,          axpy,          exp_sum,         scores,
-                               weighted_sum, silu_mul_simd, log_sum_exp_simd};
+  static const VecKernels k = {exp_sum, scores, silu_mul_simd, log_sum_exp_simd};
   return k;
 }
 
