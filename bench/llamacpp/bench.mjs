@@ -57,7 +57,6 @@ function parseArgs(argv) {
         }
     }
     if (!a.model) usage("no model given (-m)");
-    if (a.decodeCtx >= a.prompt) usage(`--decode-ctx must be below the prompt size ${a.prompt}`);
     if (!fs.existsSync(a.model)) usage(`model file '${a.model}' does not exist`);
     return a;
 }
@@ -91,7 +90,7 @@ const loadMs = performance.now() - tLoad;
 const kvType = {f16: "F16", f32: "F32", q8_0: "Q8_0"}[args.kv];
 const context = await model.createContext({
     // one sequence's worth of cells per sequence (the KV cache is shared between them)
-    contextSize: (args.prompt + args.decode + 16) * args.sequences,
+    contextSize: (Math.max(args.prompt, args.decodeCtx) + args.decode + 16) * args.sequences,
     batchSize: args.prompt,  // the whole prompt is one batch, as llama-bench's pp test does
     threads: args.threads,
     sequences: args.sequences,
@@ -103,7 +102,9 @@ const seq = context.getSequence();
 // The vocabulary size from the file's own token list (node-llama-cpp 3.22 exposes no
 // vocabulary size on model.tokens; a wrong guess sends ids the model does not have).
 const nVocab = model.fileInfo?.metadata?.tokenizer?.ggml?.tokens?.length ?? 32000;
-const tokens = promptTokens(args.prompt, nVocab, model.tokens.bos);
+// One more than the decode depth, so decoding at any depth starts from a prompt token.
+const allTokens = promptTokens(Math.max(args.prompt, args.decodeCtx + 1), nVocab, model.tokens.bos);
+const tokens = allTokens.slice(0, args.prompt);
 
 // Warm-up (page in the weights, let the thread pool spin up), not timed.
 await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, Math.min(64, tokens.length)));
@@ -121,10 +122,10 @@ for (let r = 0; r < args.runs; r++) {
 // (--decode-ctx K first puts K prompt tokens in the cache, untimed). Every step is one token
 // in, logits over the whole vocabulary, greedy pick.
 await seq.clearHistory();
-if (args.decodeCtx > 0) await seq.evaluateWithoutGeneratingNewTokens(tokens.slice(0, args.decodeCtx));
+if (args.decodeCtx > 0) await seq.evaluateWithoutGeneratingNewTokens(allTokens.slice(0, args.decodeCtx));
 let produced = 0;
 const t0 = performance.now();
-for await (const _tok of seq.evaluate([tokens[args.decodeCtx]], {temperature: 0, yieldEogToken: true})) {
+for await (const _tok of seq.evaluate([allTokens[args.decodeCtx]], {temperature: 0, yieldEogToken: true})) {
     if (++produced >= args.decode) break;
 }
 const decodeMs = performance.now() - t0;

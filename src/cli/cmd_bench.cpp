@@ -24,6 +24,7 @@ struct BenchOptions {
   std::string model;
   std::vector<int> prefill = {512, 4096};
   int decode = 128;
+  std::vector<int> decode_ctx = {0};  // depths: tokens cached before the timed decode steps
   int threads = 0;
   int reps = 2;
   bool json = false;
@@ -38,6 +39,9 @@ std::vector<int32_t> random_tokens(int n, int n_vocab, uint32_t seed) {
 
 void bench(const BenchOptions& o) {
   if (o.decode < 0) throw Error(fmt::format("bench: --decode must be >= 0, got {}", o.decode));
+  for (int n : o.decode_ctx) {
+    if (n < 0) throw Error(fmt::format("bench: --decode-ctx depths must be >= 0, got {}", n));
+  }
   if (o.reps < 1) throw Error(fmt::format("bench: --reps must be >= 1, got {}", o.reps));
   for (int n : o.prefill) {
     if (n < 1) throw Error(fmt::format("bench: --prefill sizes must be >= 1, got {}", n));
@@ -82,26 +86,34 @@ void bench(const BenchOptions& o) {
     out["prefill"][std::to_string(n)] = best;
   }
 
-  if (o.decode > 0) {
+  // Decode from an empty context (the weights' roofline) and at each further depth: the steps
+  // of a long conversation attend to everything before them, a cache filled first, untimed.
+  for (size_t di = 0; o.decode > 0 && di < o.decode_ctx.size(); ++di) {
+    const int depth = o.decode_ctx[di];
     ContextParams cp;
-    cp.n_ctx = std::max<int64_t>(o.decode + 1, c.n_ctx_train);
+    cp.n_ctx = std::max<int64_t>(int64_t{depth} + o.decode + 1, c.n_ctx_train);
     Context ctx(*model, pool, cp);
     auto tokens = random_tokens(o.decode, c.n_vocab, 99);
+    auto prompt = random_tokens(depth, c.n_vocab, 1234);
     double best = 0;
     for (int r = 0; r < o.reps; ++r) {
       ctx.clear();
+      if (!prompt.empty()) ctx.eval(prompt);
       auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < o.decode; ++i) ctx.eval(std::span<const int32_t>(&tokens[i], 1));
       best = std::max(best, o.decode / seconds_since(t0));
     }
     const double roofline = double(model->weight_bytes()) * best / bw;
-    say(
-        fmt::format("decode  {:>5} tokens: {:8.1f} tok/s  ({:.2f} GB/s of weights, {:.0f}% of "
-                    "measured bandwidth)",
-                    o.decode, best, model->weight_bytes() * best / 1e9, roofline * 100));
-    out["decode_tokens"] = o.decode;
-    out["decode"] = best;
-    out["decode_roofline_ratio"] = roofline;
+    say(fmt::format(
+        "decode  {:>5} tokens at depth {:>5}: {:8.1f} tok/s  ({:.2f} GB/s of weights, {:.0f}% of "
+        "measured bandwidth)",
+        o.decode, depth, best, model->weight_bytes() * best / 1e9, roofline * 100));
+    out["decode_at"][std::to_string(depth)] = best;
+    if (di == 0) {  // the first depth (0 by default) also under the keys of earlier versions
+      out["decode_tokens"] = o.decode;
+      out["decode"] = best;
+      out["decode_roofline_ratio"] = roofline;
+    }
   }
   if (o.json) std::printf("%s\n", out.dump(2).c_str());
 }
@@ -117,6 +129,10 @@ void add_bench_command(CLI::App& app) {
       ->delimiter(',')
       ->capture_default_str();
   cmd->add_option("--decode", o->decode, "Tokens to decode (0: skip)")->capture_default_str();
+  cmd->add_option("--decode-ctx", o->decode_ctx,
+                  "Depths to decode at: prompt tokens cached before the timed decode steps")
+      ->delimiter(',')
+      ->capture_default_str();
   cmd->add_option("-t,--threads", o->threads, "Threads (default: all cores, at most 8)");
   cmd->add_option("--reps", o->reps, "Repetitions; the best is reported")->capture_default_str();
   cmd->add_flag("--json", o->json, "Print results as JSON on stdout");
