@@ -200,7 +200,8 @@ class TiledAttention {
           t.j_begin = c * kSplitKeys;
           t.j_end = std::min(t.j_end, t.j_begin + kSplitKeys);
           // The first part fetches the whole rows; the other kv heads find theirs in cache.
-          if (p == 0) t.prefetch_bytes = std::max(a_.k_stride, a_.v_stride) * int64_t{sizeof(float)};
+          if (p == 0)
+            t.prefetch_bytes = std::max(a_.k_stride, a_.v_stride) * int64_t{sizeof(float)};
           if (t.j_begin < t.j_end) {
             t.o = st;
             t.m = st + o_size;

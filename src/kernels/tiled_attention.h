@@ -24,8 +24,8 @@ struct AttentionTile {
   // the next multiple of 16 are zero.
   const float* qt = nullptr;
   const float* q = nullptr;  // [rows][hd]: the same queries times the scale, row by row
-  const float* k = nullptr;   // key j of this kv head at k + j * k_stride
-  const float* v = nullptr;   // value j at v + j * v_stride
+  const float* k = nullptr;  // key j of this kv head at k + j * k_stride
+  const float* v = nullptr;  // value j at v + j * v_stride
   int64_t k_stride = 0;
   int64_t v_stride = 0;
   int hd = 0;
@@ -43,7 +43,9 @@ struct AttentionTile {
 };
 
 // Rows of O a tile writes: the value loop runs over 4 rows at a time.
-inline constexpr int tile_o_rows(int rows) { return (rows + 3) / 4 * 4; }
+inline constexpr int tile_o_rows(int rows) {
+  return (rows + 3) / 4 * 4;
+}
 
 // Below every real score: a masked score, and the running max before the first key.
 inline constexpr float kTileMasked = -1e30f;

@@ -229,10 +229,18 @@ void scores_all_rows(const AttentionTile& t, int64_t j0, int nk, int n_vec, floa
   if (t.rows <= kFewRows && t.hd % kW == 0) {
     for (int r0 = 0; r0 < t.rows; r0 += kFewRowsPerPass) {
       switch (std::min(kFewRowsPerPass, t.rows - r0)) {
-        case 1: tile_scores_few<1>(t, j0, nk, r0, s); break;
-        case 2: tile_scores_few<2>(t, j0, nk, r0, s); break;
-        case 3: tile_scores_few<3>(t, j0, nk, r0, s); break;
-        default: tile_scores_few<kFewRowsPerPass>(t, j0, nk, r0, s); break;
+        case 1:
+          tile_scores_few<1>(t, j0, nk, r0, s);
+          break;
+        case 2:
+          tile_scores_few<2>(t, j0, nk, r0, s);
+          break;
+        case 3:
+          tile_scores_few<3>(t, j0, nk, r0, s);
+          break;
+        default:
+          tile_scores_few<kFewRowsPerPass>(t, j0, nk, r0, s);
+          break;
       }
     }
     // The padding rows of the last vector: finite, as the rows-across-lanes path leaves them.
