@@ -167,7 +167,12 @@ TEST(WordPiece, ParsesSpecialTokensOnlyWhenAsked) {
 TEST(WordPiece, DecodesPiecesBackToWords) {
   auto b = bert_vocab(kPieces);
   const Tokenizer& t = *b->tok;
-  EXPECT_EQ(t.decode(t.encode("unwanted cafe", true, false)), "unwanted cafe");
+  const std::vector<int32_t> ids = t.encode("unwanted cafe", true, false);
+  EXPECT_EQ(t.decode(ids), "unwanted cafe");
+  TokenStreamer stream(t);
+  std::string streamed;
+  for (int32_t id : ids) streamed += stream.push(id);
+  EXPECT_EQ(streamed + stream.flush(), "unwanted cafe");
 }
 
 TEST(WordPiece, FindsSeparatorByTextWithoutTheKey) {

@@ -32,8 +32,10 @@ size_t emittable(const std::string& s) {
 std::string TokenStreamer::push(int32_t id) {
   std::string piece = tok_.token_to_piece(id, render_special_);
   if (at_start_ && !piece.empty()) {
-    // Same rule as Tokenizer::decode: drop the space the SentencePiece encoder prefixed.
-    if (tok_.add_space_prefix() && tok_.token_type(id) == TokenType::Normal && piece[0] == ' ')
+    // Same rule as Tokenizer::decode: drop the space the SentencePiece encoder prefixed (or
+    // that a WordPiece word-initial piece starts with).
+    if ((tok_.add_space_prefix() || tok_.model() == TokenizerModel::Bert) &&
+        tok_.token_type(id) == TokenType::Normal && piece[0] == ' ')
       piece.erase(0, 1);
     at_start_ = false;
   }

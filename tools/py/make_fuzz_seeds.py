@@ -67,6 +67,41 @@ def minimal():
     return build(w)
 
 
+def bert_tiny():
+    """A `bert` sentence encoder in llama.cpp's layout, shrunk (width 4, one layer)."""
+    w = g.GGUFWriter()
+    w.add_string("general.architecture", "bert")
+    for key, v in (("context_length", 4), ("embedding_length", 4), ("feed_forward_length", 8),
+                   ("block_count", 1), ("attention.head_count", 2), ("pooling_type", 1)):
+        w.add_u32(f"bert.{key}", v)
+    w.add_f32("bert.attention.layer_norm_epsilon", 1e-12)
+    w.add_bool("bert.attention.causal", False)
+    w.add_u32("tokenizer.ggml.token_type_count", 2)
+    w.add_string("tokenizer.ggml.model", "bert")
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "\u2581the", "\u2581a", "s", "##"]
+    w.add_array("tokenizer.ggml.tokens", g.T_STRING, tokens)
+    w.add_array("tokenizer.ggml.token_type", g.T_INT32, [3, 3, 3, 3, 1, 1, 1, 1])
+    w.add_u32("tokenizer.ggml.unknown_token_id", 1)
+    w.add_u32("tokenizer.ggml.seperator_token_id", 3)
+    one = np.ones(4, dtype=np.float32)
+    w.add_tensor("token_embd.weight", np.ones((len(tokens), 4)), g.GGML_F16)
+    w.add_tensor("token_types.weight", np.zeros((2, 4), dtype=np.float32))
+    w.add_tensor("position_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    w.add_tensor("token_embd_norm.weight", one)
+    w.add_tensor("token_embd_norm.bias", 0 * one)
+    for t in ("attn_q", "attn_k", "attn_v", "attn_output"):
+        w.add_tensor(f"blk.0.{t}.weight", np.eye(4), g.GGML_F16)
+        w.add_tensor(f"blk.0.{t}.bias", 0 * one)
+    for t in ("attn_output_norm", "layer_output_norm"):
+        w.add_tensor(f"blk.0.{t}.weight", one)
+        w.add_tensor(f"blk.0.{t}.bias", 0 * one)
+    w.add_tensor("blk.0.ffn_up.weight", np.ones((8, 4)), g.GGML_F16)
+    w.add_tensor("blk.0.ffn_up.bias", np.zeros(8, dtype=np.float32))
+    w.add_tensor("blk.0.ffn_down.weight", np.ones((4, 8)), g.GGML_F16)
+    w.add_tensor("blk.0.ffn_down.bias", 0 * one)
+    return build(w)
+
+
 def _str(s):
     b = s.encode()
     return struct.pack("<Q", len(b)) + b
@@ -91,6 +126,7 @@ def main():
         "valid_minimal.gguf": small,
         "valid_v2.gguf": small[:4] + struct.pack("<I", 2) + small[8:],
         "valid_empty.gguf": b"GGUF" + struct.pack("<IQQ", 3, 0, 0) + bytes(8),
+        "valid_bert.gguf": bert_tiny(),
         "bad_truncated.gguf": full[: len(full) // 2],
         "bad_magic.gguf": b"GGML" + small[4:],
         "bad_version1.gguf": small[:4] + struct.pack("<I", 1) + small[8:],
