@@ -127,6 +127,79 @@ TEST(EvalAgentMemoryCli, SmallConversationsGiveSaneAndRepeatableFigures) {
   EXPECT_EQ(ja, jb);  // the same draws, the same rewards, the same figures
 }
 
+// The last line of a run's output (its JSON).
+nlohmann::json last_json(const std::string& out) {
+  const size_t end = out.find_last_not_of('\n');
+  const size_t begin = out.rfind('\n', end) + 1;
+  return nlohmann::json::parse(out.substr(begin, end + 1 - begin));
+}
+
+TEST(EvalAgentMemoryCli, DevProtocolNeverAsksTheHeldOutHalf) {
+  TempFile dir("locomo_dev");
+  std::filesystem::create_directories(dir.path());
+  for (int v = 0; v < 2; ++v)
+    std::ofstream(dir.path() + "/c" + std::to_string(v) + ".json") << conversation(v).dump(1);
+  const auto a = run_cli("eval agent-memory -q --json -t 1 --no-model-rewards --dev -m " +
+                         kChatModel + " --data '" + dir.path() + "' --first-stage --epochs 2" +
+                         " --rewards oracle,negative --dense-weight 0.25 --rrf-k 10");
+  ASSERT_EQ(a.status, 0) << a.err;
+  const nlohmann::json j = last_json(a.out);
+  EXPECT_TRUE(j["dev"].get<bool>());
+  // 8 questions a conversation: positions 0, 2, 4, 6 are asked; 0 and 4 learn, 2 and 6 test.
+  EXPECT_EQ(j["questions"], 8);
+  EXPECT_EQ(j["recall"]["turns/hybrid/test/r5"]["n"], 4);
+  EXPECT_EQ(j["recall"]["turns/rerank-oracle/learn/r5"]["n"], 4);
+  EXPECT_TRUE(j["recall"].contains("turns/rerank-negative/test/r5"));
+  EXPECT_FALSE(j["recall"].contains("turns/rerank-random/test/r5"));
+  EXPECT_EQ(j["params"]["dense_weight"], 0.25);
+  EXPECT_EQ(j["params"]["rrf_k"], 10.0);
+  EXPECT_EQ(j["params"]["epochs"], 2);
+  EXPECT_EQ(j["rewards"]["oracle"]["draws"], 8);  // 2 epochs over 2 x 2 learning questions
+
+  const auto bad = run_cli("eval agent-memory -q -t 1 --no-model-rewards -m " + kChatModel +
+                           " --data '" + dir.path() + "' --rewards oracle,guess");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--rewards 'guess'"), std::string::npos) << bad.err;
+  const auto bad_epochs = run_cli("eval agent-memory -q -t 1 --no-model-rewards -m " + kChatModel +
+                                  " --data '" + dir.path() + "' --epochs 0");
+  EXPECT_EQ(bad_epochs.status, 1);
+  EXPECT_NE(bad_epochs.err.find("--epochs 0"), std::string::npos) << bad_epochs.err;
+}
+
+// Topic memories: the shipped chat model's extraction of every session, cached in a file; a
+// second run reads the cache and gives the same figures.
+TEST(EvalAgentMemoryCli, TopicMemoriesAreExtractedOnceAndScoredByTheirReferences) {
+  TempFile dir("locomo_topics");
+  std::filesystem::create_directories(dir.path());
+  std::ofstream(dir.path() + "/c0.json") << conversation(0).dump(1);
+  TempFile cache("locomo_topics.db");
+  const std::string args = "eval agent-memory -q --json -t 1 --no-model-rewards -m " + kChatModel +
+                           " --data '" + dir.path() + "' --topics-db '" + cache.path() + "'";
+  const auto a = run_cli(args);
+  ASSERT_EQ(a.status, 0) << a.err;
+  nlohmann::json ja = last_json(a.out);
+  EXPECT_NE(a.out.find("topics   hybrid"), std::string::npos) << a.out;
+  const nlohmann::json& t = ja["topics"];
+  EXPECT_EQ(t["reflections"], 6);  // 3 sessions, each speaker once as the user
+  EXPECT_EQ(t["cached_conversations"], 0);
+  EXPECT_EQ(t["memories"].get<int>(),
+            t["added"].get<int>());  // a fresh bank: every memory stored was an add
+  EXPECT_GE(t["extracted"].get<int>(),
+            t["added"].get<int>() + t["merged"].get<int>() + t["unchanged"].get<int>());
+  EXPECT_EQ(ja["recall"]["topics/hybrid/all/r5"]["n"], 8);
+  for (const char* k : {"topics/bm25/all/r5", "topics/dense/all/r10", "topics/hybrid/all/r10"}) {
+    EXPECT_GE(ja["recall"][k]["all"].get<double>(), 0.0) << k;
+    EXPECT_LE(ja["recall"][k]["all"].get<double>(), 1.0) << k;
+  }
+  const auto b = run_cli(args);
+  ASSERT_EQ(b.status, 0) << b.err;
+  nlohmann::json jb = last_json(b.out);
+  EXPECT_EQ(jb["topics"]["cached_conversations"], 1);
+  EXPECT_EQ(jb["recall"]["topics/hybrid/all/r5"], ja["recall"]["topics/hybrid/all/r5"]);
+  EXPECT_EQ(jb["recall"]["topics/bm25/all/r10"], ja["recall"]["topics/bm25/all/r10"]);
+  EXPECT_EQ(jb["topics"]["wall_seconds"], ja["topics"]["wall_seconds"]);  // the cached record
+}
+
 TEST(EvalAgentMemoryCli, BadDataIsNamedByFileAndField) {
   TempFile dir("locomo_bad");
   std::filesystem::create_directories(dir.path());

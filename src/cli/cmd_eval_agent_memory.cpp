@@ -58,16 +58,28 @@ void run(AgentMemoryOptions& o) {
   std::printf("\nall questions      %7s %7s |", "R@5", "R@10");
   for (int c = 1; c <= 5; ++c) std::printf(" %11s", kCategoryNames[c]);
   std::printf("  (R@5 per category)\n");
-  for (const char* unit : {"turns", "sessions"})
+  std::vector<std::string> units = {"turns", "sessions"};
+  if (!o.eval.topics_db.empty()) units.push_back("topics");
+  for (const std::string& unit : units)
     for (const char* ret : {"bm25", "dense", "hybrid"}) {
       const std::string k5 = fmt::format("{}/{}/all/r5", unit, ret);
-      std::printf("%-8s %-9s %7.1f %7.1f |", unit, ret, 100 * mean(k5),
+      std::printf("%-8s %-9s %7.1f %7.1f |", unit.c_str(), ret, 100 * mean(k5),
                   100 * mean(fmt::format("{}/{}/all/r10", unit, ret)));
       for (int c = 1; c <= 5; ++c) std::printf(" %11.1f", 100 * mean(k5, c));
       std::printf("\n");
     }
-  std::printf("\nturns, hybrid top-%zu reranked  learn half R@5 R@10 | held-out half R@5 R@10\n",
-              o.eval.top_k);
+  if (!o.eval.topics_db.empty()) {
+    const auto& t = r.topics;
+    std::printf(
+        "topics: %d memories (%d without a reference turn) from %d reflections: %d extracted, %d "
+        "added, %d merged, %d unchanged, %d left out as sensitive (%d turns); %d errors; "
+        "extraction %.0f s wall, %.0f s CPU (%d of %d conversations from the cache %s)\n",
+        t.memories, t.unreferenced, t.reflections, t.extracted, t.added, t.merged, t.unchanged,
+        t.skipped_sensitive, t.turns_left_out, t.errors, t.wall_seconds, t.cpu_seconds, t.cached,
+        r.conversations, o.eval.topics_db.c_str());
+  }
+  std::printf("\nturns, hybrid top-%zu reranked  learn half R@5 R@10 | %s half R@5 R@10\n",
+              o.eval.top_k, o.eval.dev ? "dev-test" : "held-out");
   std::vector<std::pair<std::string, std::string>> rows = {{"fixed (hybrid)", "hybrid"},
                                                            {"reranker W=0", "rerank-init"},
                                                            {"learned: oracle", "rerank-oracle"},
@@ -77,6 +89,9 @@ void run(AgentMemoryOptions& o) {
     rows.push_back({"learned: attention", "rerank-attention"});
     rows.push_back({"learned: citation", "rerank-citation"});
   }
+  std::erase_if(rows, [&](const auto& row) {
+    return row.second != "hybrid" && !r.recall.count("turns/" + row.second + "/learn/r5");
+  });
   for (const auto& [label, key] : rows)
     std::printf("%-26s %12.1f %5.1f | %17.1f %5.1f\n", label.c_str(),
                 100 * mean("turns/" + key + "/learn/r5"), 100 * mean("turns/" + key + "/learn/r10"),
@@ -101,6 +116,24 @@ void run(AgentMemoryOptions& o) {
   j["embedding_dim"] = r.embedding_dim;
   j["unattributed"] = r.unattributed;
   j["model"] = o.model;
+  // dev: the held-out (odd) questions were not asked; "test" figures are the dev-test quarter.
+  j["dev"] = o.eval.dev;
+  if (!o.eval.topics_db.empty()) {
+    const auto& t = r.topics;
+    j["topics"] = {{"memories", t.memories},
+                   {"unreferenced", t.unreferenced},
+                   {"reflections", t.reflections},
+                   {"extracted", t.extracted},
+                   {"added", t.added},
+                   {"merged", t.merged},
+                   {"unchanged", t.unchanged},
+                   {"skipped_sensitive", t.skipped_sensitive},
+                   {"turns_left_out", t.turns_left_out},
+                   {"errors", t.errors},
+                   {"cached_conversations", t.cached},
+                   {"wall_seconds", t.wall_seconds},
+                   {"cpu_seconds", t.cpu_seconds}};
+  }
   j["seconds"] = r.seconds;
   j["params"] = {
       {"top_k", o.eval.top_k},
@@ -110,6 +143,13 @@ void run(AgentMemoryOptions& o) {
       {"batch", o.eval.reranker.batch},
       {"temperature", o.eval.reranker.temperature},
       {"prior", o.eval.prior},
+      {"text_weight", o.eval.hybrid.text_weight},
+      {"dense_weight", o.eval.hybrid.dense_weight},
+      {"rrf_k", o.eval.hybrid.rrf_k},
+      {"first_stage_inputs", o.eval.first_stage_inputs},
+      {"epochs", o.eval.epochs},
+      {"optimizer",
+       o.eval.reranker.optimizer == agent_memory::RerankerOptimizer::kSgd ? "sgd" : "adam"},
       {"shared_reranker", o.eval.shared_reranker},
       {"center", o.eval.center},
       {"attention_rule", o.eval.attention_rule == eval::AttentionRule::kPeak   ? "peak"
@@ -194,6 +234,30 @@ void add_eval_agent_memory_command(CLI::App* eval) {
                                                      {"density", eval::AttentionRule::kDensity}},
           CLI::ignore_case))
       ->capture_default_str();
+  cmd->add_option("--text-weight", o->eval.hybrid.text_weight,
+                  "Hybrid fusion: weight of the full-text list's reciprocal ranks")
+      ->capture_default_str();
+  cmd->add_option("--dense-weight", o->eval.hybrid.dense_weight,
+                  "Hybrid fusion: weight of the dense list's reciprocal ranks")
+      ->capture_default_str();
+  cmd->add_option("--rrf-k", o->eval.hybrid.rrf_k,
+                  "Hybrid fusion: the reciprocal rank constant (score = weight / (k + rank))")
+      ->capture_default_str();
+  cmd->add_flag("--first-stage", o->eval.first_stage_inputs,
+                "The reranker also reads each candidate's full-text and dense reciprocal ranks "
+                "(a learned linear term)");
+  cmd->add_option("--epochs", o->eval.epochs, "Passes over the learning half")
+      ->capture_default_str();
+  cmd->add_flag("--dev", o->eval.dev,
+                "Tuning protocol: skip the held-out (odd) questions; learn on questions 0 mod 4, "
+                "measure on 2 mod 4");
+  cmd->add_option("--rewards", o->eval.learners,
+                  "Reward sources to learn from (oracle, negative, random, attention, citation; "
+                  "default: all)")
+      ->delimiter(',');
+  cmd->add_option("--topics-db", o->eval.topics_db,
+                  "Measure topic memories too: the model's extraction of every session, cached "
+                  "in this SQLite file (made when missing)");
   cmd->add_flag("--no-center", o->no_center,
                 "The reranker reads the embeddings as stored, not minus the bank's mean");
   cmd->add_flag("--shared-reranker", o->eval.shared_reranker,

@@ -7,16 +7,21 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <ctime>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <set>
 #include <unordered_map>
 
 #include "engram/agent_memory.h"
+#include "engram/chat_template.h"
 #include "engram/context.h"
 #include "engram/error.h"
+#include "engram/grammar.h"
 #include "engram/memory_session.h"
 #include "engram/model.h"
+#include "engram/session.h"
 #include "engram/tokenizer.h"
 #include "eval/attention_recorder.h"
 #include "eval/locomo.h"
@@ -252,7 +257,160 @@ std::set<size_t> citations(const std::string& reply, size_t m) {
 // "random" rewards one shown memory, drawn at random, +1 (as many +1 as the attention rule).
 const char* const kLearners[] = {"oracle", "negative", "random", "attention", "citation"};
 
+// The served model as the memory session sees it, made when a conversation's topics are first
+// extracted (the chat template and the grammar vocabulary cost a moment to build).
+class TopicModel {
+ public:
+  TopicModel(const Model& model, const Tokenizer& tok, ThreadPool& pool)
+      : model_(model), tok_(tok), pool_(pool) {}
+  am::MemoryModel& get() {
+    if (!mm_) {
+      tmpl_ = std::make_unique<ChatTemplate>(ChatTemplate::from_gguf(model_.file()));
+      mm_ = am::engine_memory_model(model_, tok_, *tmpl_, pool_,
+                                    std::make_shared<GrammarVocab>(tok_));
+    }
+    return *mm_;
+  }
+
+ private:
+  const Model& model_;
+  const Tokenizer& tok_;
+  ThreadPool& pool_;
+  std::unique_ptr<ChatTemplate> tmpl_;
+  std::unique_ptr<am::MemoryModel> mm_;
+};
+
+// Where a cached conversation records that its extraction finished, with what it cost.
+constexpr const char* kTopicsDone = "eval:extraction-done";
+
+// The conversation id of one reflection: session `number`, speaker `who` as the user.
+std::string reflection_id(int number, const std::string& who) {
+  return fmt::format("D{}:{}", number, who);
+}
+
+// The topic memories of one conversation as units. Extracted (when `store` holds no finished
+// extraction for `user`) by the product's prospective reflection, MemorySession::reflect: per
+// session, once with each speaker as the user and the other as the assistant, the model extracts
+// topic memories under the JSON schema in windows of whole turns that fit its context, and each
+// is added or merged (the model's Add/Merge under its grammar) against the similar memories
+// already in the bank. A memory's source turns are the turns its references name (merges keep
+// both memories' turns), mapped back to LoCoMo's ids through the turns reflection stored (the
+// sensitive ones it left out are not there).
+std::vector<Unit> topic_units(am::MemoryStore& store, const std::string& user,
+                              const LocomoConversation& conv, TopicModel& tm,
+                              AgentMemoryEvalResult::TopicStats& stats,
+                              const std::function<void(const std::string&)>& say) {
+  using json = nlohmann::json;
+  std::vector<am::Turn> done = store.turns(user, kTopicsDone);
+  if (done.empty()) {
+    store.wipe(user, "eval");  // a run stopped half way: start this conversation again
+    const auto wall0 = std::chrono::steady_clock::now();
+    const std::clock_t cpu0 = std::clock();
+    json record = {{"reflections", 0},    {"extracted", 0}, {"added", 0},
+                   {"merged", 0},         {"unchanged", 0}, {"skipped_sensitive", 0},
+                   {"turns_left_out", 0}, {"errors", 0}};
+    for (const LocomoSession& s : conv.sessions) {
+      std::vector<std::string> speakers;
+      for (const LocomoTurn& t : s.turns)
+        if (std::find(speakers.begin(), speakers.end(), t.speaker) == speakers.end())
+          speakers.push_back(t.speaker);
+      for (const std::string& who : speakers) {
+        am::MemorySessionParams params;
+        params.conversation = reflection_id(s.number, who);
+        am::MemorySession session(&store, user, tm.get(), params);
+        std::vector<am::TranscriptTurn> turns;
+        for (const LocomoTurn& t : s.turns)
+          turns.push_back({t.speaker == who ? "user" : "assistant", t.text});
+        const am::ReflectionReport rep = session.reflect(turns);
+        record["reflections"] = record["reflections"].get<int>() + 1;
+        record["extracted"] = record["extracted"].get<int>() + int(rep.extracted);
+        record["added"] = record["added"].get<int>() + int(rep.added);
+        record["merged"] = record["merged"].get<int>() + int(rep.merged);
+        record["unchanged"] = record["unchanged"].get<int>() + int(rep.unchanged);
+        record["skipped_sensitive"] =
+            record["skipped_sensitive"].get<int>() + int(rep.skipped_sensitive);
+        record["turns_left_out"] = record["turns_left_out"].get<int>() + int(rep.turns_left_out);
+        record["errors"] = record["errors"].get<int>() + int(rep.errors.size());
+      }
+      say(fmt::format("[{}] topics: session {} reflected, {} memories so far", conv.name, s.number,
+                      store.get_all(user).size()));
+    }
+    record["wall_seconds"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count();
+    record["cpu_seconds"] = double(std::clock() - cpu0) / CLOCKS_PER_SEC;
+    store.add_turns(user, kTopicsDone, {am::Turn{0, "eval", record.dump(), 0}});
+    done = store.turns(user, kTopicsDone);
+  } else {
+    ++stats.cached;
+  }
+  const json record = json::parse(done.at(0).text);
+  stats.reflections += record.at("reflections").get<int>();
+  stats.extracted += record.at("extracted").get<int>();
+  stats.added += record.at("added").get<int>();
+  stats.merged += record.at("merged").get<int>();
+  stats.unchanged += record.at("unchanged").get<int>();
+  stats.skipped_sensitive += record.at("skipped_sensitive").get<int>();
+  stats.turns_left_out += record.at("turns_left_out").get<int>();
+  stats.errors += record.at("errors").get<int>();
+  stats.wall_seconds += record.at("wall_seconds").get<double>();
+  stats.cpu_seconds += record.at("cpu_seconds").get<double>();
+
+  // Turn index of each reflection (what it stored: the turns it kept, in order) -> LoCoMo id.
+  std::map<std::string, std::vector<std::string>> ids_of;
+  for (const LocomoSession& s : conv.sessions) {
+    std::set<std::string> speakers;
+    for (const LocomoTurn& t : s.turns) speakers.insert(t.speaker);
+    for (const std::string& who : speakers) {
+      const std::string cid = reflection_id(s.number, who);
+      std::vector<std::string>& ids = ids_of[cid];
+      size_t at = 0;
+      for (const am::Turn& kept : store.turns(user, cid)) {
+        while (at < s.turns.size() && s.turns[at].text != kept.text) ++at;
+        if (at == s.turns.size())
+          throw Error(
+              fmt::format("eval agent-memory: topics cache {}: a turn of {} is not in "
+                          "the conversation (delete the cache file)",
+                          store.location(), cid));
+        ids.resize(size_t(kept.index) + 1);
+        ids[size_t(kept.index)] = s.turns[at++].id;
+      }
+    }
+  }
+  std::vector<Unit> out;
+  for (const am::Memory& m : store.get_all(user)) {
+    Unit u;
+    u.text = m.summary;
+    const json refs = json::parse(m.turns_json, nullptr, false);
+    if (refs.is_array())
+      for (const json& r : refs) {
+        if (!r.is_object() || !r.contains("conversation") || !r.contains("turn")) continue;
+        const auto it = ids_of.find(r["conversation"].get<std::string>());
+        const int64_t i = r["turn"].is_number_integer() ? r["turn"].get<int64_t>() : -1;
+        if (it == ids_of.end() || i < 0 || size_t(i) >= it->second.size()) continue;
+        if (std::find(u.turn_ids.begin(), u.turn_ids.end(), it->second[size_t(i)]) ==
+            u.turn_ids.end())
+          u.turn_ids.push_back(it->second[size_t(i)]);
+      }
+    stats.unreferenced += u.turn_ids.empty();
+    out.push_back(std::move(u));
+  }
+  stats.memories += int(out.size());
+  return out;
+}
+
 }  // namespace
+
+std::vector<float> first_stage_query(std::vector<float> query) {
+  query.insert(query.end(), {1.0f, 0.0f, 0.0f});
+  return query;
+}
+
+std::vector<float> first_stage_candidate(std::vector<float> candidate, int text_rank,
+                                         int dense_rank) {
+  auto rr = [](int r) { return r < 0 ? 0.0f : 1.0f / float(1 + r); };
+  candidate.insert(candidate.end(), {0.0f, rr(text_rank), rr(dense_rank)});
+  return candidate;
+}
 
 void RecallSum::add(int category, double recall) {
   sum[0] += recall;
@@ -272,6 +430,14 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
     throw Error(fmt::format("eval agent-memory: --top-m {} is outside 1..{}", o.top_m, o.top_k));
   if (o.memory_tokens < 8 || o.answer_tokens < 1)
     throw Error("eval agent-memory: memory tokens must be >= 8 and answer tokens >= 1");
+  if (o.epochs < 1 || o.epochs > 100)
+    throw Error(fmt::format("eval agent-memory: --epochs {} is outside 1..100", o.epochs));
+  for (const std::string& l : o.learners)
+    if (std::find(std::begin(kLearners), std::end(kLearners), l) == std::end(kLearners))
+      throw Error(fmt::format(
+          "eval agent-memory: --rewards '{}' is none of oracle, negative, random, attention, "
+          "citation",
+          l));
   auto say = [&](const std::string& s) {
     if (o.progress) o.progress(s);
   };
@@ -295,8 +461,20 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
 
   Reader reader(model, tok, pool, o.model_rewards);
   AgentMemoryEvalResult r;
-  std::vector<std::string> learners(std::begin(kLearners), std::end(kLearners) - 2);
-  if (o.model_rewards) learners.assign(std::begin(kLearners), std::end(kLearners));
+  std::vector<std::string> learners;
+  for (const char* l : kLearners) {
+    const bool model_reward =
+        std::string_view(l) == "attention" || l == std::string_view("citation");
+    if (model_reward && !o.model_rewards) continue;
+    if (o.learners.empty() ||
+        std::find(o.learners.begin(), o.learners.end(), l) != o.learners.end())
+      learners.push_back(l);
+  }
+  // The topic memories' cache, and the model that extracts them when it is needed.
+  std::unique_ptr<am::MemoryStore> topics_store;
+  if (!o.topics_db.empty()) topics_store = am::open_memory_store("sqlite:" + o.topics_db);
+  TopicModel topic_model(model, tok, pool);
+  const uint64_t fingerprint = model_fingerprint(model);
   std::mt19937_64 control_rng(o.seed);
   std::map<std::string, std::unique_ptr<am::Reranker>> shared;
   uint64_t seed = o.seed;
@@ -320,6 +498,10 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       }
       units["sessions"].push_back(std::move(su));
     }
+    if (topics_store)
+      units["topics"] =
+          topic_units(*topics_store, fmt::format("locomo:{}:{:016x}", conv.name, fingerprint), conv,
+                      topic_model, r.topics, say);
     std::map<std::string, std::unordered_map<int64_t, size_t>> unit_of;  // memory id -> unit
     for (auto& [kind, list] : units) {
       say(fmt::format("[{}] embedding {} {}", conv.name, list.size(), kind));
@@ -363,46 +545,66 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
     // The questions that are scored, with their embeddings and hybrid candidates (turns).
     struct Asked {
       const LocomoQuestion* q;
-      bool learn;  // even position: the learning half
+      bool learn;  // even position: the learning half (dev: 0 mod 4)
       std::vector<float> emb;
       std::vector<am::SearchHit> candidates;
+      std::vector<int> text_rank, dense_rank;  // of each candidate in the two lists (-1: absent)
     };
     std::vector<Asked> asked;
     for (const LocomoQuestion& q : conv.questions) {
       if (o.max_questions && q.index >= o.max_questions) break;
+      if (o.dev && q.index % 2 == 1) continue;  // the held-out half is not looked at
       if (q.evidence.empty()) {
         ++r.questions_no_evidence;
         continue;
       }
-      asked.push_back({&q, q.index % 2 == 0, reader.embed(q.question), {}});
+      const bool learn = o.dev ? q.index % 4 == 0 : q.index % 2 == 0;
+      asked.push_back({&q, learn, reader.embed(q.question), {}, {}, {}});
     }
     say(fmt::format("[{}] {} questions: fixed retrievers", conv.name, asked.size()));
-    am::HybridParams dense_only, all_text;
+    am::HybridParams dense_only, fused = o.hybrid;
     dense_only.text_weight = 0;
-    all_text.text_candidates = kAsk;
+    fused.text_candidates = kAsk;
+    std::vector<std::string> kinds;
+    for (const auto& [kind, list] : units) kinds.push_back(kind);
     for (Asked& a : asked) {
       const LocomoQuestion& q = *a.q;
       ++r.questions;
       const char* half = a.learn ? "learn" : "test";
-      for (const char* kind : {"turns", "sessions"}) {
+      for (const std::string& kind : kinds) {
         const std::vector<Unit>& us = units[kind];
-        std::vector<am::SearchHit> hybrid = ordered(
-            kind, am::hybrid_search(*store, kind, q.question, a.emb, kAsk, all_text), o.top_k);
-        const std::pair<const char*, std::vector<size_t>> lists[] = {
-            {"bm25", ids_to_units(kind, ordered(kind, store->search(kind, q.question, kAsk), 10))},
-            {"dense",
-             ids_to_units(
-                 kind,
-                 ordered(kind, am::hybrid_search(*store, kind, "", a.emb, kAsk, dense_only), 10))},
-            {"hybrid", ids_to_units(kind, hybrid)},
-        };
+        std::vector<am::SearchHit> hybrid =
+            ordered(kind, am::hybrid_search(*store, kind, q.question, a.emb, kAsk, fused), o.top_k);
+        const std::vector<size_t> text =
+            ids_to_units(kind, ordered(kind, store->search(kind, q.question, kAsk), kAsk));
+        const std::vector<size_t> dense = ids_to_units(
+            kind,
+            ordered(kind, am::hybrid_search(*store, kind, "", a.emb, kAsk, dense_only), kAsk));
+        const std::pair<const char*, const std::vector<size_t>*> lists[] = {{"bm25", &text},
+                                                                            {"dense", &dense}};
         for (const auto& [name, list] : lists)
           for (size_t k : {5, 10}) {
-            const double rec = recall_at(list, k, us, q.evidence);
+            const double rec = recall_at(*list, k, us, q.evidence);
             r.recall[fmt::format("{}/{}/all/r{}", kind, name, k)].add(q.category, rec);
             r.recall[fmt::format("{}/{}/{}/r{}", kind, name, half, k)].add(q.category, rec);
           }
-        if (std::string_view(kind) == "turns") a.candidates = std::move(hybrid);
+        const std::vector<size_t> hybrid_units = ids_to_units(kind, hybrid);
+        for (size_t k : {5, 10}) {
+          const double rec = recall_at(hybrid_units, k, us, q.evidence);
+          r.recall[fmt::format("{}/hybrid/all/r{}", kind, k)].add(q.category, rec);
+          r.recall[fmt::format("{}/hybrid/{}/r{}", kind, half, k)].add(q.category, rec);
+        }
+        if (kind != "turns") continue;
+        // Each candidate's place in the two lists the hybrid fused (the reranker may read them).
+        auto rank_in = [](const std::vector<size_t>& list, size_t unit) {
+          const auto it = std::find(list.begin(), list.end(), unit);
+          return it == list.end() ? -1 : int(it - list.begin());
+        };
+        for (size_t u : hybrid_units) {
+          a.text_rank.push_back(rank_in(text, u));
+          a.dense_rank.push_back(rank_in(dense, u));
+        }
+        a.candidates = std::move(hybrid);
       }
     }
 
@@ -432,9 +634,18 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
     };
     auto embs_of = [&](const Asked& a) {
       std::vector<std::vector<float>> e;
-      for (const auto& h : a.candidates) e.push_back(input(h.memory.embedding));
+      for (size_t i = 0; i < a.candidates.size(); ++i) {
+        e.push_back(input(a.candidates[i].memory.embedding));
+        if (o.first_stage_inputs)
+          e.back() = first_stage_candidate(std::move(e.back()), a.text_rank[i], a.dense_rank[i]);
+      }
       return e;
     };
+    auto query_of = [&](const Asked& a) {
+      std::vector<float> q = input(a.emb);
+      return o.first_stage_inputs ? first_stage_query(std::move(q)) : q;
+    };
+    const int reranker_dim = r.embedding_dim + (o.first_stage_inputs ? 3 : 0);
     auto base_of = [&](const Asked& a) {
       std::vector<double> b;
       for (size_t i = 0; i < a.candidates.size(); ++i) b.push_back(-o.prior * double(i));
@@ -445,15 +656,19 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       const std::string user = "reranker-" + name;
       am::Reranker rr = o.shared_reranker && shared.count(name)
                             ? *shared[name]
-                            : am::Reranker(r.embedding_dim, o.reranker, seed++);
+                            : am::Reranker(reranker_dim, o.reranker, seed++);
       auto& stats = r.rewards[name];
       int done = 0;
-      for (const Asked& a : asked) {
-        if (!a.learn || a.candidates.empty()) continue;
+      std::vector<const Asked*> lesson;  // the learning half, `epochs` times over in order
+      for (int e = 0; e < o.epochs; ++e)
+        for (const Asked& a : asked)
+          if (a.learn && !a.candidates.empty()) lesson.push_back(&a);
+      for (const Asked* ap : lesson) {
+        const Asked& a = *ap;
         const LocomoQuestion& q = *a.q;
         const auto embs = embs_of(a);
         const auto base = base_of(a);
-        const std::vector<size_t> chosen = rr.rerank(input(a.emb), embs, o.top_m, true, base);
+        const std::vector<size_t> chosen = rr.rerank(query_of(a), embs, o.top_m, true, base);
         std::vector<bool> used(chosen.size(), false), evid(chosen.size(), false);
         for (size_t j = 0; j < chosen.size(); ++j)
           evid[j] = holds_evidence(turns[unit_of["turns"].at(a.candidates[chosen[j]].memory.id)],
@@ -512,10 +727,10 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       }
       // Through the store, as a served user's reranker would be between conversations.
       am::save_reranker(*store, user, rr);
-      learned.emplace(name, am::load_reranker(*store, user, r.embedding_dim, o.reranker, seed++));
+      learned.emplace(name, am::load_reranker(*store, user, reranker_dim, o.reranker, seed++));
       if (o.shared_reranker) shared[name] = std::make_unique<am::Reranker>(rr);
     }
-    learned.emplace("init", am::Reranker(r.embedding_dim, o.reranker, seed++));
+    learned.emplace("init", am::Reranker(reranker_dim, o.reranker, seed++));
 
     // Every scored question, both halves, deterministic top-M.
     for (const Asked& a : asked) {
@@ -523,7 +738,7 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       const auto embs = embs_of(a);
       const auto base = base_of(a);
       for (auto& [name, rr] : learned) {
-        const std::vector<size_t> order = rr.rerank(input(a.emb), embs, 10, false, base);
+        const std::vector<size_t> order = rr.rerank(query_of(a), embs, 10, false, base);
         std::vector<size_t> list;
         for (size_t j : order) list.push_back(unit_of["turns"].at(a.candidates[j].memory.id));
         for (size_t k : {5, 10}) {

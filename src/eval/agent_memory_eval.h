@@ -2,10 +2,12 @@
 // its learned reranker (RMM's retrospective reflection).
 //
 // Each conversation is one user's memory bank in a throwaway SQLite store, built twice: one
-// memory per turn ("turns") and one per session ("sessions"). Every question with evidence is
-// asked of three retrievers -- BM25 (the store's FTS5 index), dense (cosine over the served
-// model's mean-pooled embeddings) and hybrid (both, fused by reciprocal rank) -- and scores the
-// share of its evidence turns found among the sources of the top 5 and top 10 memories.
+// memory per turn ("turns") and one per session ("sessions"); with `topics_db`, a third time
+// from the topic memories the served model extracts from each session (prospective reflection,
+// MemorySession::reflect, cached in that store). Every question with evidence is asked of three
+// retrievers -- BM25 (the store's FTS5 index), dense (cosine over the served model's mean-pooled
+// embeddings) and hybrid (both, fused by weighted reciprocal rank) -- and scores the share of its
+// evidence turns found among the sources of the top 5 and top 10 memories.
 //
 // The reranker (turns, hybrid top-K candidates) is learned online over one half of each
 // conversation's questions (even position in its "qa" list, in order) and measured on the other
@@ -23,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "engram/agent_memory.h"
 #include "engram/reranker.h"
 
 namespace engram {
@@ -46,6 +49,25 @@ struct AgentMemoryEvalOptions {
   // The reranker's fixed prior: candidate at hybrid rank r (from 0) gets base score -prior * r,
   // so that before learning it keeps (nearly) the retriever's order.
   double prior = 1.0;
+  // The fixed hybrid retriever's fusion (weighted reciprocal rank). The eval's weights favour
+  // the full-text list: chosen on the dev protocol (docs/EVALUATION.md), not on the held-out half.
+  agent_memory::HybridParams hybrid = [] {
+    agent_memory::HybridParams h;
+    h.text_weight = 1.0;
+    h.dense_weight = 1.0;
+    return h;
+  }();
+  // The reranker also reads the first-stage signals of each candidate (its reciprocal ranks in the
+  // full-text and dense lists) through a learned linear term (see first_stage_inputs()).
+  bool first_stage_inputs = false;
+  int epochs = 1;  // passes over the learning half
+  // Tuning protocol: the held-out (odd) questions are not asked at all; the reranker learns on
+  // the questions at positions 0 mod 4 and is measured on those at 2 mod 4 (the "test" keys).
+  bool dev = false;
+  std::vector<std::string> learners;  // reward sources to learn from (empty: every one)
+  // Topic memories: the SQLite file that caches the model's extraction per conversation (made
+  // when missing; keyed by conversation and model fingerprint). Empty: no topics unit.
+  std::string topics_db;
   bool center = true;            // the reranker reads embeddings minus the bank's mean
   bool shared_reranker = false;  // one reranker carried across conversations, not one per user
   bool model_rewards = true;     // learn from attention and citations (needs the model's time)
@@ -73,7 +95,20 @@ struct AgentMemoryEvalResult {
   int turns = 0, sessions = 0;
   int embedding_dim = 0;
   int unattributed = 0;  // attention draws skipped: the prompt's tokens did not spell its text
-  // "<unit>/<retriever>/<half>/r<k>", unit turns|sessions, retriever bm25|dense|hybrid|
+  // Topic memories (prospective reflection over every session, once per speaker as the user).
+  struct TopicStats {
+    int memories = 0;     // topic memories in the banks
+    int reflections = 0;  // reflect() calls (sessions x speakers)
+    int extracted = 0;    // summaries the model wrote
+    int added = 0, merged = 0, unchanged = 0;
+    int skipped_sensitive = 0;  // summaries left out by the sensitive-data detector
+    int turns_left_out = 0;     // transcript turns left out (sensitive)
+    int errors = 0;             // replies not in the format, turns that did not fit, ...
+    int unreferenced = 0;       // memories without a reference turn (they can find no evidence)
+    int cached = 0;             // conversations read from the cache, not extracted now
+    double wall_seconds = 0, cpu_seconds = 0;  // of the extraction (as recorded in the cache)
+  } topics;
+  // "<unit>/<retriever>/<half>/r<k>", unit turns|sessions|topics, retriever bm25|dense|hybrid|
   // rerank-<init|oracle|negative|random|attention|citation>, half all|learn|test, k 5|10.
   std::map<std::string, RecallSum> recall;
   // Model-derived rewards against the evidence labels, over the learning draws.
@@ -88,6 +123,15 @@ struct AgentMemoryEvalResult {
   std::map<std::string, RewardStats> rewards;  // by reward source, as the rerank-* keys
   double seconds = 0;
 };
+
+// The extra inputs the reranker reads with `first_stage_inputs`: the query gains the values
+// [1, 0, 0], each candidate [0, 1 / (1 + t), 1 / (1 + d)] with t and d its ranks (from 0) in the
+// full-text and dense lists (a value 0 when it is not in a list, rank < 0). Then
+// (q + W_q q).(m + W_m m) holds a learned linear term over the two reciprocal ranks (the entries
+// of W_m from them to the constant's slot); with W = 0 the score is the plain q.m.
+std::vector<float> first_stage_query(std::vector<float> query);
+std::vector<float> first_stage_candidate(std::vector<float> candidate, int text_rank,
+                                         int dense_rank);
 
 // Runs the evaluation; throws engram::Error naming the file and field of bad data.
 AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer& tok,
