@@ -24,15 +24,21 @@
 
 namespace engram {
 
+struct BertLinear {
+  WeightMatrix w;        // [out, in]
+  std::vector<float> b;  // [out]
+};
+
+struct BertNorm {
+  std::vector<float> w, b;  // [n_embd]
+};
+
 struct BertLayer {
-  WeightMatrix wq, wk, wv, wo;  // [n_embd, n_embd]
-  std::vector<float> bq, bk, bv, bo;
-  std::vector<float> attn_norm_w, attn_norm_b;  // attn_output_norm
-  WeightMatrix up;                              // [n_ff, n_embd]
-  std::vector<float> up_b;
-  WeightMatrix down;  // [n_embd, n_ff]
-  std::vector<float> down_b;
-  std::vector<float> out_norm_w, out_norm_b;  // layer_output_norm
+  BertLinear q, k, v, o;  // [n_embd, n_embd]
+  BertNorm attn_norm;     // attn_output_norm
+  BertLinear up;          // [n_ff, n_embd]
+  BertLinear down;        // [n_embd, n_ff]
+  BertNorm out_norm;      // layer_output_norm
 };
 
 struct TextEncoderWeights {
@@ -40,7 +46,7 @@ struct TextEncoderWeights {
   WeightMatrix pos_embd;     // [n_ctx_train, n_embd]
   WeightMatrix type_embd;    // [n_token_types, n_embd]
   std::vector<float> type0;  // row 0 of type_embd
-  std::vector<float> embd_norm_w, embd_norm_b;
+  BertNorm embd_norm;        // token_embd_norm
   std::vector<BertLayer> layers;
 };
 
@@ -98,11 +104,9 @@ TextEncoderConfig read_config(const GgufFile& f) {
   return c;
 }
 
-std::vector<float> table_row(const WeightMatrix& w, int64_t row) {
-  std::vector<float> out(static_cast<size_t>(w.cols));
-  dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + row * w.row_bytes, out.data(),
-                 w.cols);
-  return out;
+// Row `row` of a table (embeddings) as f32, into out[w.cols].
+void table_row(const WeightMatrix& w, int64_t row, float* out) {
+  dequantize_row(w.type, static_cast<const uint8_t*>(w.data) + row * w.row_bytes, out, w.cols);
 }
 
 // out = (x - mean(x)) / sqrt(var(x) + eps) * w + b, BERT's LayerNorm (statistics in double).
@@ -126,6 +130,19 @@ void add_bias(float* y, const std::vector<float>& b, int n) {
   const size_t cols = b.size();
   for (int i = 0; i < n; ++i)
     for (size_t j = 0; j < cols; ++j) y[i * cols + j] += b[j];
+}
+
+// y = x W^T + b over n rows.
+void linear(const BertLinear& l, const float* x, int n, float* y, ThreadPool& pool) {
+  matmul(l.w, x, n, y, pool);
+  add_bias(y, l.b, n);
+}
+
+// x = LayerNorm(h) row by row ([n, dim]).
+void norm_rows(const BertNorm& nm, const float* h, int n, float* x, float eps) {
+  const size_t dim = nm.w.size();
+  for (int i = 0; i < n; ++i)
+    layernorm(x + i * dim, h + i * dim, nm.w.data(), nm.b.data(), static_cast<int64_t>(dim), eps);
 }
 
 // Bidirectional multi-head attention: out[i] = sum_j softmax_j(q_i . k_j * scale) v_j, per
@@ -222,29 +239,28 @@ std::unique_ptr<TextEncoder> TextEncoder::load(const std::string& path) {
                       path, n, Binder::shape(types)));
   }
   w->type_embd = b.matrix("token_types.weight", c.n_token_types, c.n_embd);
-  w->type0 = table_row(w->type_embd, 0);
-  w->embd_norm_w = b.vec("token_embd_norm.weight", c.n_embd);
-  w->embd_norm_b = b.vec("token_embd_norm.bias", c.n_embd);
+  w->type0.resize(static_cast<size_t>(c.n_embd));
+  table_row(w->type_embd, 0, w->type0.data());
+  auto norm = [&](const std::string& name) {
+    return BertNorm{b.vec(name + ".weight", c.n_embd), b.vec(name + ".bias", c.n_embd)};
+  };
+  auto lin = [&](const std::string& name, int rows, int cols) {
+    BertLinear l{b.matrix(name + ".weight", rows, cols), b.vec(name + ".bias", rows)};
+    prepack_weights(l.w);
+    return l;
+  };
+  w->embd_norm = norm("token_embd_norm");
   for (int i = 0; i < c.n_layer; ++i) {
     const std::string p = fmt::format("blk.{}.", i);
     BertLayer L;
-    L.wq = b.matrix(p + "attn_q.weight", c.n_embd, c.n_embd);
-    L.bq = b.vec(p + "attn_q.bias", c.n_embd);
-    L.wk = b.matrix(p + "attn_k.weight", c.n_embd, c.n_embd);
-    L.bk = b.vec(p + "attn_k.bias", c.n_embd);
-    L.wv = b.matrix(p + "attn_v.weight", c.n_embd, c.n_embd);
-    L.bv = b.vec(p + "attn_v.bias", c.n_embd);
-    L.wo = b.matrix(p + "attn_output.weight", c.n_embd, c.n_embd);
-    L.bo = b.vec(p + "attn_output.bias", c.n_embd);
-    L.attn_norm_w = b.vec(p + "attn_output_norm.weight", c.n_embd);
-    L.attn_norm_b = b.vec(p + "attn_output_norm.bias", c.n_embd);
-    L.up = b.matrix(p + "ffn_up.weight", c.n_ff, c.n_embd);
-    L.up_b = b.vec(p + "ffn_up.bias", c.n_ff);
-    L.down = b.matrix(p + "ffn_down.weight", c.n_embd, c.n_ff);
-    L.down_b = b.vec(p + "ffn_down.bias", c.n_embd);
-    L.out_norm_w = b.vec(p + "layer_output_norm.weight", c.n_embd);
-    L.out_norm_b = b.vec(p + "layer_output_norm.bias", c.n_embd);
-    for (WeightMatrix* m : {&L.wq, &L.wk, &L.wv, &L.wo, &L.up, &L.down}) prepack_weights(*m);
+    L.q = lin(p + "attn_q", c.n_embd, c.n_embd);
+    L.k = lin(p + "attn_k", c.n_embd, c.n_embd);
+    L.v = lin(p + "attn_v", c.n_embd, c.n_embd);
+    L.o = lin(p + "attn_output", c.n_embd, c.n_embd);
+    L.attn_norm = norm(p + "attn_output_norm");
+    L.up = lin(p + "ffn_up", c.n_ff, c.n_embd);
+    L.down = lin(p + "ffn_down", c.n_embd, c.n_ff);
+    L.out_norm = norm(p + "layer_output_norm");
     w->layers.push_back(std::move(L));
   }
   e->weights_ = std::move(w);
@@ -269,42 +285,30 @@ std::vector<float> TextEncoder::hidden_states(std::span<const int32_t> ids,
     if (ids[i] < 0 || ids[i] >= c.n_vocab)
       throw Error(
           fmt::format("text encoder: token id {} is out of range [0, {})", ids[i], c.n_vocab));
-    dequantize_row(W.tok_embd.type,
-                   static_cast<const uint8_t*>(W.tok_embd.data) + ids[i] * W.tok_embd.row_bytes,
-                   tok.data(), c.n_embd);
-    dequantize_row(W.pos_embd.type,
-                   static_cast<const uint8_t*>(W.pos_embd.data) + i * W.pos_embd.row_bytes,
-                   pos.data(), c.n_embd);
+    table_row(W.tok_embd, ids[i], tok.data());
+    table_row(W.pos_embd, i, pos.data());
     for (size_t j = 0; j < E; ++j) h[i * E + j] = tok[j] + pos[j] + W.type0[j];
-    layernorm(&x[i * E], &h[i * E], W.embd_norm_w.data(), W.embd_norm_b.data(), c.n_embd,
-              c.norm_eps);
   }
+  norm_rows(W.embd_norm, h.data(), n, x.data(), c.norm_eps);
   const int head_dim = c.n_embd / c.n_head;
   for (const BertLayer& L : W.layers) {
-    {
-      const WeightMatrix w[3] = {L.wq, L.wk, L.wv};
+    {  // one activation pass and one parallel region for the three projections
+      const WeightMatrix w[3] = {L.q.w, L.k.w, L.v.w};
       float* const y[3] = {q.data(), k.data(), v.data()};
       matmul_many(w, y, 3, x.data(), n, pool);
     }
-    add_bias(q.data(), L.bq, n);
-    add_bias(k.data(), L.bk, n);
-    add_bias(v.data(), L.bv, n);
+    add_bias(q.data(), L.q.b, n);
+    add_bias(k.data(), L.k.b, n);
+    add_bias(v.data(), L.v.b, n);
     attend_all(q.data(), k.data(), v.data(), att.data(), n, c.n_head, head_dim, pool);
-    matmul(L.wo, att.data(), n, h.data(), pool);
-    add_bias(h.data(), L.bo, n);
+    linear(L.o, att.data(), n, h.data(), pool);
     for (size_t j = 0; j < h.size(); ++j) h[j] += x[j];
-    for (int i = 0; i < n; ++i)
-      layernorm(&x[i * E], &h[i * E], L.attn_norm_w.data(), L.attn_norm_b.data(), c.n_embd,
-                c.norm_eps);
-    matmul(L.up, x.data(), n, ff.data(), pool);
-    add_bias(ff.data(), L.up_b, n);
+    norm_rows(L.attn_norm, h.data(), n, x.data(), c.norm_eps);
+    linear(L.up, x.data(), n, ff.data(), pool);
     gelu_erf(ff.data(), static_cast<int64_t>(ff.size()));
-    matmul(L.down, ff.data(), n, h.data(), pool);
-    add_bias(h.data(), L.down_b, n);
+    linear(L.down, ff.data(), n, h.data(), pool);
     for (size_t j = 0; j < h.size(); ++j) h[j] += x[j];
-    for (int i = 0; i < n; ++i)
-      layernorm(&x[i * E], &h[i * E], L.out_norm_w.data(), L.out_norm_b.data(), c.n_embd,
-                c.norm_eps);
+    norm_rows(L.out_norm, h.data(), n, x.data(), c.norm_eps);
   }
   return x;
 }

@@ -5,31 +5,7 @@
 // Usage: node tools/tokenizer/gen_unicode_tables.js > src/tokenizer/unicode_tables.cpp
 'use strict';
 
-function ranges(re) {
-  const out = [];
-  let start = -1;
-  for (let cp = 0; cp <= 0x110000; ++cp) {
-    // Surrogates are never seen by the splitter (input is valid UTF-8 after replacement).
-    const inside = cp < 0x110000 && !(cp >= 0xd800 && cp <= 0xdfff) &&
-        re.test(String.fromCodePoint(cp));
-    if (inside && start < 0) start = cp;
-    if (!inside && start >= 0) {
-      out.push([start, cp - 1]);
-      start = -1;
-    }
-  }
-  return out;
-}
-
-function emit(name, rs) {
-  const hex = (v) => '0x' + v.toString(16).toUpperCase();
-  const lines = [];
-  for (let i = 0; i < rs.length; i += 4) {
-    lines.push('    ' + rs.slice(i, i + 4).map(([a, b]) => `{${hex(a)}, ${hex(b)}}`).join(', ') + ',');
-  }
-  return `const CodepointRange ${name}[] = {\n${lines.join('\n')}\n};\n` +
-      `const size_t ${name}_size = ${rs.length};\n`;
-}
+const {ranges, emit} = require('./unicode_ranges.js');
 
 const letter = ranges(/^\p{L}$/u);
 const number = ranges(/^\p{N}$/u);

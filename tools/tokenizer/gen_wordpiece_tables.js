@@ -7,31 +7,7 @@
 // Usage: node tools/tokenizer/gen_wordpiece_tables.js > src/tokenizer/wordpiece_tables.cpp
 'use strict';
 
-function ranges(re) {
-  const out = [];
-  let start = -1;
-  for (let cp = 0; cp <= 0x110000; ++cp) {
-    const inside = cp < 0x110000 && !(cp >= 0xd800 && cp <= 0xdfff) &&
-        re.test(String.fromCodePoint(cp));
-    if (inside && start < 0) start = cp;
-    if (!inside && start >= 0) {
-      out.push([start, cp - 1]);
-      start = -1;
-    }
-  }
-  return out;
-}
-
-const hex = (v) => '0x' + v.toString(16).toUpperCase();
-
-function emit(name, rs) {
-  const lines = [];
-  for (let i = 0; i < rs.length; i += 4) {
-    lines.push('    ' + rs.slice(i, i + 4).map(([a, b]) => `{${hex(a)}, ${hex(b)}}`).join(', ') + ',');
-  }
-  return `const CodepointRange ${name}[] = {\n${lines.join('\n')}\n};\n` +
-      `const size_t ${name}_size = ${rs.length};\n`;
-}
+const {ranges, hex, emit} = require('./unicode_ranges.js');
 
 // Lowercase: code points whose lowercase differs; at most two code points (U+0130 -> i + U+0307).
 const lower = [];
