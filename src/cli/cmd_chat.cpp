@@ -468,9 +468,10 @@ class ChatSession {
       std::fprintf(
           stderr,
           "[memory: %zu extracted, %zu added, %zu merged, %zu already known, %zu sensitive "
-          "left out, %zu forgotten left out, %zu turns not shown]\n",
+          "left out, %zu forgotten left out, %zu turns not shown, %zu texts sensitive by the "
+          "model's yes]\n",
           r.extracted, r.added, r.merged, r.unchanged, r.skipped_sensitive, r.skipped_forgotten,
-          r.turns_left_out);
+          r.turns_left_out, r.sensitive_by_model);
       for (const std::string& e : r.errors) std::fprintf(stderr, "[memory: %s]\n", e.c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "engram: error: memory reflection: %s\n", e.what());
@@ -488,8 +489,8 @@ class ChatSession {
   // Agent memory (null: off). dialogue_ is the conversation as the user saw it; the system
   // prompt (the memory block) is made anew for every turn.
   std::unique_ptr<agent_memory::MemoryStore> store_;
-  std::unique_ptr<agent_memory::MemoryModel> mem_model_;
   std::unique_ptr<TextEncoder> encoder_;  // --embed-model, or null
+  std::unique_ptr<agent_memory::MemoryModel> mem_model_;
   std::unique_ptr<agent_memory::MemoryReranker> reranker_;  // null: the retriever's top M
   std::unique_ptr<agent_memory::MemorySession> memory_;
   std::vector<ChatMessage> dialogue_;
@@ -599,11 +600,11 @@ void add_chat_command(CLI::App& app) {
   mdb->excludes(mpg);
   cmd->add_option("--user", o->user, "Whose memories (with --memory-db / --pg)");
   add_memory_rerank_option(cmd, o->memory_rerank);
-  cmd->add_flag("--temporary", o->temporary,
   cmd->add_option("--embed-model", o->embed_model,
                   "Embed memories with this bert GGUF (e.g. MiniLM, bge) instead of the chat "
                   "model's mean-pooled hidden state")
       ->check(CLI::ExistingFile);
+  cmd->add_flag("--temporary", o->temporary,
                 "A temporary chat: no memory is read or written (the store is not even opened)");
   cmd->callback([o, cmd] { chat(*o, *cmd); });
 
