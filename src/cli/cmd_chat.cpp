@@ -468,10 +468,9 @@ class ChatSession {
       std::fprintf(
           stderr,
           "[memory: %zu extracted, %zu added, %zu merged, %zu already known, %zu sensitive "
-          "left out, %zu forgotten left out, %zu turns not shown, %zu texts sensitive by the "
-          "model's yes]\n",
+          "left out, %zu forgotten left out, %zu turns not shown]\n",
           r.extracted, r.added, r.merged, r.unchanged, r.skipped_sensitive, r.skipped_forgotten,
-          r.turns_left_out, r.sensitive_by_model);
+          r.turns_left_out);
       for (const std::string& e : r.errors) std::fprintf(stderr, "[memory: %s]\n", e.c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "engram: error: memory reflection: %s\n", e.what());
