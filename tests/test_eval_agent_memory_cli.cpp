@@ -166,6 +166,36 @@ TEST(EvalAgentMemoryCli, DevProtocolNeverAsksTheHeldOutHalf) {
   EXPECT_NE(bad_epochs.err.find("--epochs 0"), std::string::npos) << bad_epochs.err;
 }
 
+// With each draw's mean reward as the baseline, rewards that are all the same teach nothing: the
+// all -1 control keeps the fixed order exactly (with the fixed baseline 0.5 it pushes down
+// whatever was shown, and the order moves).
+TEST(EvalAgentMemoryCli, DrawMeanBaselineLearnsNothingFromEqualRewards) {
+  TempFile dir("locomo_draw_baseline");
+  std::filesystem::create_directories(dir.path());
+  for (int v = 0; v < 2; ++v)
+    std::ofstream(dir.path() + "/c" + std::to_string(v) + ".json") << conversation(v).dump(1);
+  const std::string args = "eval agent-memory -q --json -t 1 --no-model-rewards -m " + kChatModel +
+                           " --data '" + dir.path() +
+                           "' --rewards negative --optimizer sgd --lr 10 --top-m 3 --top-k 10";
+  const auto fixed = run_cli(args);
+  const auto centred = run_cli(args + " --draw-baseline");
+  ASSERT_EQ(fixed.status, 0) << fixed.err;
+  ASSERT_EQ(centred.status, 0) << centred.err;
+  const nlohmann::json jf = last_json(fixed.out), jc = last_json(centred.out);
+  EXPECT_TRUE(jc["params"]["draw_mean_baseline"].get<bool>());
+  for (const char* half : {"learn", "test"})
+    for (const char* k : {"r5", "r10"}) {
+      const std::string neg = std::string("turns/rerank-negative/") + half + "/" + k;
+      const std::string hyb = std::string("turns/hybrid/") + half + "/" + k;
+      EXPECT_EQ(jc["recall"][neg], jc["recall"][hyb]) << neg;
+    }
+  // R@10 of 10 candidates does not depend on their order; R@5 does.
+  EXPECT_TRUE(jf["recall"]["turns/rerank-negative/learn/r5"] !=
+                  jf["recall"]["turns/hybrid/learn/r5"] ||
+              jf["recall"]["turns/rerank-negative/test/r5"] != jf["recall"]["turns/hybrid/test/r5"])
+      << jf["recall"]["turns/rerank-negative/learn/r5"] << jf["recall"]["turns/hybrid/learn/r5"];
+}
+
 // Topic memories: the shipped chat model's extraction of every session, cached in a file; a
 // second run reads the cache and gives the same figures.
 TEST(EvalAgentMemoryCli, TopicMemoriesAreExtractedOnceAndScoredByTheirReferences) {

@@ -148,6 +148,7 @@ void run(AgentMemoryOptions& o) {
       {"rrf_k", o.eval.hybrid.rrf_k},
       {"first_stage_inputs", o.eval.first_stage_inputs},
       {"epochs", o.eval.epochs},
+      {"draw_mean_baseline", o.eval.draw_mean_baseline},
       {"optimizer",
        o.eval.reranker.optimizer == agent_memory::RerankerOptimizer::kSgd ? "sgd" : "adam"},
       {"shared_reranker", o.eval.shared_reranker},
@@ -246,6 +247,8 @@ void add_eval_agent_memory_command(CLI::App* eval) {
   cmd->add_flag("--first-stage", o->eval.first_stage_inputs,
                 "The reranker also reads each candidate's full-text and dense reciprocal ranks "
                 "(a learned linear term)");
+  cmd->add_flag("--draw-baseline", o->eval.draw_mean_baseline,
+                "REINFORCE's baseline is each draw's mean reward instead of the fixed 0.5");
   cmd->add_option("--epochs", o->eval.epochs, "Passes over the learning half")
       ->capture_default_str();
   cmd->add_flag("--dev", o->eval.dev,

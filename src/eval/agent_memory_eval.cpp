@@ -717,6 +717,12 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
           any_evid = any_evid || evid[j];
           hit = hit || (used[j] && evid[j]);
         }
+        if (o.draw_mean_baseline) {
+          // r - mean + b: the reranker's advantage r - b becomes r - mean.
+          double mean_reward = 0;
+          for (double v : rewards) mean_reward += v / double(rewards.size());
+          for (double& v : rewards) v += o.reranker.baseline - mean_reward;
+        }
         ++stats.draws;
         stats.draws_with_use += any_used;
         stats.with_evidence += any_evid;

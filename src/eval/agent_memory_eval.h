@@ -61,6 +61,10 @@ struct AgentMemoryEvalOptions {
   // full-text and dense lists) through a learned linear term (see first_stage_inputs()).
   bool first_stage_inputs = false;
   int epochs = 1;  // passes over the learning half
+  // REINFORCE's baseline is the mean reward of each draw's M memories (what is learned is which
+  // shown memory was used rather than another; a draw whose memories all get the same reward
+  // teaches nothing) instead of the fixed RerankerParams::baseline.
+  bool draw_mean_baseline = false;
   // Tuning protocol: the held-out (odd) questions are not asked at all; the reranker learns on
   // the questions at positions 0 mod 4 and is measured on those at 2 mod 4 (the "test" keys).
   bool dev = false;
