@@ -49,16 +49,11 @@ struct AgentMemoryEvalOptions {
   // The reranker's fixed prior: candidate at hybrid rank r (from 0) gets base score -prior * r,
   // so that before learning it keeps (nearly) the retriever's order.
   double prior = 1.0;
-  // The fixed hybrid retriever's fusion (weighted reciprocal rank). The eval's weights favour
-  // the full-text list: chosen on the dev protocol (docs/EVALUATION.md), not on the held-out half.
-  agent_memory::HybridParams hybrid = [] {
-    agent_memory::HybridParams h;
-    h.text_weight = 1.0;
-    h.dense_weight = 1.0;
-    return h;
-  }();
+  // The fixed hybrid retriever's fusion (weighted reciprocal rank; the store's defaults: k 60,
+  // equal weights). --dense-weight 0.3 was chosen on the dev protocol (docs/EVALUATION.md).
+  agent_memory::HybridParams hybrid;
   // The reranker also reads the first-stage signals of each candidate (its reciprocal ranks in the
-  // full-text and dense lists) through a learned linear term (see first_stage_inputs()).
+  // full-text and dense lists) through a learned linear term (first_stage_query/candidate).
   bool first_stage_inputs = false;
   int epochs = 1;  // passes over the learning half
   // REINFORCE's baseline is the mean reward of each draw's M memories (what is learned is which
