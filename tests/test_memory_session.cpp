@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <functional>
 
+#include "agent_memory/sensitive_judge.h"
 #include "agent_memory_backends.h"
 #include "engram/error.h"
 #include "engram/grammar.h"
@@ -24,6 +25,11 @@ class ScriptedModel : public MemoryModel {
   std::deque<std::string> replies;
   std::vector<std::vector<ChatMessage>> asked;
   std::vector<bool> constrained;
+  // The sensitive-data yes/no questions (sensitive_judge.h) are answered apart from the script:
+  // "yes" when the statement holds one of `sensitive_words`, else "no" (kControlWords make it
+  // right on the judge's controls).
+  std::vector<std::string> sensitive_words;
+  std::vector<std::vector<ChatMessage>> yes_no_asked;
 
   std::vector<float> embed(std::string_view text) override {
     std::vector<float> v(16, 0.0f);
@@ -44,6 +50,15 @@ class ScriptedModel : public MemoryModel {
   }
   std::string complete(const std::vector<ChatMessage>& messages,
                        const std::shared_ptr<const Grammar>& grammar, int) override {
+    if (!messages.empty() && messages[0].content == "Answer yes or no.") {
+      yes_no_asked.push_back(messages);
+      if (!grammar) return "not constrained";
+      const std::string& q = messages.back().content;
+      const std::string statement = q.substr(q.find("Statement: ") + 11);
+      for (const std::string& w : sensitive_words)
+        if (statement.find(w) != std::string::npos) return "yes";
+      return "no";
+    }
     asked.push_back(messages);
     constrained.push_back(grammar != nullptr);
     if (replies.empty()) return "{\"extracted_memories\": []}";
@@ -56,7 +71,8 @@ class ScriptedModel : public MemoryModel {
     for (const auto& m : messages) n += m.content.size() / 4 + 4;
     return n;
   }
-  size_t context_tokens() const override { return 4096; }
+  size_t context_tokens() const override { return context; }
+  size_t context = 4096;
 
   // Everything the model was shown, as one text.
   std::string all_asked() const {
@@ -350,6 +366,102 @@ TEST_F(MemorySessionTest, BadModelRepliesAndHostileTextAreErrorsNotCrashes) {
   const MemoryTurn big = s.begin_turn("remember " + std::string(20000, 'y'));
   ASSERT_TRUE(big.reply.has_value());
   EXPECT_NE(big.reply->find("could not remember"), std::string::npos);
+}
+
+// Words of the judge's positive controls (one per category), none of its everyday ones.
+const std::vector<std::string> kControlWords = {"4111",     "12345678", "X1234567",   "cancer",
+                                                "Catholic", "gay",      "Green Party"};
+
+// The detector's model layer: a statement the rules pass is put to the model, one constrained
+// yes/no question per category; a "yes" leaves it out of reflection. A statement the rules flag
+// is not shown to the model at all, so its "no" cannot override them.
+TEST_F(MemorySessionTest, TheModelsYesAddsCautionAndItsNoNeverOverridesTheRules) {
+  model.sensitive_words = kControlWords;
+  model.sensitive_words.push_back("hiking");
+  model.sensitive_words.push_back("diabetes");
+  MemorySessionParams p;
+  p.ask_model_if_sensitive = true;
+  MemorySession s(store.get(), "alice", model, p);
+  for (const char* said : {"My hobby is hiking.", "I was diagnosed with diabetes last year.",
+                           "I work at Northwind Bank."}) {
+    MemoryTurn t = s.begin_turn(said);
+    s.end_turn(t, "Noted.", {});
+  }
+  model.replies.push_back(
+      R"({"extracted_memories": [{"summary": "User works at Northwind Bank.", "reference": [0]},)"
+      R"( {"summary": "User goes hiking.", "reference": [0]}]})");
+  const ReflectionReport r = s.end_conversation();
+  EXPECT_TRUE(r.errors.empty()) << r.errors[0];
+  EXPECT_EQ(r.turns_left_out, 4u);      // hiking (the model) and diabetes (the rules), answers too
+  EXPECT_EQ(r.skipped_sensitive, 1u);   // "User goes hiking.", on the model's yes
+  EXPECT_EQ(r.sensitive_by_model, 2u);  // the hiking turn and the hiking summary
+  EXPECT_EQ(r.added, 1u);
+  const auto all = store->get_all("alice");
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].summary, "User works at Northwind Bank.");
+  EXPECT_EQ(model.all_asked().find("hiking"), std::string::npos);  // not in the extraction
+  // The questions: every category of each text the rules passed, in the documented wording,
+  // constrained; never the diagnosis.
+  ASSERT_FALSE(model.yes_no_asked.empty());
+  EXPECT_EQ(model.yes_no_asked.size() % sensitive_questions().size(), 0u);
+  for (const auto& q : model.yes_no_asked) {
+    ASSERT_EQ(q.size(), 2u);
+    EXPECT_EQ(q[1].content.rfind("Does this statement reveal ", 0), 0u) << q[1].content;
+    EXPECT_NE(q[1].content.find("?\nStatement: "), std::string::npos) << q[1].content;
+    EXPECT_EQ(q[1].content.find("diabetes"), std::string::npos);
+  }
+  EXPECT_EQ(sensitive_question_messages(SensitiveCategory::kHealth, "User is tired.")[1].content,
+            "Does this statement reveal the user's health (an illness, a diagnosis, a treatment, "
+            "a pregnancy)?\nStatement: User is tired.");
+}
+
+TEST_F(MemorySessionTest, TheSensitiveJudgeAsksOnlyAboutWhatTheModelIsAbleToJudge) {
+  const size_t n_cat = sensitive_questions().size();
+  // A model that says "no" to everything is not able (it misses every positive control), and is
+  // not asked about what the rules flag: the rules alone.
+  SensitiveJudge no(&model);
+  EXPECT_TRUE(no.judge("I was diagnosed with diabetes").has(SensitiveCategory::kHealth));
+  EXPECT_TRUE(no.judge("Card 4111 1111 1111 1111").has(SensitiveCategory::kCardNumber));
+  EXPECT_TRUE(model.yes_no_asked.empty());
+  EXPECT_FALSE(no.judge("User goes hiking").any());
+  EXPECT_FALSE(no.able().any());
+  EXPECT_EQ(no.questions_asked(), n_cat);  // one positive control per category, then nothing
+  // A model that says "yes" to everything is not able either (the everyday controls).
+  model.sensitive_words = {"User"};
+  SensitiveJudge yes(&model);
+  EXPECT_FALSE(yes.judge("User goes hiking").any());
+  EXPECT_FALSE(yes.able().any());
+  EXPECT_EQ(yes.ask_model("User goes hiking").names().size(), n_cat);  // its answers, unused
+  // A model right on the controls is able: its yes adds the category; answers cached per text.
+  model.sensitive_words = kControlWords;
+  model.sensitive_words.push_back("hiking");
+  SensitiveJudge good(&model);
+  EXPECT_EQ(good.able().names().size(), n_cat);
+  EXPECT_EQ(good.questions_asked(), 3 * n_cat);
+  EXPECT_EQ(good.judge("User goes hiking").names().size(), n_cat);
+  EXPECT_EQ(good.judge("User goes hiking").names().size(), n_cat);
+  EXPECT_FALSE(good.judge("User likes coffee").any());
+  EXPECT_EQ(good.questions_asked(), 5 * n_cat);
+  // Only the categories it is able to judge are asked (here: all but health).
+  model.sensitive_words = {"4111", "12345678",    "X1234567", "Catholic",
+                           "gay",  "Green Party", "hiking"};
+  SensitiveJudge most(&model);
+  EXPECT_FALSE(most.able().has(SensitiveCategory::kHealth));
+  const size_t controls = most.questions_asked();
+  EXPECT_EQ(most.judge("User goes hiking").names().size(), n_cat - 1);
+  EXPECT_EQ(most.questions_asked(), controls + n_cat - 1);
+  // A question that does not fit the context is not asked; the rules stand.
+  model.context = 64;
+  EXPECT_FALSE(good.judge("User goes hiking " + std::string(400, 'x')).any());
+  EXPECT_EQ(good.questions_asked(), 5 * n_cat);
+  model.context = 4096;
+  // Without a model, or with ask_model_if_sensitive off (the default), the rules alone.
+  EXPECT_FALSE(SensitiveJudge(nullptr).judge("User goes hiking").any());
+  MemorySession s(store.get(), "alice", model);
+  s.end_turn(s.begin_turn("I go hiking on Sundays."), "Nice.", {});
+  model.yes_no_asked.clear();
+  s.end_conversation();
+  EXPECT_TRUE(model.yes_no_asked.empty());
 }
 
 // The learned reranker behind the seam: it picks M of the top K, learns from the citations, and

@@ -20,7 +20,9 @@
 // {"extracted_memories": [{"summary": ..., "reference": [turn ids]}]} under a JSON-schema
 // constraint; for each, the similar existing memories are shown and the model answers Add() or
 // Merge(i, "summary") under a grammar constraint; the store applies it with its history.
-// Sensitive statements (sensitive_detector.h) never reach automatic extraction.
+// Sensitive statements never reach automatic extraction: the detector's rules
+// (sensitive_detector.h), and for what they pass the model's constrained yes/no per category
+// (sensitive_judge.h), which can only add caution.
 //
 // A temporary chat is a session without a store: nothing is read or written.
 #pragma once
@@ -45,6 +47,8 @@ class TextEncoder;
 }  // namespace engram
 
 namespace engram::agent_memory {
+
+class SensitiveJudge;
 
 // What the memory layer needs from a model. engine_memory_model() is engram's own; tests use
 // scripted ones.
@@ -192,6 +196,10 @@ struct MemorySessionParams {
   int extract_max_tokens = 200;
   int decide_max_tokens = 80;
   HybridParams hybrid;
+  // Ask the model, per category it is able to judge, whether a statement the detector's rules
+  // pass is sensitive (a "yes" leaves it out too; a "no" never overrides the rules). `chat` and
+  // `serve` turn it on; off, the rules alone decide (what the LoCoMo evaluation runs).
+  bool ask_model_if_sensitive = false;
   std::string actor = "user";  // history's actor for the user's own controls
   std::string conversation;    // this conversation's id in the store ("" : one is made up)
 };
@@ -215,6 +223,7 @@ struct ReflectionReport {
   size_t merged = 0;                // folded into an existing memory
   size_t unchanged = 0;             // already stored word for word
   size_t skipped_sensitive = 0;     // left out: a sensitive category, not asked for
+  size_t sensitive_by_model = 0;    // texts left out on the model's "yes" alone (rules passed)
   size_t skipped_forgotten = 0;     // left out: the user asked to forget it
   size_t turns_left_out = 0;        // transcript turns not shown (sensitive, controls, forgotten)
   std::vector<std::string> errors;  // what went wrong (a reply not in the format, ...)
@@ -225,6 +234,7 @@ class MemorySession {
   // `store` null: a temporary chat (no memory is read or written; controls say so).
   MemorySession(MemoryStore* store, std::string user, MemoryModel& model,
                 MemorySessionParams params = {}, MemoryReranker* reranker = nullptr);
+  ~MemorySession();
 
   bool temporary() const { return store_ == nullptr; }
   const std::string& user() const { return user_; }
@@ -262,6 +272,8 @@ class MemorySession {
     TranscriptTurn turn;
     bool leave_out = false;  // a control, or its answer
   };
+  // Whether `text` is sensitive (rules, then the model's yes/no when asked for).
+  bool sensitive(std::string_view text, ReflectionReport& report);
   std::string list_reply();
   std::string forget(const std::string& what);
   std::string remember_reply(const MemoryTurn& turn);
@@ -280,6 +292,7 @@ class MemorySession {
   std::vector<std::string> forgotten_;  // forget requests of this conversation
   std::shared_ptr<const Grammar> extraction_grammar_;
   std::vector<std::shared_ptr<const Grammar>> merge_grammars_;  // by number of existing memories
+  std::unique_ptr<SensitiveJudge> judge_;
 };
 
 // A store usable from several threads: every call under one mutex (the server's HTTP threads

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "agent_memory/sensitive_detector.h"
+#include "agent_memory/sensitive_judge.h"
 #include "engram/error.h"
 #include "engram/grammar.h"
 #include "engram/memory_session.h"
@@ -75,7 +76,8 @@ MemorySession::MemorySession(MemoryStore* store, std::string user, MemoryModel& 
       user_(std::move(user)),
       model_(model),
       params_(std::move(params)),
-      reranker_(reranker ? reranker : &top_) {
+      reranker_(reranker ? reranker : &top_),
+      judge_(std::make_unique<SensitiveJudge>(params_.ask_model_if_sensitive ? &model_ : nullptr)) {
   if (params_.conversation.empty()) params_.conversation = new_conversation_id();
   if (params_.top_m < 1 || params_.top_k < params_.top_m || params_.similar_k < 1 ||
       params_.top_k > StoreLimits::kMaxSearchLimit || params_.similar_k > 9)
@@ -83,6 +85,15 @@ MemorySession::MemorySession(MemoryStore* store, std::string user, MemoryModel& 
         fmt::format("memory session: need 1 <= top_m ({}) <= top_k ({}) <= {} and "
                     "similar_k ({}) in 1..9",
                     params_.top_m, params_.top_k, StoreLimits::kMaxSearchLimit, params_.similar_k));
+}
+
+MemorySession::~MemorySession() = default;
+
+bool MemorySession::sensitive(std::string_view text, ReflectionReport& report) {
+  if (detect_sensitive(text).any()) return true;
+  if (!judge_->judge(text).any()) return false;
+  ++report.sensitive_by_model;
+  return true;
 }
 
 MemoryTurn MemorySession::begin_turn(std::string_view user_text) {
@@ -212,7 +223,7 @@ ReflectionReport MemorySession::end_conversation() {
     const Recorded& r = turns_[i];
     bool out = r.leave_out;
     if (!out) {
-      out = detect_sensitive(r.turn.text).any() ||
+      out = sensitive(r.turn.text, report) ||
             std::any_of(forgotten_.begin(), forgotten_.end(),
                         [&](const std::string& f) { return forget_touches(f, r.turn.text); });
       if (out && r.turn.role == "user" && i + 1 < turns_.size() &&
@@ -230,6 +241,7 @@ ReflectionReport MemorySession::end_conversation() {
   turns_.clear();
   ReflectionReport r = reflect(kept);
   r.turns_left_out += report.turns_left_out;
+  r.sensitive_by_model += report.sensitive_by_model;
   forgotten_.clear();
   params_.conversation = new_conversation_id();
   return r;
@@ -240,10 +252,11 @@ ReflectionReport MemorySession::reflect(const std::vector<TranscriptTurn>& input
   if (temporary()) return report;
   std::vector<TranscriptTurn> turns;
   for (const TranscriptTurn& t : input) {
-    // Only what the store can hold; a sensitive user statement never reaches the model here.
+    // Only what the store can hold; a sensitive statement never reaches extraction (the model
+    // sees one the rules pass only in the yes/no question).
     TranscriptTurn c{t.role == "user" ? "user" : "assistant",
                      clean_text(t.text, StoreLimits::kMaxTurnTextBytes)};
-    if (detect_sensitive(c.text).any()) {
+    if (sensitive(c.text, report)) {
       ++report.turns_left_out;
       continue;
     }
@@ -320,16 +333,16 @@ void MemorySession::store_extracted(const ExtractedMemory& e,
   const std::string summary = clean_text(e.summary, StoreLimits::kMaxSummaryBytes);
   if (summary.empty()) return;
   std::vector<std::pair<size_t, TranscriptTurn>> refs;
-  bool sensitive = detect_sensitive(summary).any();
+  bool is_sensitive = sensitive(summary, report);
   for (int64_t r : e.reference) {
     if (r < 0 || static_cast<size_t>(r) >= window.size()) continue;
     const size_t i = static_cast<size_t>(r);
     if (std::any_of(refs.begin(), refs.end(), [&](auto& p) { return p.first == global_index[i]; }))
       continue;
     refs.push_back({global_index[i], window[i]});
-    sensitive = sensitive || detect_sensitive(window[i].text).any();
+    is_sensitive = is_sensitive || sensitive(window[i].text, report);
   }
-  if (sensitive) {
+  if (is_sensitive) {
     ++report.skipped_sensitive;
     return;
   }
@@ -370,7 +383,7 @@ void MemorySession::store_extracted(const ExtractedMemory& e,
       }
       const std::string merged = clean_text(d.summary, StoreLimits::kMaxSummaryBytes);
       // A merged summary must pass the same checks as an extracted one.
-      if (d.merge && !merged.empty() && !detect_sensitive(merged).any() &&
+      if (d.merge && !merged.empty() && !sensitive(merged, report) &&
           std::none_of(forgotten_.begin(), forgotten_.end(),
                        [&](const std::string& f) { return forget_matches(f, merged); })) {
         NewMemory from = fresh;

@@ -453,6 +453,7 @@ class ChatSession {
     if (store_) agent_memory::claim_embedding_encoder(*store_, identity, chosen_by);
     agent_memory::MemorySessionParams mp;
     mp.actor = "chat";
+    mp.ask_model_if_sensitive = true;
     if (store_ && o_.memory_rerank == "learned")
       reranker_ = agent_memory::learned_reranker(*store_);
     memory_ = std::make_unique<agent_memory::MemorySession>(store_.get(), o_.user, *mem_model_, mp,
@@ -468,9 +469,10 @@ class ChatSession {
       std::fprintf(
           stderr,
           "[memory: %zu extracted, %zu added, %zu merged, %zu already known, %zu sensitive "
-          "left out, %zu forgotten left out, %zu turns not shown]\n",
+          "left out, %zu forgotten left out, %zu turns not shown, %zu texts sensitive by the "
+          "model's yes]\n",
           r.extracted, r.added, r.merged, r.unchanged, r.skipped_sensitive, r.skipped_forgotten,
-          r.turns_left_out);
+          r.turns_left_out, r.sensitive_by_model);
       for (const std::string& e : r.errors) std::fprintf(stderr, "[memory: %s]\n", e.c_str());
     } catch (const std::exception& e) {
       std::fprintf(stderr, "engram: error: memory reflection: %s\n", e.what());

@@ -230,6 +230,7 @@ MemoryResponse MemoryApi::add(const std::string& user, std::string_view body) {
   with_model_([&](agent_memory::MemoryModel& model) {
     agent_memory::MemorySessionParams p;
     p.actor = kActor;
+    p.ask_model_if_sensitive = true;
     agent_memory::MemorySession s(&store_, user, model, p);
     if (r.infer) {
       (void)s.reflect(r.messages);
@@ -356,6 +357,7 @@ MemoryResponse MemoryApi::end(const std::string& user, std::string_view body) {
                      {"merged", rep.merged},
                      {"unchanged", rep.unchanged},
                      {"skipped_sensitive", rep.skipped_sensitive},
+                     {"sensitive_by_model", rep.sensitive_by_model},
                      {"skipped_forgotten", rep.skipped_forgotten},
                      {"turns_left_out", rep.turns_left_out},
                      {"errors", rep.errors}})};

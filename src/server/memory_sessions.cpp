@@ -20,6 +20,7 @@ std::unique_ptr<MemorySessions::Turn> MemorySessions::begin(const std::string& u
   auto t = std::make_unique<Turn>();
   agent_memory::MemorySessionParams p;
   p.actor = "api";
+  p.ask_model_if_sensitive = true;
   if (temporary) {
     t->temporary = std::make_unique<MemorySession>(nullptr, user, model_, p);
     t->session = t->temporary.get();
