@@ -255,6 +255,24 @@ TEST(MemoryCli, ErrorPaths) {
   expect_one_line_error(run_cli("memory import " + store + " /nonexistent.jsonl"),
                         "/nonexistent.jsonl: cannot open");
   expect_one_line_error(run_cli("memory import " + store + " /tmp"), "/tmp: is a directory");
+  // Verbs, flags and values CLI11 refuses, and what the store refuses in a name.
+  expect_one_line_error(run_cli("memory frobnicate " + store), "A subcommand is required");
+  expect_one_line_error(run_cli("memory list " + store + " --frob"), "--frob");
+  expect_one_line_error(run_cli("memory list " + store + " extra"), "extra");
+  expect_one_line_error(run_cli("memory history " + store + " --id abc"), "--id");
+  expect_one_line_error(run_cli("memory search " + store + " x -n 1001"), "--limit");
+  expect_one_line_error(run_cli("memory forget " + store + " --id -5"),
+                        "memory forget: memory -5 not found for user 'u'");
+  expect_one_line_error(run_cli("memory add " + store + " x --conversation \"$(printf 'a\nb')\""),
+                        "conversation id contains a control character");
+  expect_one_line_error(run_cli("memory add --db /nonexistent/dir/m.db --user u x"),
+                        "/nonexistent/dir/m.db");
+  // An export that cannot be renamed into place (the name is a directory) leaves nothing behind.
+  TempFile dir("export_dir");
+  std::filesystem::create_directory(dir.path());
+  expect_one_line_error(run_cli("memory export " + store + " -o " + sh(dir.path())),
+                        dir.path() + ": cannot write");
+  EXPECT_FALSE(std::filesystem::exists(dir.path() + ".tmp"));
   // Import: each bad line names its file, line and field; nothing is imported.
   const std::vector<std::pair<std::string, std::string>> bad_lines = {
       {"not json", ":2: not JSON"},

@@ -289,7 +289,11 @@ void add_export(CLI::App* memory) {
     }
     std::error_code ec;
     std::filesystem::rename(tmp, *out, ec);
-    if (ec) throw Error(fmt::format("{}: cannot write: {}", *out, ec.message()));
+    if (ec) {
+      const std::string why = ec.message();
+      std::filesystem::remove(tmp, ec);  // no half-written export left beside it either
+      throw Error(fmt::format("{}: cannot write: {}", *out, why));
+    }
     fmt::print(stderr, "exported {} memories to {}\n", memories.size(), *out);
   });
 }

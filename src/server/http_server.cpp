@@ -543,6 +543,10 @@ int run_server(const ServerOptions& o) {
           });
     }
   } catch (...) {
+    // stop() does nothing until the listener runs: a store or model that fails at once would
+    // otherwise leave it accepting forever (and this thread waiting for it).
+    for (int i = 0; i < 500 && !http.is_running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
     http.stop();
     listener.join();
     throw;
