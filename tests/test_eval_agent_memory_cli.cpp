@@ -228,6 +228,13 @@ TEST(EvalAgentMemoryCli, TopicMemoriesAreExtractedOnceAndScoredByTheirReferences
   EXPECT_EQ(jb["recall"]["topics/hybrid/all/r5"], ja["recall"]["topics/hybrid/all/r5"]);
   EXPECT_EQ(jb["recall"]["topics/bm25/all/r10"], ja["recall"]["topics/bm25/all/r10"]);
   EXPECT_EQ(jb["topics"]["wall_seconds"], ja["topics"]["wall_seconds"]);  // the cached record
+  // The topics' own store: the turns' and sessions' figures are those of a run without topics.
+  const auto c = run_cli("eval agent-memory -q --json -t 1 --no-model-rewards -m " + kChatModel +
+                         " --data '" + dir.path() + "'");
+  ASSERT_EQ(c.status, 0) << c.err;
+  const nlohmann::json jc = last_json(c.out);
+  EXPECT_FALSE(jc["recall"].contains("topics/hybrid/all/r5"));
+  for (const auto& [key, e] : jc["recall"].items()) EXPECT_EQ(ja["recall"][key], e) << key;
 }
 
 TEST(EvalAgentMemoryCli, BadDataIsNamedByFileAndField) {

@@ -483,8 +483,19 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
     ++r.conversations;
     r.dropped_evidence += conv.dropped_evidence;
     const std::string db = (tmp.path / fmt::format("conv{}.db", r.conversations)).string();
-    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(db + ext);
+    const std::string topics_db =
+        (tmp.path / fmt::format("conv{}-topics.db", r.conversations)).string();
+    for (const std::string& f : {db, topics_db})
+      for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(f + ext);
     auto store = am::open_memory_store("sqlite:" + db);
+    // Topic memories in a store of their own: SQLite's BM25 takes its term statistics from the
+    // whole index, and the turns' and sessions' figures must not depend on whether topics are
+    // measured.
+    std::unique_ptr<am::MemoryStore> topic_store;
+    if (topics_store) topic_store = am::open_memory_store("sqlite:" + topics_db);
+    auto store_of = [&](const std::string& kind) -> am::MemoryStore& {
+      return kind == "topics" ? *topic_store : *store;
+    };
 
     // The two memory banks: one memory per turn, one per session.
     std::map<std::string, std::vector<Unit>> units;
@@ -514,7 +525,7 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
         r.embedding_dim = int(m.embedding.size());
         ms.push_back(std::move(m));
       }
-      const auto stored = store->add_all(kind, ms, "eval");
+      const auto stored = store_of(kind).add_all(kind, ms, "eval");
       for (size_t i = 0; i < stored.size(); ++i) unit_of[kind][stored[i].id] = i;
     }
     r.turns += int(units["turns"].size());
@@ -573,13 +584,14 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       const char* half = a.learn ? "learn" : "test";
       for (const std::string& kind : kinds) {
         const std::vector<Unit>& us = units[kind];
-        std::vector<am::SearchHit> hybrid =
-            ordered(kind, am::hybrid_search(*store, kind, q.question, a.emb, kAsk, fused), o.top_k);
+        std::vector<am::SearchHit> hybrid = ordered(
+            kind, am::hybrid_search(store_of(kind), kind, q.question, a.emb, kAsk, fused), o.top_k);
         const std::vector<size_t> text =
-            ids_to_units(kind, ordered(kind, store->search(kind, q.question, kAsk), kAsk));
+            ids_to_units(kind, ordered(kind, store_of(kind).search(kind, q.question, kAsk), kAsk));
         const std::vector<size_t> dense = ids_to_units(
             kind,
-            ordered(kind, am::hybrid_search(*store, kind, "", a.emb, kAsk, dense_only), kAsk));
+            ordered(kind, am::hybrid_search(store_of(kind), kind, "", a.emb, kAsk, dense_only),
+                    kAsk));
         const std::pair<const char*, const std::vector<size_t>*> lists[] = {{"bm25", &text},
                                                                             {"dense", &dense}};
         for (const auto& [name, list] : lists)
@@ -762,7 +774,9 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
             r.recall[fmt::format("turns/rerank-{}/{}/r{}", name, a.learn ? "learn" : "test", k)]
                 .add(a.q->category, 0.0);
     store.reset();
-    for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(db + ext);
+    topic_store.reset();
+    for (const std::string& f : {db, topics_db})
+      for (const char* ext : {"", "-wal", "-shm"}) std::filesystem::remove(f + ext);
     say(fmt::format("[{}] done: {} questions so far, {:.0f} s", conv.name, r.questions,
                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()));
   }
