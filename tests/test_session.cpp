@@ -256,15 +256,34 @@ TEST_F(SessionFile, TheNoteIsKeptAndFormat1FilesStillLoad) {
     std::memcpy(b.data() + head_at + head_n, &sum, 8);
     return b;
   };
-  // Format 1: no note record.
-  std::string v1 = bytes_;
+  // Format 2: no lexical weight, the header's last 8 bytes (a double); it loads with 0.
+  std::string v2 = bytes_;
+  v2.erase(head_at + head_n - 8, 8);
+  const uint64_t n2 = head_n - 8;
+  std::memcpy(v2.data() + head_at - 8, &n2, 8);
+  const uint64_t sum2 = PageFile::checksum(v2.data() + head_at, n2);
+  std::memcpy(v2.data() + head_at + n2, &sum2, 8);
+  auto with_version2 = [&](std::string b, uint32_t v) {
+    std::memcpy(b.data() + head_at + 8, &v, 4);
+    const uint64_t sum = PageFile::checksum(b.data() + head_at, n2);
+    std::memcpy(b.data() + head_at + n2, &sum, 8);
+    return b;
+  };
+  {
+    const TempFile f("v2.bin");
+    std::ofstream(f.path(), std::ios::binary) << with_version2(v2, 2);
+    EXPECT_EQ(load_session(f.path(), *model_, pool_, {}).memory.lexical, 0.0);
+  }
+  EXPECT_EQ(load_session(file_.path(), *model_, pool_, {}).memory.lexical, MemoryParams{}.lexical);
+  // Format 1: no note record either.
+  std::string v1 = v2;
   const auto [note_at, note_n] = record(1);
-  v1.erase(note_at - 8, 16 + note_n);
-  EXPECT_EQ(load(with_version(v1, 1)), "");
+  v1.erase(note_at - 16, 16 + note_n);  // record(1) is measured on bytes_, 8 bytes further on
+  EXPECT_EQ(load(with_version2(v1, 1)), "");
   // A format from the future is named as such.
-  const std::string v3 = with_version(bytes_, 3);
-  const std::string err = load(v3);
-  EXPECT_NE(err.find("format 3"), std::string::npos) << err;
+  const std::string v4 = with_version(bytes_, 4);
+  const std::string err = load(v4);
+  EXPECT_NE(err.find("format 4"), std::string::npos) << err;
 }
 
 // The note `engram chat --session` keeps: bytes come back exactly (a reply cut mid-character,

@@ -188,6 +188,10 @@ struct MemoryParams {
   // score the chunk's queries give the local window by this many nats (a large negative value
   // loads the best units unconditionally, as InfLLM and EM-LLM do). Questions are not gated.
   double chunk_gate = 3.0;
+  // blocks/episodic: a question also scores units by the words it shares with them (BM25 over
+  // token ids), adding up to about this many nats to a unit holding every question token (0:
+  // attention alone). Prefill chunks and decode steps are not affected.
+  double lexical = 3.0;
   // blocks/episodic: a question is read twice -- once with each layer retrieving for itself,
   // then with every layer loading the units all layers chose together (see MemoryPolicy::reread).
   bool shared_retrieval = true;

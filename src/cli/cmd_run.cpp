@@ -63,9 +63,12 @@ std::string question_text(const RunOptions& o) {
 }
 
 // Prefills the file piece by piece; returns the tokens. Evaluates whole multiples of the
-// context's chunk and carries the rest into the next piece, so that only the file's last few
-// tokens form a short block (which the memory policy would take for a question).
-int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o) {
+// context's chunk and carries the rest into the next piece, so that only the file's end forms a
+// short block (which the memory policy takes for a question). When nothing follows the file
+// (`ends_prompt`), that block is the file's last line (prompt_tail): a file may end with its
+// question.
+int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const RunOptions& o,
+                    bool ends_prompt) {
   // A resumed session's stream already began (with its BOS). Trailing whitespace is left out,
   // as for a short file (see without_trailing_space).
   FileEncoder enc(tok, o.file, tok.add_bos() && !o.no_bos && ctx.n_past() == 0, size_t(1) << 20,
@@ -96,9 +99,15 @@ int64_t stream_file(Context& ctx, const Tokenizer& tok, Sampler& sampler, const 
     pending.erase(pending.begin(), pending.begin() + static_cast<std::ptrdiff_t>(done));
     done = 0;
     pending.insert(pending.end(), ids.begin(), ids.end());
-    while (pending.size() - done >= slice) feed(slice);
+    // Two slices stay pending, so that the end can be cut where prompt_tail says.
+    while (pending.size() - done >= 2 * slice) feed(slice);
   }
-  if (done < pending.size()) feed(pending.size() - done);
+  const std::span<const int32_t> rest(pending.data() + done, pending.size() - done);
+  const size_t tail =
+      ends_prompt ? prompt_tail(ctx, rest, tok.encode("\n", false, false).back()) : 0;
+  while (pending.size() - done > tail + slice) feed(slice);
+  if (pending.size() - done > tail) feed(pending.size() - done - tail);
+  if (tail > 0) feed(tail);
   if (progress) std::fputc('\n', stderr);
   return n;
 }
@@ -169,7 +178,7 @@ void run(const RunOptions& o, const CLI::App& cmd) {
   const std::string question_str = question_text(o);
   const std::vector<int32_t> question = tok->encode(question_str, false, false);
   if (stream) {
-    n_prompt = stream_file(ctx, *tok, sampler, o);
+    n_prompt = stream_file(ctx, *tok, sampler, o, question.empty());
   } else if (!text.empty()) {
     std::vector<int32_t> prompt =
         tok->encode(text, tok->add_bos() && !o.no_bos && ctx.n_past() == 0, false);
@@ -189,7 +198,11 @@ void run(const RunOptions& o, const CLI::App& cmd) {
     }
     sampler.accept(prompt);
     t0 = std::chrono::steady_clock::now();
-    prefill(ctx, prompt, !o.quiet && long_prompt);
+    if (question.empty()) {
+      prefill_prompt(ctx, prompt, tok->encode("\n", false, false).back(), !o.quiet && long_prompt);
+    } else {
+      prefill(ctx, prompt, !o.quiet && long_prompt);
+    }
     n_prompt = static_cast<int64_t>(prompt.size());
   }
   if (!question.empty()) {

@@ -59,6 +59,11 @@ void add_memory_options(CLI::App* cmd, MemoryOptions& o) {
                   "reference systems do)")
       ->capture_default_str()
       ->group(g);
+  cmd->add_option("--lexical", p.lexical,
+                  "blocks/episodic: nats a question adds to a memory unit sharing all its words "
+                  "(BM25 over token ids; 0: attention alone)")
+      ->capture_default_str()
+      ->group(g);
   cmd->add_flag("--shared-retrieval,!--no-shared-retrieval", p.shared_retrieval,
                 "blocks/episodic: read a question twice, every layer loading the units all "
                 "layers chose (--no-shared-retrieval: each layer loads only its own)")
@@ -134,6 +139,23 @@ void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress) {
                   seconds_since(t0));
   });
   if (progress) std::fputc('\n', stderr);
+}
+
+size_t prompt_tail(const Context& ctx, std::span<const int32_t> tokens, int32_t newline) {
+  const size_t n = tokens.size(), limit = static_cast<size_t>(ctx.block_limit());
+  if (n <= limit) return 0;
+  for (size_t k = 1; k < limit && k <= n; ++k) {
+    if (tokens[n - k] != newline) continue;
+    if (k - 1 >= 2) return k - 1;
+    break;
+  }
+  return std::min(kPromptTail, limit - 1);
+}
+
+void prefill_prompt(Context& ctx, std::span<const int32_t> tokens, int32_t newline, bool progress) {
+  const size_t tail = prompt_tail(ctx, tokens, newline);
+  prefill(ctx, tokens.first(tokens.size() - tail), progress);
+  if (tail > 0) ctx.eval(tokens.last(tail));
 }
 
 }  // namespace engram::cli

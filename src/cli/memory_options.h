@@ -46,6 +46,19 @@ std::unique_ptr<MemoryPolicy> make_policy(const MemoryOptions& o, const Model& m
 // memory held) when `progress` is set.
 void prefill(Context& ctx, std::span<const int32_t> tokens, bool progress);
 
+// Tokens at the end of a prompt that generation follows which are read as a block of their own:
+// the last line (the tokens after the last `newline`) when it holds 2 to block_limit() - 1
+// tokens, else the last kPromptTail; none when the whole prompt fits one block. A file that
+// ends with its question is then read as `run -f FILE -p QUESTION` reads the question: a
+// block that is no prefill chunk, for which memory retrieves. Without it the question lands in
+// whatever block the chunking leaves at the end -- a full chunk (gated), one token (a decode
+// step, reusing the last retrieval) or a few of its last tokens (docs/EVALUATION.md, issue 21).
+constexpr size_t kPromptTail = 32;
+size_t prompt_tail(const Context& ctx, std::span<const int32_t> tokens, int32_t newline);
+
+// prefill() of a prompt that generation follows: the prompt_tail() as its own last block.
+void prefill_prompt(Context& ctx, std::span<const int32_t> tokens, int32_t newline, bool progress);
+
 // Redraws the one-line prefill progress bar on stderr: policy, `where` (e.g. "1200/5000
 // tokens"), percent done, tokens/s over `secs`, events or blocks formed, cells and bytes held.
 void draw_progress(const Context& ctx, const std::string& where, double fraction, int64_t tokens,

@@ -111,7 +111,7 @@ NeedleReading read_needle_prompt(Context& ctx, const Tokenizer& tok,
   ctx.clear();
   const auto t0 = std::chrono::steady_clock::now();
   if (at == QuestionAt::end) {
-    prefill(ctx, tokens, progress);
+    prefill_prompt(ctx, tokens, tok.encode("\n", false, false).back(), progress);
   } else {
     prefill(ctx, tokens.first(static_cast<size_t>(question_begin)), progress);
     ctx.eval(tokens.subspan(static_cast<size_t>(question_begin)));

@@ -86,6 +86,8 @@ MemoryParams resolve_memory_params(const MemoryParams& in, const ModelShape& sha
     at_least("retrieve_every", "--retrieve-every", p.retrieve_every, 1);
     at_least("kv_cache_mib", "--kv-cache", p.kv_cache_mib, 1);
     if (std::isnan(p.chunk_gate)) refuse("chunk_gate", "--chunk-gate", p.chunk_gate, "is NaN");
+    at_least("lexical", "--lexical", p.lexical, 0);
+    if (!std::isfinite(p.lexical)) refuse("lexical", "--lexical", p.lexical, "must be finite");
   }
   if (k == "blocks") {
     at_least("block_size", "--block-size", p.block_size, 1);

@@ -83,6 +83,7 @@ struct UnitConfig {
   SegmenterParams seg;
   int max_block = 0;
   double chunk_gate = 0;
+  double lexical = 0;
   bool f16 = false;
   std::string kv_dir;
   int kv_cache_mib = 0;
@@ -133,6 +134,7 @@ class UnitPolicy final : public MemoryPolicy {
     for (const auto& r : repr_) b += r.bytes();
     for (const auto& k : keys_) b += k.capacity() * sizeof(float);
     for (const auto& s : score_) b += s.capacity() * sizeof(float);
+    b += df_.capacity() * sizeof(int32_t);
     return b;
   }
 
@@ -147,12 +149,14 @@ class UnitPolicy final : public MemoryPolicy {
     pending_begin_ = cfg_.n_init;
     keys_.assign(shape_.n_layer, {});
     score_.assign(shape_.n_layer, {});
+    df_.clear();
+    unit_tokens_ = 0;
+    lexical_ = {};
     seg_.reset();
   }
 
   void plan(int layer, const QueryBlock& block, const std::vector<KvCell>& cells,
             const BlockData& data, AttentionPlan& out) const override {
-    (void)cells;
     const int64_t first = block.first_cell;
     const int64_t n_init = std::min<int64_t>(cfg_.n_init, first);
     const int64_t local = local_start(first);
@@ -175,8 +179,10 @@ class UnitPolicy final : public MemoryPolicy {
         Retrieval& r = fresh_[layer];
         const bool chunk = is_chunk(block.n_tokens);
         std::vector<float> score;
+        const std::vector<float>* bonus =
+            !chunk && cfg_.lexical > 0 ? &lexical_bonus(block, cells) : nullptr;
         std::vector<int> ranked = rank(layer, data.q[layer].data(), data.n_tokens, data.pool, chunk,
-                                       chunk ? &score : nullptr);
+                                       chunk ? &score : nullptr, bonus);
         if (chunk) {
           // The gate: a chunk loads only units that match its queries clearly better than
           // the local window does (see MemoryParams::chunk_gate).
@@ -318,6 +324,7 @@ class UnitPolicy final : public MemoryPolicy {
       in.done();
     }
     units_ = std::move(units);
+    for (const Unit& u : units_) count_tokens(u, cells);
     closed_ = std::move(closed);
     open_start_ = open_start;
     pending_begin_ = pending_begin;
@@ -375,7 +382,9 @@ class UnitPolicy final : public MemoryPolicy {
 
     const int64_t local = local_start(end);
     size_t n_done = 0;
-    while (n_done < closed_.size() && closed_[n_done].end <= local) finalize(closed_[n_done++]);
+    while (n_done < closed_.size() && closed_[n_done].end <= local) {
+      finalize(closed_[n_done++], cells);
+    }
     closed_.erase(closed_.begin(), closed_.begin() + n_done);
     if (n_done > 0) {
       const int64_t new_begin = units_.back().end;
@@ -418,7 +427,7 @@ class UnitPolicy final : public MemoryPolicy {
   //     Z(p)): the log of the softmax mass the pairs would give the unit's representatives if
   //     every representative in memory were attended. Two passes over the representatives.
   std::vector<float> score_units(int layer, const float* q, int n_q, bool mean_query, int keep,
-                                 ThreadPool& pool) const {
+                                 ThreadPool& pool, const std::vector<float>* bonus) const {
     const int hd = shape_.head_dim, n_kv = shape_.n_head_kv, group = shape_.n_head / n_kv;
     const int q_dim = shape_.q_dim(), K = cfg_.repr_topk;
     const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
@@ -509,10 +518,11 @@ class UnitPolicy final : public MemoryPolicy {
         float* pu = per_pair.data() + size_t(u) * pairs;
         for (int p = 0; p < pairs; ++p) pu[p] -= z[p];
         const float mx = *std::max_element(pu, pu + pairs);
-        if (static_cast<int>(top.size()) == keep && mx + slack < top.top()) continue;
+        const float extra = bonus ? (*bonus)[size_t(c0 + u)] : 0.0f;
+        if (static_cast<int>(top.size()) == keep && mx + slack + extra < top.top()) continue;
         double sum = 0;
         for (int p = 0; p < pairs; ++p) sum += std::exp(double(pu[p]) - mx);
-        const float sc = mx + static_cast<float>(std::log(sum));
+        const float sc = mx + static_cast<float>(std::log(sum)) + extra;
         score[c0 + u] = sc;
         top.push(sc);
         if (static_cast<int>(top.size()) > keep) top.pop();
@@ -556,13 +566,14 @@ class UnitPolicy final : public MemoryPolicy {
   // candidates to fill the similarity buffer with the smallest events (and a few more). `scores`,
   // if given, receives every unit's score_units value.
   std::vector<int> rank(int layer, const float* q, int n_q, ThreadPool* pool, bool chunk,
-                        std::vector<float>* scores = nullptr) const {
+                        std::vector<float>* scores = nullptr,
+                        const std::vector<float>* bonus = nullptr) const {
     const int n_units = static_cast<int>(units_.size());
     const int k = static_cast<int>(std::min<int64_t>(
         n_units, cfg_.episodic ? cfg_.n_mem / std::max(1, cfg_.seg.min_event) + 8 : cfg_.topk));
     static ThreadPool inline_pool(1);  // callers without threads (unit tests) score inline
     const std::vector<float> score =
-        score_units(layer, q, n_q, chunk, k, pool ? *pool : inline_pool);
+        score_units(layer, q, n_q, chunk, k, pool ? *pool : inline_pool, bonus);
     std::vector<int> order(n_units);
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int a, int b) {
@@ -607,13 +618,83 @@ class UnitPolicy final : public MemoryPolicy {
     return chosen;
   }
 
+  // Document frequencies for the lexical score: a unit entering memory counts each distinct token
+  // it holds once.
+  void count_tokens(const Unit& u, const std::vector<KvCell>& cells) {
+    std::vector<int32_t> ids;
+    ids.reserve(size_t(u.end - u.begin));
+    for (int64_t c = u.begin; c < u.end; ++c) ids.push_back(cells[size_t(c)].token);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    for (int32_t t : ids) {
+      if (t < 0) continue;
+      if (size_t(t) >= df_.size()) df_.resize(size_t(t) + 1, 0);
+      ++df_[size_t(t)];
+    }
+    unit_tokens_ += u.end - u.begin;
+  }
+
+  // The lexical bonus of every unit for a question block: BM25 (k1 1.2, b 0.75) of the unit
+  // against the block's distinct token ids, divided by the sum of the tokens' idf (so a unit
+  // holding each question token about once scores about 1), times cfg_.lexical nats. A token
+  // no unit holds still counts in the divisor: a question whose rare words are nowhere in memory
+  // gives every unit little. Computed once per block (every layer and the second reading share
+  // it); one pass over the cells of memory, so a question costs O(stream) reads of token ids.
+  const std::vector<float>& lexical_bonus(const QueryBlock& block,
+                                          const std::vector<KvCell>& cells) const {
+    if (lexical_.at == block.first_cell && lexical_.bonus.size() == units_.size()) {
+      return lexical_.bonus;
+    }
+    lexical_.at = block.first_cell;
+    const size_t n_units = units_.size();
+    lexical_.bonus.assign(n_units, 0.0f);
+    if (n_units == 0) return lexical_.bonus;
+    std::vector<int32_t> q;
+    for (int i = 0; i < block.n_tokens; ++i) q.push_back(cells[size_t(block.first_cell + i)].token);
+    std::sort(q.begin(), q.end());
+    q.erase(std::unique(q.begin(), q.end()), q.end());
+    const double N = double(n_units);
+    std::vector<int> slot(df_.size(), -1);
+    std::vector<double> idf;
+    double norm = 0;
+    for (int32_t t : q) {
+      const double df = t >= 0 && size_t(t) < df_.size() ? df_[size_t(t)] : 0;
+      const double w = std::log(1.0 + (N - df + 0.5) / (df + 0.5));
+      norm += w;
+      if (df > 0) {
+        slot[size_t(t)] = static_cast<int>(idf.size());
+        idf.push_back(w);
+      }
+    }
+    if (idf.empty() || norm <= 0) return lexical_.bonus;
+    constexpr double k1 = 1.2, b = 0.75;
+    const double avg = double(unit_tokens_) / N;
+    std::vector<int> tf(idf.size());
+    for (size_t u = 0; u < n_units; ++u) {
+      std::fill(tf.begin(), tf.end(), 0);
+      for (int64_t c = units_[u].begin; c < units_[u].end; ++c) {
+        const int32_t t = cells[size_t(c)].token;
+        if (t >= 0 && size_t(t) < slot.size() && slot[size_t(t)] >= 0)
+          ++tf[size_t(slot[size_t(t)])];
+      }
+      const double len_norm = k1 * (1 - b + b * double(units_[u].end - units_[u].begin) / avg);
+      double s = 0;
+      for (size_t j = 0; j < idf.size(); ++j) {
+        if (tf[j] > 0) s += idf[j] * tf[j] * (k1 + 1) / (tf[j] + len_norm);
+      }
+      lexical_.bonus[u] = static_cast<float>(cfg_.lexical * s / norm);
+    }
+    return lexical_.bonus;
+  }
+
   const float* key(int layer, int64_t c) const {
     return &keys_[layer][size_t(c - pending_begin_) * shape_.kv_dim()];
   }
 
   // Representatives per layer: the repr_topk keys that received the most attention (a unit
   // shorter than that repeats its best key, which leaves every maximum unchanged).
-  void finalize(const Unit& u) {
+  void finalize(const Unit& u, const std::vector<KvCell>& cells) {
+    count_tokens(u, cells);
     const int64_t len = u.end - u.begin;
     const int k = static_cast<int>(std::min<int64_t>(cfg_.repr_topk, len));
     std::vector<int64_t> idx(len);
@@ -679,6 +760,13 @@ class UnitPolicy final : public MemoryPolicy {
   int64_t pending_begin_ = 0;              // keys/scores kept for cells [pending_begin_, end)
   std::vector<std::vector<float>> keys_;   // [layer][(c - pending_begin_) * kv_dim], before RoPE
   std::vector<std::vector<float>> score_;  // [layer][c - pending_begin_], attention received
+  std::vector<int32_t> df_;                // [token id]: units in memory holding the token
+  int64_t unit_tokens_ = 0;                // cells in memory units
+  // The lexical bonus per unit of the block at `at` (scratch, like fresh_; see lexical_bonus).
+  mutable struct {
+    int64_t at = -1;
+    std::vector<float> bonus;
+  } lexical_;
 };
 
 }  // namespace
@@ -701,6 +789,7 @@ std::unique_ptr<MemoryPolicy> make_unit_policy(const MemoryParams& p, const Mode
   c.kv_dir = p.kv_dir;
   c.kv_cache_mib = p.kv_cache_mib;
   c.chunk_gate = p.chunk_gate;
+  c.lexical = p.lexical;
   c.max_block = s.n_ctx_train - std::max(p.n_init, 1) - p.n_local;
   return std::make_unique<UnitPolicy>(c, s);
 }

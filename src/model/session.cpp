@@ -28,7 +28,7 @@ namespace {
 
 constexpr char kMagic[8] = {'E', 'N', 'G', 'R', 'A', 'M', 'S', 'S'};
 constexpr size_t kMaxNote = size_t(1) << 30;
-constexpr uint32_t kVersion = 2;  // 1: no note record (still read)
+constexpr uint32_t kVersion = 3;  // 1: no note record; 2: no lexical weight (both still read)
 
 void put_params(RecordWriter& w, const MemoryParams& p) {
   w.str(p.kind);
@@ -40,9 +40,10 @@ void put_params(RecordWriter& w, const MemoryParams& p) {
   for (double v : {p.gamma, p.contiguity, p.chunk_gate}) w.put<double>(v);
   w.put<uint8_t>(p.shared_retrieval ? 1 : 0);
   w.put<uint8_t>(p.kv_f16 ? 1 : 0);
+  w.put<double>(p.lexical);
 }
 
-MemoryParams get_params(RecordReader& r) {
+MemoryParams get_params(RecordReader& r, uint32_t version) {
   MemoryParams p;
   p.kind = r.str("kind", 16);
   p.n_ctx = r.get<int64_t>("n_ctx");
@@ -61,6 +62,8 @@ MemoryParams get_params(RecordReader& r) {
   p.chunk_gate = r.get<double>("chunk_gate");
   p.shared_retrieval = r.get<uint8_t>("shared_retrieval") != 0;
   p.kv_f16 = r.get<uint8_t>("kv_f16") != 0;
+  // Formats 1-2 retrieved by attention alone.
+  p.lexical = version >= 3 ? r.get<double>("lexical") : 0.0;
   return p;
 }
 
@@ -148,7 +151,7 @@ LoadedSession load_session(const std::string& path, const Model& model, ThreadPo
     r.fail("model", "the session was saved with another model");
   }
   LoadedSession s;
-  s.memory = get_params(r);
+  s.memory = get_params(r, version);
   r.done();
   if (version >= 2) {
     r.next("note");
