@@ -136,7 +136,6 @@ class TiledAttention {
     t.limit = x.limit;
     t.j_end = x.limit[tr.rows() - 1];
     t.n_full = x.limit[0];
-    t.prefetch_bytes = int64_t{hd_} * int64_t{sizeof(float)};
     t.o = x.o.data();
     t.m = x.m;
     t.l = x.l;
@@ -199,9 +198,6 @@ class TiledAttention {
           float* st = state(c, p);
           t.j_begin = c * kSplitKeys;
           t.j_end = std::min(t.j_end, t.j_begin + kSplitKeys);
-          // The first part fetches the whole rows; the other kv heads find theirs in cache.
-          if (p == 0)
-            t.prefetch_bytes = std::max(a_.k_stride, a_.v_stride) * int64_t{sizeof(float)};
           if (t.j_begin < t.j_end) {
             t.o = st;
             t.m = st + o_size;

@@ -34,9 +34,6 @@ struct AttentionTile {
   int64_t j_begin = 0;             // the key range; j_end at most the largest limit
   int64_t j_end = 0;
   int64_t n_full = 0;  // the smallest limit of a real row
-  // Bytes of each K/V row the kernel prefetches a few tiles ahead: its own head's, or the
-  // whole row when the other kv heads' tasks read the rest right after (split keys).
-  int64_t prefetch_bytes = 0;
   float* o = nullptr;  // [tile_o_rows(rows)][hd] out: O (rows past `rows` are scratch)
   float* m = nullptr;  // [kTileRows] out: m (kTileMasked for a row that saw no key)
   float* l = nullptr;  // [kTileRows] out: l (0 for a row that saw no key)

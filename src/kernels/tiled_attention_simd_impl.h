@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/simd_vec.h"
 #include "kernels/tiled_attention.h"
 
 #define ENGRAM_UNROLL _Pragma("GCC unroll 16")
@@ -25,125 +26,12 @@ namespace engram {
 namespace {
 
 #if defined(__AVX512F__)
-constexpr int kW = 16;
-using Vec = __m512;
-using Mask = __mmask16;
-inline Vec load(const float* p) {
-  return _mm512_loadu_ps(p);
-}
-inline void store(float* p, Vec v) {
-  _mm512_storeu_ps(p, v);
-}
-inline Vec set1(float x) {
-  return _mm512_set1_ps(x);
-}
-inline Vec zero() {
-  return _mm512_setzero_ps();
-}
-inline Vec fmadd(Vec a, Vec b, Vec c) {
-  return _mm512_fmadd_ps(a, b, c);
-}
-inline Vec fnmadd(Vec a, Vec b, Vec c) {
-  return _mm512_fnmadd_ps(a, b, c);
-}
-inline Vec mul(Vec a, Vec b) {
-  return _mm512_mul_ps(a, b);
-}
-inline Vec add(Vec a, Vec b) {
-  return _mm512_add_ps(a, b);
-}
-inline Vec sub(Vec a, Vec b) {
-  return _mm512_sub_ps(a, b);
-}
-inline Vec vmax(Vec a, Vec b) {
-  return _mm512_max_ps(a, b);
-}
-inline Mask less(Vec a, Vec b) {
-  return _mm512_cmp_ps_mask(a, b, _CMP_LT_OQ);
-}
-inline Vec select(Mask m, Vec a, Vec b) {
-  return _mm512_mask_blend_ps(m, b, a);
-}  // m ? a : b
-inline Vec round_nearest(Vec x) {
-  return _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-}
-inline Vec pow2_times(Vec p, Vec n) {  // p * 2^n for integral n
-  const __m512i e =
-      _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23);
-  return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
 constexpr int kMaxRowVecs = 4;  // accumulators: 4 keys x 4 row vectors of the 32 registers
 constexpr int kMaxDimVecs = 4;  //               4 rows x 4 dim vectors
 #else
-constexpr int kW = 8;
-using Vec = __m256;
-using Mask = __m256;
-inline Vec load(const float* p) {
-  return _mm256_loadu_ps(p);
-}
-inline void store(float* p, Vec v) {
-  _mm256_storeu_ps(p, v);
-}
-inline Vec set1(float x) {
-  return _mm256_set1_ps(x);
-}
-inline Vec zero() {
-  return _mm256_setzero_ps();
-}
-inline Vec fmadd(Vec a, Vec b, Vec c) {
-  return _mm256_fmadd_ps(a, b, c);
-}
-inline Vec fnmadd(Vec a, Vec b, Vec c) {
-  return _mm256_fnmadd_ps(a, b, c);
-}
-inline Vec mul(Vec a, Vec b) {
-  return _mm256_mul_ps(a, b);
-}
-inline Vec add(Vec a, Vec b) {
-  return _mm256_add_ps(a, b);
-}
-inline Vec sub(Vec a, Vec b) {
-  return _mm256_sub_ps(a, b);
-}
-inline Vec vmax(Vec a, Vec b) {
-  return _mm256_max_ps(a, b);
-}
-inline Mask less(Vec a, Vec b) {
-  return _mm256_cmp_ps(a, b, _CMP_LT_OQ);
-}
-inline Vec select(Mask m, Vec a, Vec b) {
-  return _mm256_blendv_ps(b, a, m);
-}  // m ? a : b
-inline Vec round_nearest(Vec x) {
-  return _mm256_round_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-}
-inline Vec pow2_times(Vec p, Vec n) {
-  const __m256i e =
-      _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
 constexpr int kMaxRowVecs = 3;  // 4 keys x 3 row vectors of the 16 registers
 constexpr int kMaxDimVecs = 3;  // 4 rows x 3 dim vectors
 #endif
-
-// exp(x) for x <= 0 (as ops_avx2.cpp's): 2^n p(r), r = x - n ln2, degree-6 polynomial,
-// relative error about 2e-7; below -87 the result is 0.
-inline Vec exp_neg(Vec x) {
-  const Vec lo = set1(-87.0f);
-  const Mask underflow = less(x, lo);
-  x = vmax(x, lo);
-  const Vec n = round_nearest(mul(x, set1(1.44269504088896341f)));
-  Vec r = fnmadd(n, set1(0.693145751953125f), x);
-  r = fnmadd(n, set1(1.428606820309417232e-06f), r);
-  Vec p = set1(1.0f / 720.0f);
-  p = fmadd(p, r, set1(1.0f / 120.0f));
-  p = fmadd(p, r, set1(1.0f / 24.0f));
-  p = fmadd(p, r, set1(1.0f / 6.0f));
-  p = fmadd(p, r, set1(0.5f));
-  p = fmadd(p, r, set1(1.0f));
-  p = fmadd(p, r, set1(1.0f));
-  return select(underflow, zero(), pow2_times(p, n));
-}
 
 // S[jj][r] for keys j0 + jj, jj < nk (rounded up to 4; keys past n_keys read the last key and
 // are masked later), row vectors [v0, v0 + NV).
@@ -243,10 +131,6 @@ void scores_all_rows(const AttentionTile& t, int64_t j0, int nk, int n_vec, floa
           break;
       }
     }
-    // The padding rows of the last vector: finite, as the rows-across-lanes path leaves them.
-    for (int jj = 0; jj < nk; ++jj) {
-      std::fill(s + jj * kTileRows + t.rows, s + jj * kTileRows + n_vec * kW, 0.0f);
-    }
     return;
   }
   for (int v0 = 0; v0 < n_vec; v0 += kMaxRowVecs) {
@@ -324,21 +208,6 @@ void values_all_rows(const AttentionTile& t, int64_t j0, int nk, const float* p,
   }
 }
 
-// Keys and values of the tile at j (if any) towards L1: with few rows (decode) a tile's work is
-// short and the kernel streams K/V from memory, where the hardware prefetcher alone trails.
-constexpr int kPrefetchTiles = 2;
-inline void prefetch_tile(const AttentionTile& t, int64_t j) {
-  const int64_t end = std::min<int64_t>(j + kTileKeys, t.j_end);
-  for (; j < end; ++j) {
-    const char* k = reinterpret_cast<const char*>(t.k + j * t.k_stride);
-    const char* v = reinterpret_cast<const char*>(t.v + j * t.v_stride);
-    for (int64_t b = 0; b < t.prefetch_bytes; b += 64) {
-      _mm_prefetch(k + b, _MM_HINT_T0);
-      _mm_prefetch(v + b, _MM_HINT_T0);
-    }
-  }
-}
-
 }  // namespace
 
 void ENGRAM_TILE_FN(const AttentionTile& t) {
@@ -353,9 +222,13 @@ void ENGRAM_TILE_FN(const AttentionTile& t) {
   std::fill(m, m + kTileRows, kTileMasked);
   std::fill(l, l + kTileRows, 0.0f);
   std::fill(t.o, t.o + int64_t{tile_o_rows(t.rows)} * t.hd, 0.0f);
+  // The padding rows of the last vector must hold finite scores; the few-rows path never
+  // writes them.
+  for (int jj = 0; jj < kTileKeys; ++jj) {
+    std::fill(s + jj * kTileRows + t.rows, s + jj * kTileRows + n_vec * kW, 0.0f);
+  }
   for (int64_t j0 = t.j_begin; j0 < t.j_end; j0 += kTileKeys) {
     const int nk = static_cast<int>(std::min<int64_t>(kTileKeys, t.j_end - j0));
-    prefetch_tile(t, j0 + kPrefetchTiles * kTileKeys);
     scores_all_rows(t, j0, nk, n_vec, s);
     const bool masked = j0 + nk > t.n_full;
     if (masked) {  // limits relative to the tile, small enough to be exact in float
