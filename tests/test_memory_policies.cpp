@@ -253,6 +253,43 @@ TEST(MemoryRetrieval, AQuestionLoadsTheUnitItsHeadsSingleOutNotTheOneEveryHeadLi
   EXPECT_EQ(memory_cells(plan_query(*p, cells, ask, p->max_block()), 2), range(6, 10));
 }
 
+// A question also scores units by the token ids it shares with them (--lexical): block [6, 10)
+// holds the question's two rare tokens (50, 51) while its keys match the question less than
+// block [10, 14)'s. Attention alone loads [10, 14); with the lexical score, [6, 10). Prefill
+// chunks ignore the lexical score.
+TEST(MemoryRetrieval, AQuestionLoadsTheUnitThatSharesItsRareTokens) {
+  for (double lexical : {0.0, 3.0}) {
+    MemoryParams mp = small_blocks();
+    mp.lexical = lexical;
+    auto p = make_memory_policy(mp, tiny_shape(2, 64));
+    std::vector<KvCell> cells;
+    auto key = [](int64_t c) { return std::vector<float>{c >= 10 && c < 14 ? 1.5f : 1.0f, 0}; };
+    for (int b = 0; b < 13; ++b) {
+      feed(*p, cells, 2, 2, key, {0, 1});
+      // Tokens count when a block leaves the window, long after these cells were fed.
+      if (b == 4) {
+        cells[7].token = 50;
+        cells[8].token = 51;
+      }
+    }
+    ASSERT_EQ(p->units(), 4);
+    const int64_t first = static_cast<int64_t>(cells.size());
+    cells.push_back({50, first});
+    cells.push_back({51, first + 1});
+    BlockData d;
+    d.n_tokens = 2;
+    d.q.assign(1, {1, 0, 1, 0});
+    d.k.assign(1, std::vector<float>(4, 0.0f));
+    AttentionPlan plan;
+    p->plan(0, {first, 2}, cells, d, plan);
+    EXPECT_EQ(memory_cells(plan, 2), lexical > 0 ? range(6, 10) : range(10, 14))
+        << "lexical " << lexical;
+    // A prefill chunk of the same tokens follows attention alone.
+    cells.resize(first);
+    EXPECT_EQ(memory_cells(plan_query(*p, cells, {1, 0}, p->max_block()), 2), range(10, 14));
+  }
+}
+
 // A unit's representatives are the keys that received the most attention while in the window:
 // with one representative, block [6, 10) is found by its key at cell 8 (which received the
 // attention), not by its first key.
