@@ -156,10 +156,8 @@ void check_attention_args(const AttentionArgs& a) {
   }
 }
 
-
 const VecKernels& vec_kernels_scalar() {
-  static const VecKernels k = {exp_sum_scalar, scores_scalar, silu_mul_scalar,
-                               log_sum_exp_scalar};
+  static const VecKernels k = {exp_sum_scalar, scores_scalar, silu_mul_scalar, log_sum_exp_scalar};
   return k;
 }
 
