@@ -74,6 +74,22 @@ NewMemory with_turn(std::string summary, int turn) {
   }
 }
 
+// PostgreSQL: the server process of a killed client finishes (commits or rolls back) its last
+// transaction on its own time. A check that began meanwhile could read a memory before that
+// transaction and its history after it, so wait until the child's session (named by its
+// application_name; other tests share the database) has ended.
+void wait_for_session_end(agent_memory::SqlConnection& c, const std::string& application_name) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (agent_memory::column_int(
+             c.query("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                     {application_name})[0],
+             0) > 0) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline)
+        << "the killed child's session did not end within 30 s";
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
 template <typename Backend>
 class MemoryStoreCrashTest : public agent_memory_test::StoreFixture<Backend> {};
 using Backends = ::testing::Types<SqliteBackend, PostgresBackend>;
@@ -110,12 +126,16 @@ TYPED_TEST(MemoryStoreCrashTest, KillNineMidBatchLeavesWholeOperations) {
   std::mt19937 rng(20261204);
   auto raw = [&] { return this->backend_.raw(); };
 
+  constexpr bool kPostgres = std::is_same_v<TypeParam, PostgresBackend>;
+  const std::string child_name = "engram_crash_child_" + std::to_string(getpid());
+  const std::string child_location =
+      kPostgres ? this->location() + "&application_name=" + child_name : this->location();
   for (int round = 0; round < 100; ++round) {
     int ready[2];
     ASSERT_EQ(pipe(ready), 0);
     const pid_t pid = fork();
     ASSERT_GE(pid, 0);
-    if (pid == 0) mutate_forever(this->location(), 1000 + round, ready[1]);
+    if (pid == 0) mutate_forever(child_location, 1000 + round, ready[1]);
     close(ready[1]);
     // The child is at work (its first operation committed; a busy machine may take a while to
     // get there): kill it within the next 10 ms, wherever it is.
@@ -129,6 +149,10 @@ TYPED_TEST(MemoryStoreCrashTest, KillNineMidBatchLeavesWholeOperations) {
     ASSERT_TRUE(WIFSIGNALED(status)) << "the child stopped by itself, exit status "
                                      << (WIFEXITED(status) ? WEXITSTATUS(status) : -1);
     ASSERT_TRUE(started) << "the child did not start writing within 60 s";
+    if constexpr (kPostgres) {
+      wait_for_session_end(*raw(), child_name);
+      if (this->HasFatalFailure()) return;
+    }
     auto store = agent_memory::open_memory_store(this->location());
     expect_consistent(*store, round);
     if (this->HasFatalFailure()) return;
