@@ -263,7 +263,7 @@ TEST_F(SessionFile, TheNoteIsKeptAndFormat1FilesStillLoad) {
   std::memcpy(v2.data() + head_at - 8, &n2, 8);
   const uint64_t sum2 = PageFile::checksum(v2.data() + head_at, n2);
   std::memcpy(v2.data() + head_at + n2, &sum2, 8);
-  auto with_version2 = [&](std::string b, uint32_t v) {
+  auto with_version2 = [&, head_at = head_at](std::string b, uint32_t v) {
     std::memcpy(b.data() + head_at + 8, &v, 4);
     const uint64_t sum = PageFile::checksum(b.data() + head_at, n2);
     std::memcpy(b.data() + head_at + n2, &sum, 8);
