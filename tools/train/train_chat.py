@@ -10,7 +10,13 @@ recall/text data (every token scored, --lm-share of the rows) or chat samples pa
 another, each attending only to itself (a block-diagonal causal mask, so a packed sample sees what
 it would see alone at position 0: RoPE is relative), scored on assistant tokens only. The rest of
 a packed row is a Brown window of its own, scored.
-Resumable (--resume), checkpoints every --ckpt-minutes; the CSV log is cut back to the checkpoint.
+Resumable (--resume): a checkpoint (every --ckpt-minutes, at --stop-at, at the end, and when the process
+is sent SIGTERM or SIGINT, after the step under way) holds the weights, AdamW's state, the step, the
+partial sums of the log row under way and the arguments that shape the run; a batch is a pure function of
+(seed, step), so a resumed run computes bit for bit what the uninterrupted one does (the elapsed and
+tok_per_s columns aside). The CSV log is cut back to the checkpoint's step; a resume with other shaping
+arguments than the checkpoint's is refused. --keep-every N also keeps a copy of the checkpoint at every
+N-th step (stepN.pt) for evaluation.
 
 Usage:
   /usr/bin/python3 tools/train/prepare_data.py --out build-chatmodel/data
@@ -21,6 +27,7 @@ Usage:
 import argparse
 import math
 import os
+import signal
 import sys
 import time
 
@@ -168,6 +175,9 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "build-chatmodel", "run"))
     ap.add_argument("--log", default=None, help="CSV log (default OUT/log.csv)")
     ap.add_argument("--grow", type=int, default=0)
+    ap.add_argument("--init", default=None,
+                    help="start from the weights of a train_chat.py checkpoint instead of --gguf (a pilot "
+                         "measurement, e.g. new data on the shipped run's last.pt; fresh optimizer, step 0)")
     ap.add_argument("--steps", type=int, default=2400, help="horizon of the cosine decay")
     ap.add_argument("--minutes", type=float, default=80.0)
     ap.add_argument("--stop-at", type=int, default=None, help="save and exit after this step")
@@ -182,7 +192,10 @@ def main():
     ap.add_argument("--log-every", type=int, default=10)
     ap.add_argument("--probe-every", type=int, default=100)
     ap.add_argument("--ckpt-minutes", type=float, default=4.0)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue from OUT/last.pt if it exists")
+    ap.add_argument("--keep-every", type=int, default=0, help="also keep OUT/stepN.pt every N steps")
+    ap.add_argument("--data-version", type=int, default=4,
+                    help="chat_data.ChatGen version: 3 replays session 3's data (the shipped model), 4 its grammar")
     ap.add_argument("--probe-split", choices=["valid", "heldout"], default="valid")
     ap.add_argument("--augment-from", type=int, default=10 ** 9,
                     help="from this step on, training questions/statements also take chat_data's extra wordings")
@@ -195,11 +208,17 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
     sents, toks = load_split(a.data, "train", sp, cache_tokens=True)
     held_sents, _ = load_split(a.data, "heldout", sp)
-    chat = ChatGen(sp, sents, "train")
+    chat = ChatGen(sp, sents, "train", a.data_version)
     lm = TaskGen(sp, toks, sents, sp.get_piece_size())
     # the logged probe is on the validation split (training names, values, wordings; other seeds):
     # the held-out split is only ever measured by chat_eval.py at the end
-    probe_items = probe_set(ChatGen(sp, held_sents if a.probe_split == "heldout" else sents, a.probe_split))
+    probe_items = probe_set(ChatGen(sp, held_sents if a.probe_split == "heldout" else sents, a.probe_split,
+                                    a.data_version))
+    # the arguments that shape the run's numbers; a resume must use the same ones
+    # (--threads too changes the sums' order, so keep it as well for a bit-identical resume)
+    shape = {k: getattr(a, k) for k in ("grow", "steps", "lr", "lr_min", "warmup", "batch", "ctx", "lm_share", "seed",
+                                        "log_every", "probe_every", "probe_split", "augment_from", "data_version",
+                                        "init")}
 
     ckpt = os.path.join(a.out, "last.pt")
     if a.resume and os.path.exists(ckpt):
@@ -208,11 +227,24 @@ def main():
         model = Model(cfg)
         model.load_state_dict(ck["model"])
         step, elapsed, tokens = ck["state"]["step"], ck["state"]["elapsed"], ck["state"]["tokens"]
+        old = ck.get("shape")
+        if old is not None and old != shape:
+            diff = {k: (old.get(k), shape[k]) for k in shape if old.get(k) != shape[k]}
+            sys.exit(f"{ckpt}: the run was started with other arguments (checkpoint, now): {diff}")
         print(f"resumed at step {step}", flush=True)
         with open(log) as f:
             lines = f.read().splitlines()
         with open(log, "w") as f:
             f.write("\n".join([lines[0]] + [l for l in lines[1:] if int(l.split(",")[0]) <= step]) + "\n")
+    elif a.init:
+        ck0 = torch.load(a.init, map_location="cpu")
+        model = Model(Config(**ck0["cfg"]))
+        model.load_state_dict(ck0["model"])
+        cfg = model.cfg
+        ck, step, elapsed, tokens = None, 0, 0.0, 0
+        with open(log, "w") as f:
+            f.write(",".join(LOG_FIELDS) + "\n")
+            f.write(f"0,0,,,,{probe(model, probe_items):.4f},0,0,0\n")
     else:
         model, cfg = model_from_gguf(a.gguf)
         if a.grow:
@@ -240,17 +272,23 @@ def main():
         t = min(1.0, (s - a.warmup) / max(1, a.steps - a.warmup))
         return a.lr_min + 0.5 * (a.lr - a.lr_min) * (1 + math.cos(math.pi * t))
 
-    def save():
-        tmp = ckpt + ".tmp"
-        st = dict(step=step, elapsed=time.time() - t0, tokens=tokens)
-        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), cfg=cfg.to_dict(), state=st), tmp)
-        os.replace(tmp, ckpt)
+    def save(path=ckpt):
+        tmp = path + ".tmp"
+        st = dict(step=step, elapsed=time.time() - t0, tokens=tokens, acc=acc, t_log_ago=time.time() - t_log)
+        torch.save(dict(model=model.state_dict(), opt=opt.state_dict(), cfg=cfg.to_dict(), state=st, shape=shape), tmp)
+        os.replace(tmp, path)
 
+    stop = []
+    for sig in (signal.SIGTERM, signal.SIGINT):  # finish the step under way, save, exit
+        signal.signal(sig, lambda signum, frame: stop.append(signum))
     t0 = time.time() - elapsed
     last_ck, t_log = time.time(), time.time()
     acc = dict(loss=[], chat=[], lm=[], tok=0)
+    if ck is not None and "acc" in ck["state"]:  # the log row under way when the checkpoint was taken
+        acc = ck["state"]["acc"]
+        t_log = time.time() - ck["state"]["t_log_ago"]
     while step < a.steps and (time.time() - t0) / 60 < a.minutes:
-        if a.stop_at is not None and step >= a.stop_at:
+        if (a.stop_at is not None and step >= a.stop_at) or stop:
             break
         lr = lr_at(step)
         for g in opt.param_groups:
@@ -286,11 +324,14 @@ def main():
                 f.write(",".join(map(str, row)) + "\n")
             print(" ".join(f"{k}={v}" for k, v in zip(LOG_FIELDS, row)), flush=True)
             acc, t_log = dict(loss=[], chat=[], lm=[], tok=0), time.time()
+        if a.keep_every and step % a.keep_every == 0:
+            save(os.path.join(a.out, f"step{step}.pt"))
         if time.time() - last_ck > a.ckpt_minutes * 60:
             save()
             last_ck = time.time()
     save()
-    print(f"done: step {step}, {(time.time() - t0) / 60:.1f} min", flush=True)
+    why = f" (signal {stop[0]})" if stop else ""
+    print(f"{'stopped' if step < a.steps else 'done'}: step {step}, {(time.time() - t0) / 60:.1f} min{why}", flush=True)
 
 
 if __name__ == "__main__":
