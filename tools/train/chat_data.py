@@ -401,13 +401,272 @@ _check_heldout()
 _check_heldout_all()
 
 
+# -- the dev split (session 4) ---------------------------------------------------------------------
+# A second held-out set, for tuning decisions: two statement and two question wordings a kind, two
+# corrections and a few values of every kind, written after the session-3 run (so the shipped model never
+# saw them either) and never produced for training (checked at import, with the held-out split, below).
+# chat_eval.py --split dev measures on it, unframed like the held-out split; the acceptance held-out split
+# (the last wording of every list, every fourth value) is unchanged and looked at once, at the end.
+DEV_STATE = {
+    "family": ["{v} is what everyone calls my {s}.", "Last weekend I visited my {s} {v}."],
+    "pet": ["{v} is the {s} we keep at home.", "Every morning I walk my {s} {v}."],
+    "job": ["By trade I am {a}.", "People hire me because I'm {a}."],
+    "employer": ["{v} pays my salary.", "Every morning I take the bus to my office at {v}."],
+    "hometown": ["I was a kid in {v} before we moved away.", "{v} is the town I come from."],
+    "city": ["{v} has been my home for two years.", "Currently I rent a flat in {v}."],
+    "hobby": ["Whenever I get a free hour, I do some {v}.", "{v} is what I do to relax."],
+    "food": ["{v} is the dish I'd pick for my last meal.", "If I could, I'd have {v} for every meal."],
+    "dislike": ["Whenever I see {v} on my plate, I push them away.", "{v}? No thanks, I detest them."],
+    "plan": ["{v} is the day of my {s}.", "Next up on my calendar: my {s} on {v}."],
+    "car": ["{v} is the car I take to work.", "Every day I commute in my {v}."],
+    "allergy": ["{v} give me a rash because I'm allergic.", "One allergy I have is to {v}."],
+    "health": ["{v} runs in my family and I have it too.", "Doctors treat me for {v}."],
+}
+DEV_ASK = {
+    "family": ["Which person is my {s}?", "What's the first name of my {s}?"],
+    "pet": ["Which name does my {s} answer to?", "How do I call my {s}?"],
+    "job": ["What is my trade?", "Which job do I have?"],
+    "employer": ["Which company am I with?", "For which firm do I work?"],
+    "hometown": ["In which town did I spend my early years?", "What place did I grow up in?"],
+    "city": ["Where am I living these days?", "Which city is my current home?"],
+    "hobby": ["What do I like doing when I'm free?", "Which activity is my hobby?"],
+    "food": ["What dish do I like best?", "What would I eat every day?"],
+    "dislike": ["Which food do I never want on my plate?", "What do I find gross to eat?"],
+    "plan": ["When will my {s} take place?", "What's the date for my {s}?"],
+    "car": ["Which vehicle do I drive?", "What kind of car do I own?"],
+    "allergy": ["Which thing am I allergic to?", "What causes my allergy?"],
+    "health": ["Which illness do I live with?", "What health issue do I have?"],
+}
+DEV_CORRECTIONS = ["Oops, I got that wrong. {t}", "No wait, {t}"]
+DEV_VALUES = {
+    "family": ["Yolanda", "Quentin", "Xavier", "Bianca", "Gordon", "Imogen", "Lionel", "Marcus"],
+    "pet": ["Nugget", "Sprout", "Tango", "Pumpkin", "Domino", "Waldo"],
+    "job": ["surgeon", "economist", "tailor", "welder", "florist", "veterinarian"],
+    "employer": ["Willow Creek Dairy", "Northstar Logistics", "Copper Hill Mining", "Bluebird Travel",
+                 "Quarry Lane Books", "Stonegate Bank"],
+    "hometown": ["Helsinki", "Warsaw", "Seoul", "Cairo", "Lima", "Osaka", "Zurich", "Belfast"],
+    "city": ["Helsinki", "Warsaw", "Seoul", "Cairo", "Lima", "Osaka", "Zurich", "Belfast"],
+    "hobby": ["archery", "rowing", "juggling", "kayaking", "fencing", "bowling"],
+    "food": ["gnocchi", "quiche", "brisket", "enchiladas", "couscous", "goulash"],
+    "dislike": ["artichokes", "turnips", "sardines", "prunes", "kale", "leeks"],
+    "plan": ["January 2", "March 9", "May 27", "July 16", "September 1", "November 24"],
+    "car": ["orange Skoda", "brown Lexus", "purple Dodge", "gold Audi", "beige Buick", "maroon Saab"],
+    "allergy": ["mold", "nickel", "ragweed", "kiwis", "mustard", "horses"],
+    "health": ["gout", "psoriasis", "tinnitus", "a bad hip", "scoliosis", "vertigo"],
+}
+
+# -- the statement/question grammar (data version 4, session 4) -------------------------------------
+# The session-3 model answered held-out values in training wordings 87% of the time but 47% in the
+# held-out wordings: an unseen question form was read as another kind ("Where was I raised?" -> "You
+# dislike ..."), a value inside an unseen statement form was copied badly ("I suffer from arthritis" ->
+# "You have a bad."), and extraction, which has no question to name the kind, recovered 0 of 17 cars and
+# 0 of 18 disliked foods in their held-out forms. Version 4 makes every kind's forms a grammar: a core
+# (the session-3 pools, more verbs, and copular forms over several nouns of the kind: "My {N} is {v}.",
+# "{v} is my {N}.", "{v}: that's my {N}.") under a transform (fronted time, embedded in "You should know
+# that ...", a trailing clause, a contrast, the session-3 frames), and questions the same way. None of its
+# words that appear in a held-out or dev wording is new (_check_split_words): it widens the forms, it does
+# not bring the evaluation's words into training.
+NOUNS = {
+    "family": ["{s}", "{s}'s name"], "pet": ["{s}", "{s}'s name"],
+    "job": ["job", "occupation", "work", "career", "line of work"],
+    "employer": ["employer", "company", "workplace", "firm"],
+    "hometown": ["home town", "birthplace", "town of origin"],
+    "city": ["city", "city of residence", "address", "town these days"],
+    "hobby": ["hobby", "pastime", "favorite thing to do", "free-time pursuit", "favorite way to unwind"],
+    "food": ["favorite food", "favorite dish", "favorite meal", "comfort food", "go-to meal"],
+    "dislike": ["least favorite food", "most hated food", "worst food"],
+    "plan": ["{s} date", "{s}"],
+    "car": ["car", "vehicle", "ride", "daily driver"],
+    "allergy": ["allergy", "main allergy", "worst allergy"],
+    "health": ["health condition", "condition", "illness", "medical condition", "diagnosis", "chronic illness"],
+}
+# how the value reads after "is": the job with its article, a car as "a ..."
+VALUE_FORM = {"job": "{a}", "car": "a {v}"}
+COPULA_STATE = ["My {N} is {V}.", "{V} is my {N}.", "{V}: that's my {N}.", "My {N}? {V}.", "As for my {N}, it's {V}.",
+                "In case you wonder, my {N} is {V}.", "{V}, that is my {N}.", "I'd say my {N} is {V}.",
+                "Write this down: my {N} is {V}.", "The thing to know about my {N}: {V}."]
+COPULA_ASK = ["What is my {N}?", "What's my {N}?", "Do you remember my {N}?", "Tell me my {N}.",
+              "Can you recall my {N}?", "What did I say my {N} is?", "Do you know what my {N} is?",
+              "Remind me what my {N} is.", "What was my {N} again?", "I told you my {N}. What is it?",
+              "My {N} is what?", "Any idea what my {N} is?", "Say my {N}, please."]
+# more verbs a kind (training only), beside TRAIN_STATE / TRAIN_ASK
+GRAMMAR_STATE = {
+    "family": ["I called my {s} {v} this morning.", "My {s}, {v}, lives nearby.", "I texted {v}, my {s}.",
+               "Dinner with my {s} {v} was fun.", "{v} and I are close; {v} is my {s}."],
+    "pet": ["I brush my {s} {v} every night.", "The {s} I have is named {v}.", "{v} the {s} sleeps on my bed.",
+            "My {s}, whose name is {v}, loves treats.", "I walk {v}, my {s}, after work."],
+    "job": ["I work full time as {a}.", "My career is as {a}.", "I'm working as {a} these days.",
+            "I got hired as {a}.", "I have a job as {a}."],
+    "employer": ["I'm on the staff of {v}.", "I joined {v} a while ago.", "My desk is at {v}.",
+                 "I report to work at {v}.", "{v} hired me last year."],
+    "hometown": ["I was raised in {v}.", "As a child I lived in {v}.", "I lived in {v} when I was young.",
+                 "I grew up in a small house in {v}.", "{v} is where I was born."],
+    "city": ["I reside in {v}.", "I've lived in {v} for a year now.", "{v} is my city these days.",
+             "My apartment is in {v}.", "I moved to {v} for work."],
+    "hobby": ["I do {v} for fun.", "I practice {v} on weekends.", "My free time goes to {v}.",
+              "I've taken up {v}.", "{v} keeps me happy."],
+    "food": ["{v} is what I order every time.", "I'd choose {v} over anything.", "I never get tired of {v}.",
+             "Give me {v} any day.", "I cook {v} as often as I can."],
+    "dislike": ["I can't bear {v}.", "{v} taste awful to me.", "I always take {v} out of my food.",
+                "I'd rather starve than eat {v}.", "{v} are the worst."],
+    "plan": ["My {s} falls on {v}.", "I'll have my {s} on {v}.", "The date of my {s} is {v}.",
+             "{v} is when my {s} is.", "I scheduled my {s} for {v}."],
+    "car": ["I get around in a {v}.", "I go to work in a {v}.", "My vehicle is a {v}.", "A {v} is what I drive.",
+            "I just got my {v} washed."],
+    "allergy": ["I react badly to {v}.", "{v} trigger my allergy.", "I'm allergic, so no {v} for me.",
+                "Even a little {v} makes me sick.", "I carry medicine because I'm allergic to {v}."],
+    "health": ["I've been diagnosed with {v}.", "I get treated for {v}.", "I have to manage {v}.",
+               "{v} is my health condition.", "I take pills for {v}."],
+}
+GRAMMAR_ASK = {
+    "family": ["Who's my {s}?", "What name does my {s} go by?", "Tell me who my {s} is.", "How is my {s} named?"],
+    "pet": ["What's the name of my {s}?", "How is my {s} named?", "Which name did I give my {s}?"],
+    "job": ["What do I do at work?", "What's my occupation?", "What's my career?", "What job do I do?"],
+    "employer": ["Which company do I work at?", "Where am I working?", "Who employs me?", "Which firm do I work at?"],
+    "hometown": ["Where did I grow up as a kid?", "Which town am I from originally?", "Where was I born?",
+                 "What's my birthplace?"],
+    "city": ["Where do I reside?", "Which city do I call home now?", "Where is home for me now?", "Where do I live today?"],
+    "hobby": ["What's my pastime?", "What do I enjoy doing?", "What do I do in my free time?",
+              "How do I like to unwind?"],
+    "food": ["What food do I love most?", "What's my favorite dish?", "Which dish do I love?",
+             "What do I like eating most?"],
+    "dislike": ["Which food do I hate?", "What food can't I stand?", "What should I never be served?",
+                "What food do I avoid?"],
+    "plan": ["What's the date of my {s}?", "On which date is my {s}?", "When is my {s} happening?",
+             "Which day is my {s}?"],
+    "car": ["What do I get around in?", "What vehicle do I have?", "What's my vehicle?", "What car have I got?"],
+    "allergy": ["What am I allergic to, again?", "What triggers my allergy?", "What should I stay away from?",
+                "What allergy have I got?"],
+    "health": ["What condition was I diagnosed with?", "What illness have I got?", "What am I treated for?",
+               "What health condition have I got?"],
+}
+# transforms of a core sentence c: a prefix (the core lower-cased after it) or a suffix (the core's full
+# stop replaced); the session-3 frames are among them
+FRONT = ["Last year, ", "These days, ", "For a while now, ", "At the moment, ", "Nowadays, ", "Since last spring, ",
+         "For what it's worth, ", "To be honest, ", "In case it matters, "]
+EMBED = ["You should know that ", "I should tell you that ", "I think I told you that ", "My friends know that ",
+         "It's true that ", "I guess you could say that ", "Not many know that ", "I forgot to say that "]
+CONTRAST = ["It's been a long week, but ", "I'm a bit tired, but ", "Random thought, but ", "This is unrelated, but ",
+            "Sorry to change the subject, but "]
+TRAIL = [", and I'm happy about it.", ", which is nice.", ", as you may know.", ", believe it or not.",
+         ", in case that matters.", ", for what it's worth.", " and that's that.", ", just so you know."]
+ASK_EMBED = ["I wonder, ", "I'm curious: ", "Can you tell me: ", "Test time: ", "Without looking back, ",
+             "From what I told you, ", "From this chat, "]
+RELATED = {"city": ["hometown"], "hometown": ["city"], "job": ["employer"], "employer": ["job"],
+           "food": ["dislike", "hobby"], "dislike": ["food", "allergy"], "allergy": ["dislike", "health"],
+           "health": ["allergy"], "pet": ["family"], "family": ["pet"], "hobby": ["food"], "plan": ["family"],
+           "car": ["job"]}
+
+
+def _copula(cat, templates):
+    vf = VALUE_FORM.get(cat, "{v}")
+    return [t.replace("{N}", n).replace("{V}", vf) for t in templates for n in NOUNS[cat]]
+
+
+GRAMMAR_STATE_CORES = {c: TRAIN_STATE[c] + GRAMMAR_STATE[c] + _copula(c, COPULA_STATE) for c in CATS}
+GRAMMAR_ASK_CORES = {c: TRAIN_ASK[c] + GRAMMAR_ASK[c] + _copula(c, COPULA_ASK) for c in CATS}
+
+
+def grammar_statement(rng, cat):
+    """a training statement of version 4: a core of the kind under a transform"""
+    cores = GRAMMAR_STATE_CORES[cat]
+    t = cap(str(rng.choice(cores)))
+    r = rng.random()
+    if r < 0.30:
+        return t
+    if r < 0.42:
+        return str(rng.choice(FRONT + STATE_PREFIX)) + low(t)
+    if r < 0.52:
+        return str(rng.choice(EMBED)) + low(t)
+    if r < 0.58:
+        return str(rng.choice(CONTRAST)) + low(t)
+    if r < 0.70:
+        return t[:-1] + str(rng.choice(TRAIL)) if t.endswith(".") else t + str(rng.choice(STATE_SUFFIX))
+    if r < 0.78:
+        return t + str(rng.choice(STATE_SUFFIX))
+    if r < 0.89:
+        return str(rng.choice(PASSING)) + " " + t
+    return t + " " + str(rng.choice(PASSING))
+
+
+def grammar_question(rng, cat):
+    q = str(rng.choice(GRAMMAR_ASK_CORES[cat]))
+    r = rng.random()
+    if r < 0.45:
+        return q
+    if r < 0.65:
+        return str(rng.choice(ASK_PREFIX)) + low(q)
+    if r < 0.75:
+        return str(rng.choice(ASK_EMBED)) + low(q)
+    if r < 0.87:
+        return q + str(rng.choice(ASK_SUFFIX))
+    return str(rng.choice(PASSING)) + " " + q
+
+
+def _words(ws):
+    return {w for t in ws for w in _norm(t.replace("{s}", " ").replace("{v}", " ").replace("{a}", " ")).split()}
+
+
+def _check_split_wordings():
+    """no held-out or dev wording (normalised) is, or is inside, a training core of either version, nor
+    inside a training core under any prefix/suffix transform; the dev wordings are not the held-out ones"""
+    frames_pre = [_norm(p) for p in FRONT + STATE_PREFIX + EMBED + CONTRAST + PASSING + ASK_PREFIX + ASK_EMBED]
+    frames_suf = [_norm(x) for x in TRAIL + STATE_SUFFIX + ASK_SUFFIX + PASSING]
+    s3 = {_norm(w) for c in CATS for w in TRAIN_STATE[c] + TRAIN_ASK[c]}
+    for cat, d in CATS.items():
+        own_s3 = {_norm(w) for w in TRAIN_STATE[cat] + TRAIN_ASK[cat]}
+        cores = {_norm(w) for o in CATS for w in GRAMMAR_STATE_CORES[o] + GRAMMAR_ASK_CORES[o]}
+        dev = [_norm(w) for w in DEV_STATE[cat] + DEV_ASK[cat]]
+        for e in [_norm(d["state"][-1]), _norm(d["ask"][-1])] + dev:
+            for w in cores:
+                # one overlap predates this check: the held-out pet question "What's my {s} called?" is a
+                # session-3 training question of the family kind (with another slot); it is left as it was
+                # so that the held-out figures stay comparable
+                if e not in dev and w in s3 and w not in own_s3:
+                    continue
+                for x in [w] + [p + " " + w for p in frames_pre] + [w + " " + x for x in frames_suf]:
+                    assert f" {e} " not in f" {x} ", (cat, e, x)  # as whole words
+        for e in [_norm(w) for w in DEV_STATE[cat] + DEV_ASK[cat]]:
+            for h in (_norm(d["state"][-1]), _norm(d["ask"][-1])):
+                assert f" {e} " not in f" {h} " and f" {h} " not in f" {e} ", (cat, e, h)
+    for c in DEV_CORRECTIONS:
+        assert all(_norm(c) not in _norm(t) for t in CORRECTIONS), c
+
+
+def _check_split_words():
+    """version 4 adds no word that a held-out or dev wording uses unless session 3's training pools had it"""
+    old = _words([w for c in CATS for w in TRAIN_STATE[c] + TRAIN_ASK[c]] + STATE_PREFIX + STATE_SUFFIX
+                 + ASK_PREFIX + ASK_SUFFIX + PASSING + CORRECTIONS[:-1] + ACKS + [x for p in CHITCHAT for x in p])
+    new = _words([w for c in CATS for w in GRAMMAR_STATE_CORES[c] + GRAMMAR_ASK_CORES[c]] + FRONT + EMBED
+                 + CONTRAST + TRAIL + ASK_EMBED)
+    evals = _words([w for c, d in CATS.items() for w in [d["state"][-1], d["ask"][-1]] + DEV_STATE[c] + DEV_ASK[c]]
+                   + [CORRECTIONS[-1]] + DEV_CORRECTIONS)
+    bad = sorted((new & evals) - old)
+    assert not bad, bad
+
+
+def _check_dev_values():
+    for c, vs in DEV_VALUES.items():
+        for v in vs:
+            assert v not in CATS[c]["values"], (c, v)
+
+
+_check_split_wordings()
+_check_split_words()
+_check_dev_values()
+
+
 class Fact:
-    def __init__(self, cat, slot, value, rng, split_name):
+    def __init__(self, cat, slot, value, rng, split_name, version=3):
         self.cat, self.slot, self.value = cat, slot, value
         self.c = CATS[cat]
         self.held = split_name == "heldout"
+        # where the statement and the question wordings come from: "heldout", "dev" or "train"
+        # (chat_eval.py --wordings train-state/train-ask mixes them, a diagnostic)
+        self.src_state = self.src_ask = split_name if split_name in ("heldout", "dev") else "train"
         self.rng = rng
         self.aug = False  # training-only wordings (ChatGen.augment)
+        self.version = version  # 4: the statement/question grammar (GRAMMAR_*) on top of version 3's pools
 
     def fill(self, t, v=None, w=None):
         v = self.value if v is None else v
@@ -415,9 +674,13 @@ class Fact:
         return out.replace("{w}", w) if w is not None else out
 
     def statement(self, v=None):
-        if not self.aug:
-            return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.held))), v))
+        if self.src_state == "dev":
+            return cap(self.fill(str(self.rng.choice(DEV_STATE[self.cat])), v))
+        if not self.aug or self.src_state == "heldout":
+            return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.src_state == "heldout"))), v))
         rng = self.rng
+        if self.version >= 4:  # a sentence after "? " starts with a capital ("My car? A red Ford.")
+            return re.sub(r"\? ([a-z])", lambda m: "? " + m.group(1).upper(), cap(self.fill(grammar_statement(rng, self.cat), v)))
         t = cap(self.fill(str(rng.choice(TRAIN_STATE[self.cat])), v))
         r = rng.random()
         if r < 0.2:
@@ -431,9 +694,13 @@ class Fact:
         return t
 
     def question(self):
-        if not self.aug:
-            return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.held))))
+        if self.src_ask == "dev":
+            return self.fill(str(self.rng.choice(DEV_ASK[self.cat])))
+        if not self.aug or self.src_ask == "heldout":
+            return self.fill(str(self.rng.choice(wsplit(self.c["ask"], self.src_ask == "heldout"))))
         rng = self.rng
+        if self.version >= 4:
+            return cap(self.fill(grammar_question(rng, self.cat)))
         q = self.fill(str(rng.choice(TRAIN_ASK[self.cat])))
         r = rng.random()
         if r < 0.25:
@@ -463,28 +730,42 @@ def low(s):
 
 
 class ChatGen:
-    def __init__(self, sp, sentences, split_name="train"):
-        """sp: SentencePiece processor of engram-tiny; sentences: Brown sentences of the same split"""
+    def __init__(self, sp, sentences, split_name="train", version=4):
+        """sp: SentencePiece processor of engram-tiny; sentences: Brown sentences of the same split;
+        version: 3 replays session 3's training data (the shipped model's), 4 adds the grammar of
+        statement and question forms and the harder task mixes (v4 below)"""
         self.sp = sp
         self.sent = sentences
         self.split = split_name
+        self.version = version
         # "valid": the validation split for tuning decisions: training names, values and wordings
-        # (with the training-only wordings on), drawn from other seeds than any training batch
+        # (with the training-only wordings on), drawn from other seeds than any training batch.
+        # "dev": the dev split (DEV_* wordings and values, never trained on), protocol as held-out.
         self.held = split_name == "heldout"
+        self.dev = split_name == "dev"
+        # version 4's task mixes are training data; held-out and dev conversations are always built as
+        # in session 3, so that their figures stay comparable across versions
+        self.v4 = version >= 4 and split_name in ("train", "valid")
         self.vocab = sp.get_piece_size()
         self.im_start, self.im_end = self.vocab, self.vocab + 1
         self.vals = {c: split(d["values"], self.held) for c, d in CATS.items()}
+        if self.dev:
+            self.vals = {c: list(DEV_VALUES[c]) for c in CATS}
         # Open values (training only): a closed list of a few dozen values is memorised instead of
         # copied (measured: 90% recall of training values, 20% of held-out ones after 700 steps),
         # so most training facts take a made-up value that can only be copied from the context.
         held_vals = {v.lower() for d in CATS.values() for v in split(d["values"], True)}
+        if version >= 4:  # the dev values are never trained on either
+            held_vals |= {v.lower() for vs in DEV_VALUES.values() for v in vs}
+            held_vals |= {w.lower() for vs in DEV_VALUES.values() for v in vs for w in v.split()
+                          if w[0].isupper() and w not in MONTHS}
         words = sorted({w for t in sentences[:20000] for w in re.findall(r"[A-Za-z]+", t)})
         self.lower = [w for w in words if w.islower() and 4 <= len(w) <= 10 and w not in held_vals]
         self.upper = [w for w in words if w[0].isupper() and w[1:].islower() and 4 <= len(w) <= 10
                       and w.lower() not in held_vals]
         self.held_vals = held_vals
         self.augment = split_name == "valid"  # set by the trainer: the training-only wordings in use
-        self.train_wordings = False  # set by chat_eval.py --wordings train
+        self.train_wordings = False  # set by chat_eval.py --wordings train / train-state / train-ask
 
     # -- facts ----------------------------------------------------------------
     def facts(self, rng, n, cats=None):
@@ -501,22 +782,28 @@ class ChatGen:
         return out
 
     def fact(self, rng, cat, slot, avoid=()):
-        f = Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split)
-        f.aug = self.augment and not self.held
-        if self.train_wordings:
-            f.held = False  # a diagnostic: held-out values in the training wordings
+        f = Fact(cat, slot, self.value(rng, cat, avoid), rng, self.split, self.version)
+        f.aug = self.augment and not self.held and not self.dev
+        # diagnostics: the split's values in the training wordings (both, or statements / questions only)
+        if self.train_wordings in (True, "state"):
+            f.src_state = "train"
+        if self.train_wordings in (True, "ask"):
+            f.src_ask = "train"
         return f
+
+    def corrections(self):
+        return DEV_CORRECTIONS if self.dev else wsplit(CORRECTIONS, self.held)
 
     def other_value(self, rng, f):
         return self.value(rng, f.cat, (f.value,))
 
     def value(self, rng, cat, avoid=()):
         while True:
-            if self.held or rng.random() < 0.35:
+            if self.held or self.dev or rng.random() < 0.35:
                 v = str(rng.choice(self.vals[cat]))
             else:
-                v = self.open_value(rng, cat)
-            if v not in avoid and (self.held or v.lower() not in self.held_vals):
+                v = self.open_value_v4(rng, cat) if self.v4 else self.open_value(rng, cat)
+            if v not in avoid and (self.held or self.dev or v.lower() not in self.held_vals):
                 return v
 
     def open_value(self, rng, cat):
@@ -536,6 +823,38 @@ class ChatGen:
         w = str(rng.choice(self.lower))
         return w if cat != "health" or rng.random() < 0.5 else "a bad " + w
 
+    def open_value_v4(self, rng, cat):
+        """version 4: as open_value, with multi-word values of every kind (a value's end is found, not
+        guessed: the session-3 model copied "Bright Star Media" as "Bright Star Munich") and no fixed
+        "a bad" prefix for conditions (it answered "You have a bad ..." to every unseen health statement)"""
+        r = rng.random()
+        if cat == "employer" and r < 0.4:
+            return f"{rng.choice(self.upper)} {rng.choice(self.upper)} {rng.choice(COMPANY_KINDS)}"
+        if cat == "health":
+            w = str(rng.choice(self.lower))
+            if r < 0.55:
+                return w
+            if r < 0.65:
+                return "a bad " + w
+            if r < 0.8:
+                return f"{rng.choice(['chronic', 'mild', 'severe', 'high'])} {w}"
+            return f"{w} {rng.choice(self.lower)}"
+        if cat in ("hobby", "food", "dislike", "allergy", "job") and r < 0.2:
+            return f"{rng.choice(self.lower)} {rng.choice(self.lower)}"
+        if cat in ("city", "hometown") and r < 0.15:
+            return f"{rng.choice(['New', 'San', 'Port', 'Lake', 'North', 'East'])} {rng.choice(self.upper)}"
+        return self.open_value(rng, cat)
+
+    def related_fact(self, rng, cat, keys):
+        """a fact of a kind near cat (another slot of it, or a related kind: city/home town, job/employer,
+        food/disliked food ...) whose key is not in keys, or None"""
+        cands = [(cat, s) for s in CATS[cat]["slots"] if s] + [(o, s) for o in RELATED[cat] for s in CATS[o]["slots"]]
+        cands = [k for k in cands if k not in keys]
+        if not cands:
+            return None
+        c, s = cands[int(rng.integers(0, len(cands)))]
+        return self.fact(rng, c, s)
+
     def chit(self, rng):
         u, a = CHITCHAT[int(rng.choice(split(list(range(len(CHITCHAT))), self.held)))]
         return [("user", u), ("assistant", a)]
@@ -554,14 +873,18 @@ class ChatGen:
             f = facts[i]
             if i + 1 < len(facts) and rng.random() < 0.25:  # two facts in one message
                 g = facts[i + 1]
-                msgs += [("user", f.statement() + " " + g.statement()), ("assistant", str(rng.choice(ACKS)))]
+                a, b = f.statement(), g.statement()
+                if self.v4 and a.endswith(".") and rng.random() < 0.5:  # ... and in one sentence
+                    msgs += [("user", a[:-1] + ", and " + low(b)), ("assistant", str(rng.choice(ACKS)))]
+                else:
+                    msgs += [("user", a + " " + b), ("assistant", str(rng.choice(ACKS)))]
                 i += 2
                 continue
             ack = str(rng.choice(ACKS)) if rng.random() < 0.6 else "Got it: " + low(f.answer())
             if rng.random() < 0.15:  # stated wrongly first, then corrected
                 wrong = self.other_value(rng, f)
                 msgs += [("user", f.statement(wrong)), ("assistant", str(rng.choice(ACKS)))]
-                corr = str(rng.choice(wsplit(CORRECTIONS, self.held)))
+                corr = str(rng.choice(self.corrections()))
                 msgs += [("user", corr.replace("{t}", low(f.statement()))), ("assistant", ack)]
             else:
                 msgs += [("user", f.statement()), ("assistant", ack)]
@@ -573,9 +896,11 @@ class ChatGen:
         for f in [facts[int(j)] for j in rng.permutation(len(facts))[:nq]]:
             msgs += [("user", f.question()), ("assistant", f.answer())]
             asked.append(f)
-        if n_questions is None and rng.random() < 0.1:  # a question about something never said
+        if n_questions is None and rng.random() < (0.25 if self.v4 else 0.1):  # something never said
             keys = {f.key() for f in facts}
-            g = self.facts(rng, 1)[0]
+            # version 4: mostly a kind near a stated one (home town when the city was said)
+            g = self.related_fact(rng, facts[0].cat, keys) if self.v4 and rng.random() < 0.6 else None
+            g = g or self.facts(rng, 1)[0]
             if g.key() not in keys:
                 msgs += [("user", g.question()), ("assistant", ABSTAIN)]
         return msgs, asked
@@ -585,6 +910,8 @@ class ChatGen:
 
     def memory(self, rng, n_mem=None, holds=None):
         """-> messages, the fact asked about, index (1-based) of the memory that holds it or 0"""
+        if self.v4:
+            return self.memory_v4(rng, n_mem, holds)
         n = int(rng.integers(1, 7)) if n_mem is None else n_mem
         holds = (rng.random() < 0.65) if holds is None else holds
         facts = self.facts(rng, n + 1)
@@ -608,19 +935,68 @@ class ChatGen:
         msgs += [("user", target.question()), ("assistant", ans)]
         return msgs, target, pos + 1
 
+    def memory_v4(self, rng, n_mem=None, holds=None):
+        """version 4: abstention and citation were the weak parts (held-out abstention 48%, citation
+        65.5%; the model abstained for a near miss of the same kind but answered "Where was I raised?"
+        from "User grew up in ..." or a made-up value otherwise). Negatives are 45% (was 35%), three in
+        four hold a memory of a near kind (another slot, or a related kind: city/home town, job/employer,
+        food/disliked food ...), positives hold one 40% of the time, and a third of the conversations go
+        on with a second question (another memory, or one none holds): twice the citations a sample."""
+        n = int(rng.integers(1, 7)) if n_mem is None else n_mem
+        holds = (rng.random() < 0.55) if holds is None else holds
+        facts = self.facts(rng, n + 1)
+        target, others = facts[0], facts[1:]
+        if rng.random() < (0.4 if holds else 0.75):
+            near = self.related_fact(rng, target.cat, {f.key() for f in facts})
+            if near is not None:
+                others = others[:-1] + [near] if not holds or n > 1 else others
+        if holds:
+            pos = int(rng.integers(0, n))
+            mems = others[:pos] + [target] + others[pos + 1:]
+        else:
+            mems = [others[int(j)] for j in rng.permutation(len(others))]
+            pos = -1
+        msgs = [("system", self.memory_block([m.summary() for m in mems]))]
+        if rng.random() < 0.2:
+            msgs += list(self.chit(rng))
+        ans = target.answer()[:-1] + f" [{pos + 1}]." if holds else ABSTAIN
+        msgs += [("user", target.question()), ("assistant", ans)]
+        if rng.random() < 0.35:  # a second question
+            keys = {m.key() for m in mems}
+            if rng.random() < 0.6:
+                j = int(rng.integers(0, len(mems)))
+                msgs += [("user", mems[j].question()), ("assistant", mems[j].answer()[:-1] + f" [{j + 1}].")]
+            else:
+                g = self.related_fact(rng, mems[0].cat, keys) if rng.random() < 0.5 else None
+                g = g or self.facts(rng, 1)[0]
+                if g.key() not in keys:
+                    msgs += [("user", g.question()), ("assistant", ABSTAIN)]
+        return msgs, target, pos + 1
+
     def extraction_conv(self, rng, n_facts=None):
         """a finished conversation, its numbered rendering and the expected memories"""
-        n = int(rng.integers(1, 5)) if n_facts is None else n_facts
+        n = int(rng.integers(1, 6 if self.v4 else 5)) if n_facts is None else n_facts
         facts = self.facts(rng, n)
         turns, refs = [], {}
-        for f in facts:
-            if rng.random() < 0.3:
+        skip = set()
+        for k, f in enumerate(facts):
+            if k in skip:
+                continue
+            if rng.random() < (0.35 if self.v4 else 0.3):
                 turns += list(self.chit(rng))
+            if self.v4 and k + 1 < len(facts) and rng.random() < 0.2:  # version 4: two facts in one turn
+                g = facts[k + 1]
+                a, b = f.statement(), g.statement()
+                text = a[:-1] + ", and " + low(b) if a.endswith(".") and rng.random() < 0.5 else a + " " + b
+                turns += [("user", text), ("assistant", str(rng.choice(ACKS)))]
+                refs[f.key()] = refs[g.key()] = [len(turns) - 2]
+                skip.add(k + 1)
+                continue
             if rng.random() < 0.12:
                 wrong = self.other_value(rng, f)
                 turns += [("user", f.statement(wrong)), ("assistant", str(rng.choice(ACKS)))]
                 first = len(turns) - 2
-                corr = str(rng.choice(wsplit(CORRECTIONS, self.held)))
+                corr = str(rng.choice(self.corrections()))
                 turns += [("user", corr.replace("{t}", low(f.statement()))), ("assistant", str(rng.choice(ACKS)))]
                 refs[f.key()] = [first, len(turns) - 2]
             else:
@@ -633,7 +1009,7 @@ class ChatGen:
         return text, facts, mems
 
     def extract(self, rng, n_facts=None):
-        if rng.random() < 0.05 and n_facts is None:  # nothing personal said
+        if rng.random() < (0.08 if self.v4 else 0.05) and n_facts is None:  # nothing personal said
             turns = [x for _ in range(int(rng.integers(1, 3))) for x in self.chit(rng)]
             text = "\n".join(f"[{i}] {'User' if r == 'user' else 'Assistant'}: {c}" for i, (r, c) in enumerate(turns))
             facts, mems = [], []
@@ -644,13 +1020,21 @@ class ChatGen:
 
     def addmerge(self, rng, n_mem=None, merge=None):
         """-> messages, expected reply"""
-        n = int(rng.integers(1, 6)) if n_mem is None else n_mem
+        n = int(rng.integers(1, 8 if self.v4 else 6)) if n_mem is None else n_mem
         merge = (rng.random() < 0.5) if merge is None else merge
         facts = self.facts(rng, n + 1)
         new, mems = facts[0], facts[1:]
+        # version 4: the held-out merges took the right summary and the wrong index 51 times in 100 (the
+        # decision was right 195/200): half the lists hold a memory of a near kind (home town for a new
+        # city) besides the one to merge with, or instead of it for an Add()
+        if self.v4 and rng.random() < 0.5 and (n > 1 or not merge):
+            near = self.related_fact(rng, new.cat, {f.key() for f in facts})
+            if near is not None:
+                mems = [near] + mems[1:] if merge else mems[:-1] + [near]
+                mems = [mems[int(j)] for j in rng.permutation(len(mems))]
         if merge:
             pos = int(rng.integers(0, n))
-            old = Fact(new.cat, new.slot, self.other_value(rng, new), rng, self.split)
+            old = Fact(new.cat, new.slot, self.other_value(rng, new), rng, self.split, self.version)
             mems = mems[:pos] + [old] + mems[pos + 1:]
             merged = new.fill(new.c["multi"], old.value, new.value) if new.c["multi"] else new.summary()
             reply = f"Merge({pos + 1}, \"{merged}\")"

@@ -220,17 +220,23 @@ def mentions(text, value):
     return value.lower() in text.lower()
 
 
-def eval_recall(g, chat, sp, n, rng):
+def eval_recall(g, chat, sp, n, rng, trials=None):
     ok = exact = 0
     for i in range(n):
         msgs, asked = chat.recall(rng, n_facts=int(rng.integers(1, 5)), n_questions=1)
         reply = decode(sp, g.greedy(chat.prompt_ids(msgs)), chat.im_end)
         ok += mentions(reply, asked[0].value)
         exact += reply.strip() == msgs[-1][1]
+        if trials is not None:
+            f = asked[0]
+            trials.append(dict(cat=f.cat, slot=f.slot, value=f.value, ok=mentions(reply, f.value),
+                               stated=[c for r, c in msgs[:-2] if r == "user" and mentions(c, f.value)],
+                               question=msgs[-2][1], want=msgs[-1][1], reply=reply.strip(),
+                               n_facts=sum(r == "user" for r, _ in msgs[:-2])))
     return dict(n=n, value_named=ok / n, exact_reply=exact / n)
 
 
-def eval_memory(g, chat, sp, n, rng):
+def eval_memory(g, chat, sp, n, rng, trials=None):
     r = dict(n_holds=n, answer_right=0, cite_right=0, both_right=0, n_none=n // 2, abstained=0,
              false_abstain=0)
     for i in range(n):
@@ -242,10 +248,17 @@ def eval_memory(g, chat, sp, n, rng):
         r["cite_right"] += c
         r["both_right"] += a and c
         r["false_abstain"] += "don't know" in reply.lower()
+        if trials is not None:
+            trials.append(dict(holds=True, cat=target.cat, slot=target.slot, value=target.value, idx=idx,
+                               value_ok=a, cite_ok=c, question=msgs[-2][1], memories=msgs[0][1].split("\n")[1:-1],
+                               reply=reply.strip()))
     for i in range(n // 2):
         msgs, target, idx = chat.memory(rng, n_mem=5, holds=False)
         reply = decode(sp, g.greedy(chat.prompt_ids(msgs)), chat.im_end)
         r["abstained"] += "don't know" in reply.lower()
+        if trials is not None:
+            trials.append(dict(holds=False, cat=target.cat, slot=target.slot, ok="don't know" in reply.lower(),
+                               question=msgs[-2][1], memories=msgs[0][1].split("\n")[1:-1], reply=reply.strip()))
     for k in ("answer_right", "cite_right", "both_right", "false_abstain"):
         r[k] /= n
     r["abstained"] /= n // 2
@@ -260,7 +273,7 @@ def summary_true(s, facts):
     return False
 
 
-def eval_extract(g, chat, sp, n, rng, constrained=True):
+def eval_extract(g, chat, sp, n, rng, constrained=True, trials=None):
     con = ExtractionConstraint(sp, chat.im_end)
     stated = found = n_sum = true_sum = valid = exact_sum = 0
     for i in range(n):
@@ -283,17 +296,22 @@ def eval_extract(g, chat, sp, n, rng, constrained=True):
         n_sum += len(sums)
         true_sum += sum(summary_true(s, facts) for s in sums)
         exact_sum += sum(s in {m["summary"] for m in mems} for s in sums)
+        if trials is not None:
+            trials.append(dict(conversation=msgs[1][1], want=[m["summary"] for m in mems], got=sums,
+                               found=[dict(cat=f.cat, value=f.value, ok=any(mentions(s, f.value) for s in sums))
+                                      for f in facts],
+                               true=[summary_true(s, facts) for s in sums]))
     return dict(n=n, facts_stated=stated, fact_recall=found / max(1, stated), summaries=n_sum,
                 summary_precision=true_sum / max(1, n_sum), summary_exact=exact_sum / max(1, n_sum),
                 valid_json=valid / n, constrained=constrained)
 
 
-def eval_extract_free(g, chat, sp, n, rng):
+def eval_extract_free(g, chat, sp, n, rng, trials=None):
     """extraction decoded without the constraint (a diagnostic)"""
-    return eval_extract(g, chat, sp, n, rng, constrained=False)
+    return eval_extract(g, chat, sp, n, rng, constrained=False, trials=trials)
 
 
-def eval_addmerge(g, chat, sp, n, rng):
+def eval_addmerge(g, chat, sp, n, rng, trials=None):
     right = exact = 0
     for i in range(n):
         msgs, want = chat.addmerge(rng, n_mem=int(rng.integers(1, 6)), merge=i % 2 == 0)
@@ -301,10 +319,12 @@ def eval_addmerge(g, chat, sp, n, rng):
         head = lambda s: s if s.startswith("Add()") else s.split(",")[0]  # noqa: E731
         right += head(reply) == head(want)
         exact += reply == want
+        if trials is not None:
+            trials.append(dict(ok=head(reply) == head(want), user=msgs[1][1], want=want, reply=reply))
     return dict(n=n, decision_right=right / n, exact_reply=exact / n)
 
 
-def eval_passkey(g, chat, sp, n, rng, n_tokens=400):
+def eval_passkey(g, chat, sp, n, rng, n_tokens=400, trials=None):
     """the InfiniteBench wording (engram-tiny's, also trained here) and the held-out wording"""
     res = dict(n=n, filler_tokens=n_tokens)
     for ib in (True, False):
@@ -331,22 +351,29 @@ def main():
     ap.add_argument("--tasks", default="recall,memory,extract,addmerge,passkey")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--split", choices=["heldout", "valid"], default="heldout",
-                    help="valid: the validation split (training names, values and wordings, the Brown "
-                         "training text, other seeds than training); for any tuning decision")
-    ap.add_argument("--wordings", choices=["heldout", "train"], default="heldout",
+    ap.add_argument("--split", choices=["heldout", "dev", "valid"], default="heldout",
+                    help="heldout: the acceptance split, measured once at the end; dev: the dev split "
+                         "(chat_data.DEV_* wordings and values, never trained on; held-out protocol, Brown "
+                         "training text, its own seeds), for tuning decisions about unseen forms; valid: "
+                         "training names, values and wordings, the Brown training text, other seeds than training")
+    ap.add_argument("--data-version", type=int, default=4,
+                    help="chat_data version of the valid split's conversations (3: the shipped model's)")
+    ap.add_argument("--wordings", choices=["heldout", "train", "train-state", "train-ask"], default="heldout",
                     help="train: held-out values in the training wordings of facts and questions (a diagnostic "
-                         "that separates copying unseen values from understanding unseen wordings)")
+                         "that separates copying unseen values from understanding unseen wordings); train-state: "
+                         "training statement wordings with the split's questions; train-ask: the split's "
+                         "statements with training questions")
+    ap.add_argument("--replies", action="store_true", help="keep every trial (prompt parts, reply, right or not)")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     sp = spm.SentencePieceProcessor(model_file=a.tokenizer)
     with open(os.path.join(a.data, "heldout.txt"), encoding="utf-8") as f:
         sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
-    if a.split == "valid":
+    if a.split in ("valid", "dev"):
         with open(os.path.join(a.data, "train.txt"), encoding="utf-8") as f:
             sents = [s for doc in f.read().split("\n\n") for s in split_sentences(doc)]
-    chat = ChatGen(sp, sents, a.split)
-    chat.train_wordings = a.wordings == "train"
+    chat = ChatGen(sp, sents, a.split, a.data_version)
+    chat.train_wordings = {"heldout": False, "train": True, "train-state": "state", "train-ask": "ask"}[a.wordings]
     model = load_model(a)
     g = Generator(model, chat.im_end)
     full = dict(recall=200, memory=200, extract=100, addmerge=200, passkey=100, extract_free=100)
@@ -354,14 +381,17 @@ def main():
                passkey=eval_passkey, extract_free=eval_extract_free)
     res = dict(model=os.path.relpath(a.ckpt or a.model, ROOT), split=a.split, decoding="greedy",
                fact_wordings=a.wordings)
-    seed = 2026 if a.split == "heldout" else 3031
+    seed = {"heldout": 2026, "valid": 3031, "dev": 4047}[a.split]
     for t in a.tasks.split(","):
         # extract_free decodes the same conversations as extract
         rng = np.random.Generator(np.random.PCG64([seed, list(full).index(t.replace("_free", ""))]))
         t0 = time.time()
-        res[t] = fns[t](g, chat, sp, max(2, int(full[t] * a.scale)), rng)
+        trials = [] if a.replies else None
+        res[t] = fns[t](g, chat, sp, max(2, int(full[t] * a.scale)), rng, trials=trials)
         res[t]["seconds"] = round(time.time() - t0, 1)
         print(t, json.dumps(res[t]), flush=True)
+        if trials is not None:
+            res[t]["trials"] = trials
     if a.out:
         with open(a.out, "w") as f:
             json.dump(res, f, indent=1)

@@ -3,7 +3,7 @@
 # data (every batch from PCG64(seed, step)), the same steps and learning-rate history (step-based:
 # a pause of the process changes nothing but the elapsed column).
 # Session 3's run: engram-tiny grown by 2 identity blocks to 4 layers, 2900 steps of batch 8 x 512,
-# the training-only compositional wordings from step 0 (--augment-from 0), 16% of rows from
+# the training-only compositional wordings from step 0 (--augment-from 0; chat_data version 3), 16% of rows from
 # engram-tiny's own text/recall data, the logged probe on the validation split.
 # One thread: OpenBLAS's own worker thread is off (it spent more system time than it saved), and
 # the malloc settings keep glibc from unmapping and re-faulting the large attention buffers every
@@ -19,4 +19,4 @@ STOP=${2:-2900}
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE
 export MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=100000000000 MALLOC_TOP_PAD_=536870912
 /usr/bin/python3 tools/train/train_chat.py --out "$OUT" --grow 2 --steps 2900 --stop-at "$STOP" --minutes 150 \
-  --augment-from 0 --lm-share 0.16 --seed 1919 --threads 1 --ckpt-minutes 4 $RESUME
+  --augment-from 0 --lm-share 0.16 --seed 1919 --threads 1 --ckpt-minutes 4 --data-version 3 $RESUME
