@@ -129,39 +129,21 @@ void tile_q4_0_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t 
   });
 }
 
-void tile_q4_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
-                      int64_t t1, float* y, int64_t ldy) {
-  scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
-    const auto* wb = reinterpret_cast<const BlockQ4_K*>(row);
-    const int8_t* xq = a.qs + t * a.cols;
-    const float* xd = a.d + t * a.nblk;
-    const int16_t* bs = a.bsums + t * a.nblk * 16;
-    float sum = 0.0f;
-    for (int64_t b = 0; b < a.nblk; ++b) {
-      uint8_t sc[8], m[8];
-      unpack_q4_k_scales(wb[b].scales, sc, m);
-      const int8_t* x = xq + kQKK * b;
-      int isum = 0, msum = 0;
-      for (int c = 0; c < 4; ++c) {
-        int lo = 0, hi = 0;
-        for (int l = 0; l < 32; ++l) {
-          lo += (wb[b].qs[32 * c + l] & 0xf) * x[64 * c + l];
-          hi += (wb[b].qs[32 * c + l] >> 4) * x[64 * c + 32 + l];
-        }
-        isum += sc[2 * c] * lo + sc[2 * c + 1] * hi;
-      }
-      for (int j = 0; j < 8; ++j) msum += m[j] * (bs[16 * b + 2 * j] + bs[16 * b + 2 * j + 1]);
-      sum += fp16_to_fp32(wb[b].d) * xd[b] * static_cast<float>(isum) -
-             fp16_to_fp32(wb[b].dmin) * xd[b] * static_cast<float>(msum);
-    }
-    return sum;
-  });
+// Element l of sub-block j of a Q4_K or Q5_K super-block: its nibble, and for Q5_K the fifth
+// bit from qh.
+template <class Block>
+int q45_k_weight(const Block& b, int j, int l) {
+  const uint8_t q = b.qs[32 * (j / 2) + l];
+  int w = j % 2 ? q >> 4 : q & 0xf;
+  if constexpr (std::is_same_v<Block, BlockQ5_K>) w |= ((b.qh[l] >> j) & 1) << 4;
+  return w;
 }
 
-void tile_q5_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
-                      int64_t t1, float* y, int64_t ldy) {
+template <class Block>
+void tile_q45_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
+                       int64_t t1, float* y, int64_t ldy) {
   scalar_tiles(w, r0, r1, t0, t1, y, ldy, [&](const uint8_t* row, int64_t t) {
-    const auto* wb = reinterpret_cast<const BlockQ5_K*>(row);
+    const auto* wb = reinterpret_cast<const Block*>(row);
     const int8_t* xq = a.qs + t * a.cols;
     const float* xd = a.d + t * a.nblk;
     const int16_t* bs = a.bsums + t * a.nblk * 16;
@@ -172,12 +154,8 @@ void tile_q5_k_scalar(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t 
       const int8_t* x = xq + kQKK * b;
       int isum = 0, msum = 0;
       for (int j = 0; j < 8; ++j) {
-        const uint8_t* q = wb[b].qs + 32 * (j / 2);
         int dot = 0;
-        for (int l = 0; l < 32; ++l) {
-          const int nib = j % 2 ? q[l] >> 4 : q[l] & 0xf;
-          dot += (nib | (((wb[b].qh[l] >> j) & 1) << 4)) * x[32 * j + l];
-        }
+        for (int l = 0; l < 32; ++l) dot += q45_k_weight(wb[b], j, l) * x[32 * j + l];
         isum += sc[j] * dot;
         msum += m[j] * (bs[16 * b + 2 * j] + bs[16 * b + 2 * j + 1]);
       }
@@ -308,8 +286,8 @@ const KernelTable& kernels_scalar() {
       tile_half_scalar<bf16_to_fp32>,
       tile_q8_0_scalar,
       tile_q4_0_scalar,
-      tile_q4_k_scalar,
-      tile_q5_k_scalar,
+      tile_q45_k_scalar<BlockQ4_K>,
+      tile_q45_k_scalar<BlockQ5_K>,
       tile_q6_k_scalar,
       nullptr,
       nullptr,

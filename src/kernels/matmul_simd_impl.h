@@ -542,15 +542,62 @@ inline void prefetch_decode_range_start(const PackedWeights& p, int64_t r0, int6
   for (int64_t o = 0; o < n; o += 64) prefetch_for_decode(start + o);
 }
 
+// What one packed tile reads: row group r's quants and scales, and the activations of tokens
+// t.. on (bs: the per-16 sums, which only the K-quants use).
+struct PackedTileInputs {
+  const uint8_t* gq;
+  const uint16_t* gd;
+  int64_t nb;
+  const int8_t* xq;   // [T, cols]
+  const float* xd;    // [T, nb]
+  const int16_t* bs;  // [T, nb, 16], or null
+  PackedTileInputs(const PackedWeights& p, const Acts& a, int64_t r, int64_t t)
+      : gq(p.group(r / PackedWeights::kRows)),
+        gd(reinterpret_cast<const uint16_t*>(gq + p.scale_offset)),
+        nb(a.nblk),
+        xq(a.qs + t * a.cols),
+        xd(a.d + t * a.nblk),
+        bs(a.bsums ? a.bsums + t * a.nblk * 16 : nullptr) {}
+};
+
+// A tile's T tokens of 16 outputs each, the rows past the matrix's end masked off.
+template <int T>
+inline void store_tile(const __m512 (&acc)[T], float* y, int64_t ldy, int64_t r, int64_t t,
+                       __mmask16 mask) {
+  ENGRAM_UNROLL
+  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+}
+
+// Rows [r0, r1) x tokens [t0, t1) of a packed matrix in tiles of 16 rows x 8, 4, 2 or 1 tokens;
+// run.template operator()<T>(r, t, mask) computes one. Decode (one token) first prefetches the
+// start of its rows.
+template <class Run>
+inline void for_packed_tiles(const PackedWeights& p, int64_t r0, int64_t r1, int64_t t0, int64_t t1,
+                             Run&& run) {
+  constexpr int kR = PackedWeights::kRows;
+  if (t1 - t0 == 1) prefetch_decode_range_start(p, r0, r1);
+  for (int64_t r = r0; r < r1; r += kR) {
+    const int64_t n = r1 - r < kR ? r1 - r : kR;
+    const auto mask = static_cast<__mmask16>((1u << n) - 1);
+    int64_t t = t0;
+    for (; t + 8 <= t1; t += 8) run.template operator()<8>(r, t, mask);
+    if (t + 4 <= t1) {
+      run.template operator()<4>(r, t, mask);
+      t += 4;
+    }
+    if (t + 2 <= t1) {
+      run.template operator()<2>(r, t, mask);
+      t += 2;
+    }
+    if (t < t1) run.template operator()<1>(r, t, mask);
+  }
+}
+
 template <bool Q4, int T>
 inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
                         int64_t ldy, __mmask16 mask) {
-  const uint8_t* gq = p.group(r / PackedWeights::kRows);
-  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 16]
-  const int64_t nb = a.nblk;
-  const int8_t* xq = a.qs + t * a.cols;                     // [T, cols]
-  const float* xd = a.d + t * nb;                           // [T, nb]
-  const int32_t* xo = (Q4 ? a.off_q4 : a.off_q8) + t * nb;  // [T, nb]
+  const auto [gq, gd, nb, xq, xd, bs] = PackedTileInputs(p, a, r, t);  // gd: [nb, 16]
+  const int32_t* xo = (Q4 ? a.off_q4 : a.off_q8) + t * nb;             // [T, nb]
   __m512 acc[T];
   ENGRAM_UNROLL
   for (int j = 0; j < T; ++j) acc[j] = _mm512_setzero_ps();
@@ -583,31 +630,16 @@ inline void packed_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_
                                _mm512_mul_ps(dw, _mm512_set1_ps(xd[j * nb + b])), acc[j]);
     }
   }
-  ENGRAM_UNROLL
-  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+  store_tile<T>(acc, y, ldy, r, t, mask);
 }
 
 template <bool Q4>
 void tile_packed(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
                  int64_t t1, float* y, int64_t ldy) {
   const PackedWeights& p = *w.packed;
-  constexpr int kR = PackedWeights::kRows;
-  if (t1 - t0 == 1) prefetch_decode_range_start(p, r0, r1);
-  for (int64_t r = r0; r < r1; r += kR) {
-    const int64_t n = r1 - r < kR ? r1 - r : kR;
-    const auto mask = static_cast<__mmask16>((1u << n) - 1);
-    int64_t t = t0;
-    for (; t + 8 <= t1; t += 8) packed_tile<Q4, 8>(p, a, r, t, y, ldy, mask);
-    if (t + 4 <= t1) {
-      packed_tile<Q4, 4>(p, a, r, t, y, ldy, mask);
-      t += 4;
-    }
-    if (t + 2 <= t1) {
-      packed_tile<Q4, 2>(p, a, r, t, y, ldy, mask);
-      t += 2;
-    }
-    if (t < t1) packed_tile<Q4, 1>(p, a, r, t, y, ldy, mask);
-  }
+  for_packed_tiles(p, r0, r1, t0, t1, [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
+    packed_tile<Q4, T>(p, a, r, t, y, ldy, mask);
+  });
 }
 
 // Packed Q4_K / Q5_K / Q6_K (PackedWeights): the same 16-row broadcast scheme per 32 elements as
@@ -626,12 +658,7 @@ template <bool Q5, int T>
 inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
                               int64_t ldy, __mmask16 mask) {
   constexpr int kScales = Q5 ? 2048 + 512 : 2048;  // the record's scales, then its mins
-  const uint8_t* gq = p.group(r / PackedWeights::kRows);
-  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 32]
-  const int64_t nb = a.nblk;
-  const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
-  const float* xd = a.d + t * nb;             // [T, nb]
-  const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+  const auto [gq, gd, nb, xq, xd, bs] = PackedTileInputs(p, a, r, t);  // gd: [nb, 32]
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   __m512 acc[T];
   ENGRAM_UNROLL
@@ -701,19 +728,13 @@ inline void packed_q45_k_tile(const PackedWeights& p, const Acts& a, int64_t r, 
       acc[j] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum), _mm512_mul_ps(dmw, dx), acc[j]);
     }
   }
-  ENGRAM_UNROLL
-  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+  store_tile<T>(acc, y, ldy, r, t, mask);
 }
 
 template <int T>
 inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, int64_t t, float* y,
                              int64_t ldy, __mmask16 mask) {
-  const uint8_t* gq = p.group(r / PackedWeights::kRows);
-  const uint16_t* gd = reinterpret_cast<const uint16_t*>(gq + p.scale_offset);  // [nb, 16]
-  const int64_t nb = a.nblk;
-  const int8_t* xq = a.qs + t * a.cols;       // [T, cols]
-  const float* xd = a.d + t * nb;             // [T, nb]
-  const int16_t* bs = a.bsums + t * nb * 16;  // [T, nb, 16]
+  const auto [gq, gd, nb, xq, xd, bs] = PackedTileInputs(p, a, r, t);  // gd: [nb, 16]
   const __m512i m4 = _mm512_set1_epi8(0x0f);
   const __m512i m30 = _mm512_set1_epi8(0x30);
   __m512 acc[T];
@@ -774,8 +795,7 @@ inline void packed_q6_k_tile(const PackedWeights& p, const Acts& a, int64_t r, i
                                _mm512_mul_ps(dw, _mm512_set1_ps(xd[j * nb + b])), acc[j]);
     }
   }
-  ENGRAM_UNROLL
-  for (int j = 0; j < T; ++j) _mm512_mask_storeu_ps(y + (t + j) * ldy + r, mask, acc[j]);
+  store_tile<T>(acc, y, ldy, r, t, mask);
 }
 
 enum class KQuant { Q4, Q5, Q6 };
@@ -784,30 +804,13 @@ template <KQuant K>
 void tile_packed_k(const WeightMatrix& w, const Acts& a, int64_t r0, int64_t r1, int64_t t0,
                    int64_t t1, float* y, int64_t ldy) {
   const PackedWeights& p = *w.packed;
-  constexpr int kR = PackedWeights::kRows;
-  if (t1 - t0 == 1) prefetch_decode_range_start(p, r0, r1);
-  auto run = [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
+  for_packed_tiles(p, r0, r1, t0, t1, [&]<int T>(int64_t r, int64_t t, __mmask16 mask) {
     if constexpr (K == KQuant::Q6) {
       packed_q6_k_tile<T>(p, a, r, t, y, ldy, mask);
     } else {
       packed_q45_k_tile<K == KQuant::Q5, T>(p, a, r, t, y, ldy, mask);
     }
-  };
-  for (int64_t r = r0; r < r1; r += kR) {
-    const int64_t n = r1 - r < kR ? r1 - r : kR;
-    const auto mask = static_cast<__mmask16>((1u << n) - 1);
-    int64_t t = t0;
-    for (; t + 8 <= t1; t += 8) run.template operator()<8>(r, t, mask);
-    if (t + 4 <= t1) {
-      run.template operator()<4>(r, t, mask);
-      t += 4;
-    }
-    if (t + 2 <= t1) {
-      run.template operator()<2>(r, t, mask);
-      t += 2;
-    }
-    if (t < t1) run.template operator()<1>(r, t, mask);
-  }
+  });
 }
 
 constexpr int kKR = 4, kKT = 2;
