@@ -179,7 +179,7 @@ def main():
                     help="start from the weights of a train_chat.py checkpoint instead of --gguf (a pilot "
                          "measurement, e.g. new data on the shipped run's last.pt; fresh optimizer, step 0)")
     ap.add_argument("--steps", type=int, default=2400, help="horizon of the cosine decay")
-    ap.add_argument("--minutes", type=float, default=80.0)
+    ap.add_argument("--minutes", type=float, default=80.0, help="stop (with a checkpoint) after this many minutes of this process")
     ap.add_argument("--stop-at", type=int, default=None, help="save and exit after this step")
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--lr-min", type=float, default=6e-5)
@@ -287,7 +287,8 @@ def main():
     if ck is not None and "acc" in ck["state"]:  # the log row under way when the checkpoint was taken
         acc = ck["state"]["acc"]
         t_log = time.time() - ck["state"]["t_log_ago"]
-    while step < a.steps and (time.time() - t0) / 60 < a.minutes:
+    t_start = time.time()  # --minutes counts this process's time, so that a resumed run gets its own budget
+    while step < a.steps and (time.time() - t_start) / 60 < a.minutes:
         if (a.stop_at is not None and step >= a.stop_at) or stop:
             break
         lr = lr_at(step)
