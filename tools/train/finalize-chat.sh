@@ -26,7 +26,7 @@ for s in ${SPLITS:-heldout dev valid}; do
   for t in recall memory extract extract_free addmerge passkey; do
     /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --split $s --tasks $t --scale $SCALE --out $E/$s-$t.json > $E/$s-$t.log 2>&1 &
   done
-  if [ $s = valid ] && echo " ${SPLITS:-heldout} " | grep -q " heldout "; then
+  if [ $s = heldout ]; then
     # (these use held-out conversations too)
     # diagnostic: held-out values in the training wordings (half the trials)
     /usr/bin/python3 tools/train/chat_eval.py --model "$OUT" --tasks recall,memory --wordings train --scale 0.5 \
