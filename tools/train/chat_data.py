@@ -525,7 +525,8 @@ GRAMMAR_ASK = {
     "employer": ["Which company do I work at?", "Where am I working?", "Who employs me?", "Which firm do I work at?"],
     "hometown": ["Where did I grow up as a kid?", "Which town am I from originally?", "Where was I born?",
                  "What's my birthplace?"],
-    "city": ["Where do I reside?", "Which city do I call home now?", "Where is home for me now?", "Where do I live today?"],
+    "city": ["Where do I reside?", "Which city do I call home now?", "Where is home for me now?",
+             "Where do I live today?"],
     "hobby": ["What's my pastime?", "What do I enjoy doing?", "What do I do in my free time?",
               "How do I like to unwind?"],
     "food": ["What food do I love most?", "What's my favorite dish?", "Which dish do I love?",
@@ -680,7 +681,8 @@ class Fact:
             return cap(self.fill(str(self.rng.choice(wsplit(self.c["state"], self.src_state == "heldout"))), v))
         rng = self.rng
         if self.version >= 4:  # a sentence after "? " starts with a capital ("My car? A red Ford.")
-            return re.sub(r"\? ([a-z])", lambda m: "? " + m.group(1).upper(), cap(self.fill(grammar_statement(rng, self.cat), v)))
+            t = cap(self.fill(grammar_statement(rng, self.cat), v))
+            return re.sub(r"\? ([a-z])", lambda m: "? " + m.group(1).upper(), t)
         t = cap(self.fill(str(rng.choice(TRAIN_STATE[self.cat])), v))
         r = rng.random()
         if r < 0.2:
@@ -946,12 +948,15 @@ class ChatGen:
         holds = (rng.random() < 0.55) if holds is None else holds
         facts = self.facts(rng, n + 1)
         target, others = facts[0], facts[1:]
-        if rng.random() < (0.4 if holds else 0.75):
+        near = None
+        if rng.random() < (0.4 if holds else 0.75) and (not holds or n > 1):
             near = self.related_fact(rng, target.cat, {f.key() for f in facts})
             if near is not None:
-                others = others[:-1] + [near] if not holds or n > 1 else others
-        if holds:
-            pos = int(rng.integers(0, n))
+                others = [near] + others[1:]
+                others = [others[int(j)] for j in rng.permutation(len(others))]
+        if holds:  # the answer takes the place of one of the others, never of the near-kind one
+            free = [i for i, m in enumerate(others) if m is not near]
+            pos = free[int(rng.integers(0, len(free)))]
             mems = others[:pos] + [target] + others[pos + 1:]
         else:
             mems = [others[int(j)] for j in rng.permutation(len(others))]
@@ -1027,13 +1032,15 @@ class ChatGen:
         # version 4: the held-out merges took the right summary and the wrong index 51 times in 100 (the
         # decision was right 195/200): half the lists hold a memory of a near kind (home town for a new
         # city) besides the one to merge with, or instead of it for an Add()
+        near = None
         if self.v4 and rng.random() < 0.5 and (n > 1 or not merge):
             near = self.related_fact(rng, new.cat, {f.key() for f in facts})
             if near is not None:
-                mems = [near] + mems[1:] if merge else mems[:-1] + [near]
+                mems = [near] + mems[1:]
                 mems = [mems[int(j)] for j in rng.permutation(len(mems))]
-        if merge:
-            pos = int(rng.integers(0, n))
+        if merge:  # the old memory takes the place of one of the others, never of the near-kind one
+            free = [i for i, m in enumerate(mems) if m is not near]
+            pos = free[int(rng.integers(0, len(free)))] if self.v4 else int(rng.integers(0, n))
             old = Fact(new.cat, new.slot, self.other_value(rng, new), rng, self.split, self.version)
             mems = mems[:pos] + [old] + mems[pos + 1:]
             merged = new.fill(new.c["multi"], old.value, new.value) if new.c["multi"] else new.summary()

@@ -20,7 +20,8 @@ N-th step (stepN.pt) for evaluation.
 
 Usage:
   /usr/bin/python3 tools/train/prepare_data.py --out build-chatmodel/data
-  sh tools/train/reproduce-chat.sh build-chatmodel/run3     (the shipped run: --grow 2 --steps 2900 --augment-from 0 ...)
+  sh tools/train/reproduce-chat.sh build-chatmodel/run3     (the shipped run: --grow 2 --steps 2900 --data-version 3 ...)
+  sh tools/train/train-chat-run4.sh build-chatmodel/run4    (the next run, planned: --grow 3 --steps 3000 --data-version 4)
   /usr/bin/python3 tools/train/train_chat.py --out DIR [--grow N] [--steps N] [--stop-at N] [--resume]
   sh tools/train/finalize-chat.sh build-chatmodel/run3/last.pt build-chatmodel/run3/log.csv
 """
@@ -179,7 +180,8 @@ def main():
                     help="start from the weights of a train_chat.py checkpoint instead of --gguf (a pilot "
                          "measurement, e.g. new data on the shipped run's last.pt; fresh optimizer, step 0)")
     ap.add_argument("--steps", type=int, default=2400, help="horizon of the cosine decay")
-    ap.add_argument("--minutes", type=float, default=80.0, help="stop (with a checkpoint) after this many minutes of this process")
+    ap.add_argument("--minutes", type=float, default=80.0,
+                    help="stop (with a checkpoint) after this many minutes of this process")
     ap.add_argument("--stop-at", type=int, default=None, help="save and exit after this step")
     ap.add_argument("--lr", type=float, default=8e-4)
     ap.add_argument("--lr-min", type=float, default=6e-5)
