@@ -564,13 +564,23 @@ def _copula(cat, templates):
     return [t.replace("{N}", n).replace("{V}", vf) for t in templates for n in NOUNS[cat]]
 
 
-GRAMMAR_STATE_CORES = {c: TRAIN_STATE[c] + GRAMMAR_STATE[c] + _copula(c, COPULA_STATE) for c in CATS}
-GRAMMAR_ASK_CORES = {c: TRAIN_ASK[c] + GRAMMAR_ASK[c] + _copula(c, COPULA_ASK) for c in CATS}
+def _dedup(ws, drop=()):
+    return [w for w in dict.fromkeys(ws) if w not in drop]
+
+
+# the cores of a kind, drawn in two stages (the copular forms, 30-60 a kind, would otherwise crowd out the
+# verbs): verbal forms (session 3's and GRAMMAR_*) and the copular forms that are not among them
+VERBAL_STATE = {c: _dedup(TRAIN_STATE[c] + GRAMMAR_STATE[c]) for c in CATS}
+VERBAL_ASK = {c: _dedup(TRAIN_ASK[c] + GRAMMAR_ASK[c]) for c in CATS}
+COPULAR_STATE = {c: _dedup(_copula(c, COPULA_STATE), VERBAL_STATE[c]) for c in CATS}
+COPULAR_ASK = {c: _dedup(_copula(c, COPULA_ASK), VERBAL_ASK[c]) for c in CATS}
+GRAMMAR_STATE_CORES = {c: VERBAL_STATE[c] + COPULAR_STATE[c] for c in CATS}
+GRAMMAR_ASK_CORES = {c: VERBAL_ASK[c] + COPULAR_ASK[c] for c in CATS}
 
 
 def grammar_statement(rng, cat):
-    """a training statement of version 4: a core of the kind under a transform"""
-    cores = GRAMMAR_STATE_CORES[cat]
+    """a training statement of version 4: a core of the kind (verbal 60%, copular 40%) under a transform"""
+    cores = VERBAL_STATE[cat] if rng.random() < 0.6 else COPULAR_STATE[cat]
     t = cap(str(rng.choice(cores)))
     r = rng.random()
     if r < 0.30:
@@ -591,7 +601,8 @@ def grammar_statement(rng, cat):
 
 
 def grammar_question(rng, cat):
-    q = str(rng.choice(GRAMMAR_ASK_CORES[cat]))
+    """a training question of version 4: a core (verbal 55%, copular 45%) under a transform"""
+    q = str(rng.choice(VERBAL_ASK[cat] if rng.random() < 0.55 else COPULAR_ASK[cat]))
     r = rng.random()
     if r < 0.45:
         return q
