@@ -31,11 +31,15 @@ std::vector<std::vector<float>> random_candidates(int n, int dim, std::mt19937& 
   return c;
 }
 
-TEST(Reranker, GradientMatchesFiniteDifferences) {
+// Both baselines: each draw's mean reward (the default) and RMM's fixed 0.5.
+class RerankerGradient : public ::testing::TestWithParam<bool> {};
+
+TEST_P(RerankerGradient, MatchesFiniteDifferences) {
   const int dim = 6;
   std::mt19937 rng(7);
   RerankerParams p;
   p.temperature = 0.5;
+  p.draw_mean_baseline = GetParam();
   Reranker r(dim, p);
   // Away from W = 0, so that both sides of every product are exercised.
   for (float& w : r.w_q()) w = randn(1, rng, 0.3f)[0];
@@ -67,6 +71,47 @@ TEST(Reranker, GradientMatchesFiniteDifferences) {
     }
   }
   RecordProperty("worst_relative_error", std::to_string(worst));
+}
+
+INSTANTIATE_TEST_SUITE_P(Baselines, RerankerGradient, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "DrawMean" : "Fixed"; });
+
+// With the draw-mean baseline a draw whose memories all get the same reward has no gradient; with
+// RMM's fixed 0.5 all -1 pushes down what was shown.
+TEST(Reranker, DrawMeanBaselineLearnsNothingFromEqualRewards) {
+  const int dim = 4;
+  std::mt19937 rng(2);
+  const std::vector<float> q = unit(randn(dim, rng));
+  const auto cands = random_candidates(6, dim, rng);
+  const std::vector<size_t> chosen = {2, 0, 5};
+  const std::vector<double> all_bad = {-1, -1, -1};
+  auto largest = [](const std::vector<double>& g) {
+    double m = 0;
+    for (double v : g) m = std::max(m, std::abs(v));
+    return m;
+  };
+  std::vector<double> gq, gm;
+  RerankerParams p;
+  ASSERT_TRUE(p.draw_mean_baseline);  // the default
+  Reranker mean_baseline(dim, p);
+  for (float& w : mean_baseline.w_q()) w = randn(1, rng, 0.3f)[0];
+  mean_baseline.gradient(q, cands, chosen, all_bad, {}, gq, gm);
+  EXPECT_EQ(largest(gq), 0.0);
+  EXPECT_EQ(largest(gm), 0.0);
+  Reranker fixed(dim, RerankerParams::rmm());
+  for (float& w : fixed.w_q()) w = randn(1, rng, 0.3f)[0];
+  fixed.gradient(q, cands, chosen, all_bad, {}, gq, gm);
+  EXPECT_GT(largest(gm), 1e-3);
+  // One +1 among them: the same gradient from rewards shifted by any constant.
+  const std::vector<double> one = {-1, 1, -1}, shifted = {2, 4, 2};
+  std::vector<double> gq2, gm2;
+  mean_baseline.gradient(q, cands, chosen, one, {}, gq, gm);
+  mean_baseline.gradient(q, cands, chosen, shifted, {}, gq2, gm2);
+  EXPECT_GT(largest(gm), 1e-3);
+  for (size_t i = 0; i < gm.size(); ++i) {
+    EXPECT_NEAR(gq[i], gq2[i], 1e-12);
+    EXPECT_NEAR(gm[i], gm2[i], 1e-12);
+  }
 }
 
 TEST(Reranker, FreshRerankerRanksByDotProductAndBase) {
@@ -141,9 +186,19 @@ std::pair<double, double> learn_rewarded_direction(const RerankerParams& p, int 
   return {before, hit_rate(r)};
 }
 
-TEST(Reranker, LearningRaisesTheRewardedDirectionWithSgd) {
+TEST(Reranker, LearningRaisesTheRewardedDirectionWithTheDefaults) {
+  // Plain SGD at lr 1 with the draw-mean baseline (chosen on LoCoMo's dev part).
+  const RerankerParams p;
+  ASSERT_EQ(p.optimizer, RerankerOptimizer::kSgd);
+  const auto [before, after] = learn_rewarded_direction(p, 2000);
+  EXPECT_LT(before, 0.5);
+  EXPECT_GT(after, 0.9);
+  EXPECT_GT(after, before + 0.4);
+}
+
+TEST(Reranker, LearningRaisesTheRewardedDirectionWithSgdAndTheFixedBaseline) {
   RerankerParams p;
-  p.optimizer = RerankerOptimizer::kSgd;
+  p.draw_mean_baseline = false;
   p.learning_rate = 0.05;  // at 1e-3 plain SGD learns the same way, only 50 times slower
   const auto [before, after] = learn_rewarded_direction(p, 2000);
   EXPECT_LT(before, 0.5);
@@ -151,9 +206,9 @@ TEST(Reranker, LearningRaisesTheRewardedDirectionWithSgd) {
   EXPECT_GT(after, before + 0.4);
 }
 
-TEST(Reranker, LearningRaisesTheRewardedDirectionWithAdamAtTheDefaultRate) {
+TEST(Reranker, LearningRaisesTheRewardedDirectionWithRmmsAdam) {
   // Slower than SGD at 0.05 here: at 2,000 rerankings it had reached 0.22 (from 0.07).
-  const auto [before, after] = learn_rewarded_direction(RerankerParams{}, 8000);
+  const auto [before, after] = learn_rewarded_direction(RerankerParams::rmm(), 8000);
   EXPECT_LT(before, 0.5);
   EXPECT_GT(after, 0.9);
   EXPECT_GT(after, before + 0.4);
@@ -181,7 +236,7 @@ TEST(Reranker, LearnChecksItsInput) {
 TEST(Reranker, BytesRoundTripWithABatchInProgress) {
   const int dim = 5;
   std::mt19937 rng(5);
-  RerankerParams p;
+  RerankerParams p = RerankerParams::rmm();
   p.learning_rate = 0.1;
   Reranker r(dim, p, 1);
   for (int i = 0; i < 6; ++i) {  // one step and two rerankings of the next batch

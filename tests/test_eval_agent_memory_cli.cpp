@@ -1,7 +1,8 @@
 // `engram eval agent-memory` end to end on a small LoCoMo-shaped conversation written here (the
 // real data stays in ../shared and is never copied into the repository): figures in [0, 1], the
 // oracle-rewarded reranker no worse than the fixed retriever on the half it learned from, the
-// same figures from two runs, and bad data named by file and field.
+// same figures from two runs (and from one run of several seeds), and bad data named by file and
+// field.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -166,6 +167,41 @@ TEST(EvalAgentMemoryCli, DevProtocolNeverAsksTheHeldOutHalf) {
   EXPECT_NE(bad_epochs.err.find("--epochs 0"), std::string::npos) << bad_epochs.err;
 }
 
+// --seeds: the rerankers of several seeds in one run, each exactly as its seed's run alone learns
+// it (the same draws, rewards and figures).
+TEST(EvalAgentMemoryCli, SeveralSeedsInOneRunEqualTheirRunsAlone) {
+  TempFile dir("locomo_seeds");
+  std::filesystem::create_directories(dir.path());
+  for (int v = 0; v < 2; ++v)
+    std::ofstream(dir.path() + "/c" + std::to_string(v) + ".json") << conversation(v).dump(1);
+  const std::string args = "eval agent-memory -q --json -t 1 -m " + kChatModel + " --data '" +
+                           dir.path() + "' --top-m 3 --top-k 10 --lr 5";
+  const auto both = run_cli(args + " --seed 3 --seeds 2");
+  const auto first = run_cli(args + " --seed 3");
+  const auto second = run_cli(args + " --seed 4");
+  ASSERT_EQ(both.status, 0) << both.err;
+  ASSERT_EQ(first.status, 0) << first.err;
+  ASSERT_EQ(second.status, 0) << second.err;
+  const nlohmann::json jb = last_json(both.out), j1 = last_json(first.out),
+                       j2 = last_json(second.out);
+  ASSERT_EQ(jb["per_seed"].size(), 2u);
+  EXPECT_EQ(jb["per_seed"][0], j1["per_seed"][0]);
+  EXPECT_EQ(jb["per_seed"][1], j2["per_seed"][0]);
+  EXPECT_EQ(jb["per_seed"][1]["seed"], 4);
+  for (const char* l : {"oracle", "negative", "random", "attention", "citation"}) {
+    const std::string key = std::string("turns/rerank-") + l + "@4/test/r5";
+    ASSERT_TRUE(jb["recall"].contains(key)) << key;
+    EXPECT_EQ(jb["recall"][key], j2["recall"][std::string("turns/rerank-") + l + "/test/r5"]);
+    EXPECT_EQ(jb["recall"][std::string("turns/rerank-") + l + "/learn/r10"],
+              j1["recall"][std::string("turns/rerank-") + l + "/learn/r10"]);
+    EXPECT_EQ(jb["rewards"][std::string(l) + "@4"], j2["rewards"][l]) << l;
+  }
+  EXPECT_EQ(jb["learned_r5"], j1["learned_r5"]);
+  const auto bad = run_cli(args + " --seeds 0");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.err.find("--seeds 0"), std::string::npos) << bad.err;
+}
+
 // With each draw's mean reward as the baseline, rewards that are all the same teach nothing: the
 // all -1 control keeps the fixed order exactly (with the fixed baseline 0.5 it pushes down
 // whatever was shown, and the order moves).
@@ -177,12 +213,17 @@ TEST(EvalAgentMemoryCli, DrawMeanBaselineLearnsNothingFromEqualRewards) {
   const std::string args = "eval agent-memory -q --json -t 1 --no-model-rewards -m " + kChatModel +
                            " --data '" + dir.path() +
                            "' --rewards negative --optimizer sgd --lr 10 --top-m 3 --top-k 10";
-  const auto fixed = run_cli(args);
-  const auto centred = run_cli(args + " --draw-baseline");
+  const auto fixed = run_cli(args + " --baseline 0.5");
+  const auto centred = run_cli(args);  // the default
   ASSERT_EQ(fixed.status, 0) << fixed.err;
   ASSERT_EQ(centred.status, 0) << centred.err;
   const nlohmann::json jf = last_json(fixed.out), jc = last_json(centred.out);
   EXPECT_TRUE(jc["params"]["draw_mean_baseline"].get<bool>());
+  EXPECT_FALSE(jf["params"]["draw_mean_baseline"].get<bool>());
+  EXPECT_EQ(jf["params"]["baseline"], 0.5);
+  // The flag names the default; with a fixed baseline it is a contradiction.
+  const auto both = run_cli(args + " --draw-baseline --baseline 0.5");
+  EXPECT_NE(both.status, 0);
   for (const char* half : {"learn", "test"})
     for (const char* k : {"r5", "r10"}) {
       const std::string neg = std::string("turns/rerank-negative/") + half + "/" + k;

@@ -498,6 +498,32 @@ TEST_F(MemorySessionTest, TheLearnedRerankerLearnsFromCitationsPerUser) {
   EXPECT_FALSE(store->reranker("carol").has_value());
 }
 
+// The product's defaults are plain SGD (no optimiser state in the stored blob); RMM's parameters
+// (--memory-rerank learned-rmm) step with Adam, whose moments are stored with the user's reranker.
+TEST_F(MemorySessionTest, TheLearnedRerankerTakesRmmsParametersWhenAsked) {
+  for (int i = 0; i < 8; ++i) {
+    NewMemory m;
+    m.summary = "User's fact number " + std::to_string(i) + " is about tea.";
+    m.embedding = model.embed(m.summary);
+    for (const char* user : {"sgd", "rmm"}) store->add(user, m, "test");
+  }
+  auto sgd = learned_reranker(*store, true, 7);
+  auto rmm = learned_reranker(*store, true, 7, RerankerParams::rmm());
+  for (const auto& [user, reranker] :
+       {std::pair<const char*, MemoryReranker*>{"sgd", sgd.get()}, {"rmm", rmm.get()}}) {
+    MemorySession s(store.get(), user, model, {}, reranker);
+    for (int turn = 0; turn < 4; ++turn) {
+      const MemoryTurn t = s.begin_turn("Tell me about tea.");
+      s.end_turn(t, "Tea [2].", {2});
+    }
+  }
+  const Reranker a = load_reranker(*store, "sgd", 16), b = load_reranker(*store, "rmm", 16);
+  ASSERT_EQ(a.steps(), 1);
+  ASSERT_EQ(b.steps(), 1);
+  // Adam's four moment matrices of 16 x 16 floats.
+  EXPECT_EQ(b.to_bytes().size(), a.to_bytes().size() + 4 * 16 * 16 * sizeof(float));
+}
+
 // The server's sessions: one per (user, conversation); ended explicitly or when idle, with the
 // clock passed in (no test waits for time to pass).
 TEST_F(MemorySessionTest, ServerSessionsEndExplicitlyOrWhenIdle) {

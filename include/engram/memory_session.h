@@ -36,6 +36,7 @@
 
 #include "engram/agent_memory.h"
 #include "engram/chat_template.h"
+#include "engram/reranker.h"
 
 namespace engram {
 class Grammar;
@@ -108,9 +109,10 @@ class TopReranker : public MemoryReranker {
 // While `learning`, the M are drawn (Gumbel top-M) and the citations of the reply are the
 // rewards (+1 cited, -1 not); otherwise the M best scores. Candidates without an embedding of the
 // query's size cannot be scored: then the retriever's first M are shown and nothing is learned.
-// One thread at a time.
+// `params` apply to every user (the defaults, not RMM's: see RerankerParams). One thread at a time.
 std::unique_ptr<MemoryReranker> learned_reranker(MemoryStore& store, bool learning = true,
-                                                 uint64_t seed = 0);
+                                                 uint64_t seed = 0,
+                                                 const RerankerParams& params = {});
 
 // The protocol's fixed texts (docs/MODEL.md).
 inline constexpr std::string_view kPlainSystem = "You are a helpful assistant.";

@@ -9,7 +9,12 @@
 //   p(c | drawn) = exp(s_c / tau) / sum over candidates not yet drawn of exp(s_j / tau),
 // summed over the M, averaged over `batch` rerankings, one optimiser step per batch: Adam
 // (beta 0.9 / 0.999, eps 1e-8; PyTorch's customary choice, which we take RMM's lr 1e-3 to
-// assume) or plain SGD. At lr 1e-3 plain SGD barely moves W on LoCoMo (docs/EVALUATION.md).
+// assume) or plain SGD. The baseline is RMM's fixed one (0.5) or each draw's mean reward.
+//
+// The defaults are not RMM's: plain SGD at lr 1 with the draw-mean baseline, chosen on LoCoMo's
+// dev part (docs/EVALUATION.md, agent-memory). RMM's Adam at lr 1e-3 with the fixed baseline 0.5
+// (RerankerParams::rmm()) was measured there not to move the reranker in a user's ~100 learning
+// questions, and the fixed baseline pushes down whatever a draw of all -1 showed.
 //
 // The caller keeps it simple: rerank(query, candidates, M, learning) -> indices; learn(rewards).
 // Parameters (and a batch in progress) persist per user in the memory store (load_reranker,
@@ -29,11 +34,24 @@ class MemoryStore;
 enum class RerankerOptimizer { kAdam, kSgd };
 
 struct RerankerParams {
-  double learning_rate = 1e-3;
-  RerankerOptimizer optimizer = RerankerOptimizer::kAdam;
-  double baseline = 0.5;
+  double learning_rate = 1.0;
+  RerankerOptimizer optimizer = RerankerOptimizer::kSgd;
+  // REINFORCE's advantage is r - (the mean of the draw's M rewards): only the difference between
+  // the shown memories is learned, and a draw whose memories all get the same reward teaches
+  // nothing. False: r - baseline.
+  bool draw_mean_baseline = true;
+  double baseline = 0.5;     // the fixed baseline (RMM's), when !draw_mean_baseline
   int batch = 4;             // rerankings whose gradients are averaged into one step
   double temperature = 0.5;  // of the Gumbel draw while learning
+
+  // RMM's own: Adam at lr 1e-3, fixed baseline 0.5, batch 4, temperature 0.5.
+  static RerankerParams rmm() {
+    RerankerParams p;
+    p.learning_rate = 1e-3;
+    p.optimizer = RerankerOptimizer::kAdam;
+    p.draw_mean_baseline = false;
+    return p;
+  }
 };
 
 class Reranker {
@@ -96,6 +114,8 @@ class Reranker {
   std::vector<float> transform(std::span<const float> w, std::span<const float> x) const;
   void check_inputs(std::span<const float> query, std::span<const std::vector<float>> candidates,
                     std::span<const double> base) const;
+  // r_k minus the baseline (fixed, or the draw's mean reward) for each chosen memory.
+  std::vector<double> advantages(std::span<const double> rewards) const;
   // d loss / d s_j for every candidate.
   std::vector<double> score_gradient(const std::vector<double>& s, std::span<const size_t> chosen,
                                      std::span<const double> rewards) const;

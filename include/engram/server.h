@@ -28,6 +28,7 @@ struct ServerOptions {
   std::map<std::string, std::string> key_users;
   int memory_idle_seconds = 600;
   bool memory_learned_rerank = false;  // --memory-rerank learned
+  bool memory_rerank_rmm = false;      // with RMM's parameters (--memory-rerank learned-rmm)
   // A `bert` GGUF (--embed-model) whose embeddings the agent memory and /v1/embeddings use
   // instead of the served model's mean-pooled hidden state ("" : the served model's).
   std::string embed_model;

@@ -169,10 +169,20 @@ std::vector<size_t> Reranker::rerank(std::span<const float> query,
   return order;
 }
 
+std::vector<double> Reranker::advantages(std::span<const double> rewards) const {
+  double baseline = params_.baseline;
+  if (params_.draw_mean_baseline && !rewards.empty())
+    baseline = std::accumulate(rewards.begin(), rewards.end(), 0.0) / double(rewards.size());
+  std::vector<double> adv;
+  for (double r : rewards) adv.push_back(r - baseline);
+  return adv;
+}
+
 std::vector<double> Reranker::score_gradient(const std::vector<double>& s,
                                              std::span<const size_t> chosen,
                                              std::span<const double> rewards) const {
   const double tau = params_.temperature;
+  const std::vector<double> adv = advantages(rewards);
   std::vector<double> g(s.size(), 0.0);
   std::vector<bool> drawn(s.size(), false);
   std::vector<double> logits;
@@ -182,14 +192,13 @@ std::vector<double> Reranker::score_gradient(const std::vector<double>& s,
     for (size_t j = 0; j < s.size(); ++j)
       if (!drawn[j]) logits.push_back(s[j] / tau);
     const double lse = log_sum_exp(logits);
-    const double adv = rewards[k] - params_.baseline;
     // loss_k = -adv * (s_c / tau - lse); d/ds_j = -adv / tau * (1[j = c] - p_k(j)).
     for (size_t j = 0; j < s.size(); ++j) {
       if (drawn[j]) continue;
       const double p = std::exp(s[j] / tau - lse);
-      g[j] += adv / tau * p;
+      g[j] += adv[k] / tau * p;
     }
-    g[chosen[k]] -= adv / tau;
+    g[chosen[k]] -= adv[k] / tau;
     drawn[chosen[k]] = true;
   }
   return g;
@@ -200,6 +209,7 @@ double Reranker::loss(std::span<const float> query, std::span<const std::vector<
                       std::span<const double> base) const {
   const std::vector<double> s = scores(query, candidates, base);
   const double tau = params_.temperature;
+  const std::vector<double> adv = advantages(rewards);
   std::vector<bool> drawn(s.size(), false);
   std::vector<double> logits;
   double total = 0;
@@ -207,7 +217,7 @@ double Reranker::loss(std::span<const float> query, std::span<const std::vector<
     logits.clear();
     for (size_t j = 0; j < s.size(); ++j)
       if (!drawn[j]) logits.push_back(s[j] / tau);
-    total -= (rewards[k] - params_.baseline) * (s[chosen[k]] / tau - log_sum_exp(logits));
+    total -= adv[k] * (s[chosen[k]] / tau - log_sum_exp(logits));
     drawn[chosen[k]] = true;
   }
   return total;

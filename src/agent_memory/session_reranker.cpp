@@ -10,8 +10,8 @@ namespace {
 
 class LearnedReranker : public MemoryReranker {
  public:
-  LearnedReranker(MemoryStore& store, bool learning, uint64_t seed)
-      : store_(store), learning_(learning), seed_(seed) {}
+  LearnedReranker(MemoryStore& store, bool learning, uint64_t seed, const RerankerParams& params)
+      : store_(store), learning_(learning), seed_(seed), params_(params) {}
 
   std::vector<size_t> choose(std::string_view user, const std::vector<float>& query,
                              const std::vector<SearchHit>& candidates, size_t m) override {
@@ -45,7 +45,7 @@ class LearnedReranker : public MemoryReranker {
   Reranker& reranker(std::string_view user, int dim) {
     auto it = rerankers_.find(std::string(user));
     if (it == rerankers_.end() || it->second.dim() != dim) {
-      Reranker r = load_reranker(store_, user, dim, {}, seed_);
+      Reranker r = load_reranker(store_, user, dim, params_, seed_);
       it = rerankers_.insert_or_assign(std::string(user), std::move(r)).first;
     }
     return it->second;
@@ -54,6 +54,7 @@ class LearnedReranker : public MemoryReranker {
   MemoryStore& store_;
   bool learning_;
   uint64_t seed_;
+  RerankerParams params_;
   TopReranker top_;
   std::map<std::string, Reranker> rerankers_;
   std::map<std::string, std::vector<size_t>> pending_;  // a learning rerank awaiting its rewards
@@ -61,8 +62,9 @@ class LearnedReranker : public MemoryReranker {
 
 }  // namespace
 
-std::unique_ptr<MemoryReranker> learned_reranker(MemoryStore& store, bool learning, uint64_t seed) {
-  return std::make_unique<LearnedReranker>(store, learning, seed);
+std::unique_ptr<MemoryReranker> learned_reranker(MemoryStore& store, bool learning, uint64_t seed,
+                                                 const RerankerParams& params) {
+  return std::make_unique<LearnedReranker>(store, learning, seed, params);
 }
 
 }  // namespace engram::agent_memory

@@ -121,7 +121,7 @@ struct ChatOptions {
   // Agent memory across conversations (--memory-db FILE | --pg URL, --user U, --temporary).
   std::string memory_db, memory_pg, user;
   bool temporary = false;
-  std::string memory_rerank = "fixed";  // fixed | learned
+  std::string memory_rerank = "fixed";  // fixed | learned | learned-rmm
   std::string embed_model;  // a `bert` GGUF for memory embeddings ("" : the chat model's)
 };
 
@@ -454,8 +454,11 @@ class ChatSession {
     agent_memory::MemorySessionParams mp;
     mp.actor = "chat";
     mp.ask_model_if_sensitive = true;
-    if (store_ && o_.memory_rerank == "learned")
-      reranker_ = agent_memory::learned_reranker(*store_);
+    if (store_ && o_.memory_rerank != "fixed")
+      reranker_ = agent_memory::learned_reranker(*store_, true, 0,
+                                                 o_.memory_rerank == "learned-rmm"
+                                                     ? agent_memory::RerankerParams::rmm()
+                                                     : agent_memory::RerankerParams{});
     memory_ = std::make_unique<agent_memory::MemorySession>(store_.get(), o_.user, *mem_model_, mp,
                                                             reranker_.get());
   }

@@ -96,6 +96,20 @@ void run(AgentMemoryOptions& o) {
     std::printf("%-26s %12.1f %5.1f | %17.1f %5.1f\n", label.c_str(),
                 100 * mean("turns/" + key + "/learn/r5"), 100 * mean("turns/" + key + "/learn/r10"),
                 100 * mean("turns/" + key + "/test/r5"), 100 * mean("turns/" + key + "/test/r10"));
+  if (o.eval.seeds > 1) {
+    std::printf("%s R@5 per seed:", o.eval.dev ? "dev-test" : "held-out");
+    for (int run = 0; run < o.eval.seeds; ++run) {
+      std::printf("\n  seed %llu:", static_cast<unsigned long long>(o.eval.seed + uint64_t(run)));
+      for (const auto& [label, key] : rows) {
+        const std::string k = key == "hybrid" || key == "rerank-init"
+                                  ? key
+                                  : "rerank-" + eval::learner_id(key.substr(7), o.eval.seed, run);
+        if (r.recall.count("turns/" + k + "/test/r5"))
+          std::printf(" %s %.1f", key.c_str(), 100 * mean("turns/" + k + "/test/r5"));
+      }
+    }
+    std::printf("\n");
+  }
   for (const auto& [name, s] : r.rewards)
     std::printf(
         "rewards %-9s: %d draws, %.2f memories used a draw, %.0f%% of used memories hold "
@@ -148,7 +162,7 @@ void run(AgentMemoryOptions& o) {
       {"rrf_k", o.eval.hybrid.rrf_k},
       {"first_stage_inputs", o.eval.first_stage_inputs},
       {"epochs", o.eval.epochs},
-      {"draw_mean_baseline", o.eval.draw_mean_baseline},
+      {"draw_mean_baseline", o.eval.reranker.draw_mean_baseline},
       {"optimizer",
        o.eval.reranker.optimizer == agent_memory::RerankerOptimizer::kSgd ? "sgd" : "adam"},
       {"shared_reranker", o.eval.shared_reranker},
@@ -156,7 +170,8 @@ void run(AgentMemoryOptions& o) {
       {"attention_rule", o.eval.attention_rule == eval::AttentionRule::kPeak   ? "peak"
                          : o.eval.attention_rule == eval::AttentionRule::kMass ? "mass"
                                                                                : "density"},
-      {"seed", o.eval.seed}};
+      {"seed", o.eval.seed},
+      {"seeds", o.eval.seeds}};
   // The headline: hybrid over turns, held-out half.
   j["fixed_r5"] = mean("turns/hybrid/test/r5");
   j["fixed_r10"] = mean("turns/hybrid/test/r10");
@@ -171,6 +186,20 @@ void run(AgentMemoryOptions& o) {
     j["learned_learn_r5"] = mean("turns/rerank-attention/learn/r5");
     j["learned_citation_learn_r5"] = mean("turns/rerank-citation/learn/r5");
   }
+  // Every run seed's held-out (dev: dev-test) R@5 per learner, the first seed's included.
+  nlohmann::json per_seed = nlohmann::json::array();
+  for (int run = 0; run < o.eval.seeds; ++run) {
+    nlohmann::json e = {{"seed", o.eval.seed + uint64_t(run)}};
+    for (const char* l : {"oracle", "negative", "random", "attention", "citation"}) {
+      const std::string key = "turns/rerank-" + eval::learner_id(l, o.eval.seed, run);
+      if (r.recall.count(key + "/test/r5")) {
+        e[std::string(l) + "_r5"] = mean(key + "/test/r5");
+        e[std::string(l) + "_learn_r5"] = mean(key + "/learn/r5");
+      }
+    }
+    per_seed.push_back(e);
+  }
+  j["per_seed"] = per_seed;
   j["negative_r5"] = mean("turns/rerank-negative/test/r5");
   j["random_r5"] = mean("turns/rerank-random/test/r5");
   j["fixed_learn_r5"] = mean("turns/hybrid/learn/r5");
@@ -215,9 +244,10 @@ void add_eval_agent_memory_command(CLI::App* eval) {
       ->capture_default_str();
   cmd->add_option("--top-m", o->eval.top_m, "Memories shown to the model while learning")
       ->capture_default_str();
-  cmd->add_option("--lr", o->eval.reranker.learning_rate, "Reranker learning rate")
+  cmd->add_option("--lr", o->eval.reranker.learning_rate, "Reranker learning rate (RMM: 1e-3)")
       ->capture_default_str();
-  cmd->add_option("--optimizer", o->eval.reranker.optimizer, "Reranker optimiser: adam or sgd")
+  cmd->add_option("--optimizer", o->eval.reranker.optimizer,
+                  "Reranker optimiser: sgd (the default) or adam (RMM's)")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, agent_memory::RerankerOptimizer>{
               {"adam", agent_memory::RerankerOptimizer::kAdam},
@@ -247,8 +277,19 @@ void add_eval_agent_memory_command(CLI::App* eval) {
   cmd->add_flag("--first-stage", o->eval.first_stage_inputs,
                 "The reranker also reads each candidate's full-text and dense reciprocal ranks "
                 "(a learned linear term)");
-  cmd->add_flag("--draw-baseline", o->eval.draw_mean_baseline,
-                "REINFORCE's baseline is each draw's mean reward instead of the fixed 0.5");
+  // The reranker's defaults (RerankerParams: SGD, lr 1, draw-mean baseline) were chosen on the
+  // dev part; RMM's own are --optimizer adam --lr 1e-3 --baseline 0.5.
+  auto* draw = cmd->add_flag("--draw-baseline", o->eval.reranker.draw_mean_baseline,
+                             "REINFORCE's baseline is each draw's mean reward (the default)");
+  cmd->add_option("--baseline", o->eval.reranker.baseline,
+                  "A fixed REINFORCE baseline instead of each draw's mean reward (RMM: 0.5)")
+      ->each([o](const std::string&) { o->eval.reranker.draw_mean_baseline = false; })
+      ->excludes(draw);
+  cmd->add_option("--batch", o->eval.reranker.batch, "Rerankings per reranker step")
+      ->capture_default_str();
+  cmd->add_option("--temperature", o->eval.reranker.temperature,
+                  "Temperature of the reranker's Gumbel draws while learning")
+      ->capture_default_str();
   cmd->add_option("--epochs", o->eval.epochs, "Passes over the learning half")
       ->capture_default_str();
   cmd->add_flag("--dev", o->eval.dev,
@@ -268,6 +309,10 @@ void add_eval_agent_memory_command(CLI::App* eval) {
   cmd->add_flag("--no-model-rewards", o->no_model_rewards,
                 "Skip the attention and citation rewards (retrievers and oracle only)");
   cmd->add_option("--seed", o->eval.seed, "Seed of the reranker's draws")->capture_default_str();
+  cmd->add_option("--seeds", o->eval.seeds,
+                  "Learn the rerankers of this many seeds from --seed on, each as that seed's run "
+                  "alone would (the retrievers are computed once); per_seed in the JSON")
+      ->capture_default_str();
   cmd->add_flag("-q,--quiet", o->quiet, "No progress on stderr");
   cmd->callback([o] { run(*o); });
 }

@@ -63,7 +63,8 @@ void serve(ServeOptions& o) {
   s.max_body_bytes = o.max_body_mib << 20;
   for (std::string& k : s.api_keys) k = key_and_user(k, s.key_users);
   s.memory_store = server::memory_location(o.memory_db, o.memory_pg);
-  s.memory_learned_rerank = o.memory_rerank == "learned";
+  s.memory_learned_rerank = o.memory_rerank != "fixed";
+  s.memory_rerank_rmm = o.memory_rerank == "learned-rmm";
   if (s.memory_idle_seconds < 1) {
     throw Error(fmt::format("--memory-idle must be >= 1 second, got {}", s.memory_idle_seconds));
   }

@@ -57,9 +57,11 @@ std::ofstream open_output(const std::string& path, const char* cmd, const char* 
 void add_memory_rerank_option(CLI::App* cmd, std::string& rerank) {
   cmd->add_option(
          "--memory-rerank", rerank,
-         "Which memories of the top 20 are shown: fixed (the retriever's top 5) or learned "
-         "(RMM's reranker, learned per user from the replies' citations)")
-      ->check(CLI::IsMember({"fixed", "learned"}))
+         "Which memories of the top 20 are shown: fixed (the retriever's top 5), learned "
+         "(RMM's reranker, learned per user from the replies' citations: SGD at lr 1 with each "
+         "draw's mean reward as baseline, chosen on LoCoMo) or learned-rmm (the same with RMM's "
+         "own Adam at lr 1e-3 and fixed baseline 0.5)")
+      ->check(CLI::IsMember({"fixed", "learned", "learned-rmm"}))
       ->capture_default_str();
 }
 

@@ -33,7 +33,7 @@ std::ofstream open_output(const std::string& path, const char* cmd, const char* 
 // seed < 0 (the default) means a random seed.
 void add_sampling_options(CLI::App* cmd, SamplerParams& sampling, int64_t& seed);
 
-// --memory-rerank fixed|learned (agent memory), shared by chat and serve.
+// --memory-rerank fixed|learned|learned-rmm (agent memory), shared by chat and serve.
 void add_memory_rerank_option(CLI::App* cmd, std::string& rerank);
 
 // -log softmax(logits)[target], in double for a stable sum over many tokens.

@@ -412,6 +412,10 @@ std::vector<float> first_stage_candidate(std::vector<float> candidate, int text_
   return candidate;
 }
 
+std::string learner_id(const std::string& name, uint64_t seed, int run) {
+  return run == 0 ? name : fmt::format("{}@{}", name, seed + uint64_t(run));
+}
+
 void RecallSum::add(int category, double recall) {
   sum[0] += recall;
   ++n[0];
@@ -432,6 +436,8 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
     throw Error("eval agent-memory: memory tokens must be >= 8 and answer tokens >= 1");
   if (o.epochs < 1 || o.epochs > 100)
     throw Error(fmt::format("eval agent-memory: --epochs {} is outside 1..100", o.epochs));
+  if (o.seeds < 1 || o.seeds > 100)
+    throw Error(fmt::format("eval agent-memory: --seeds {} is outside 1..100", o.seeds));
   for (const std::string& l : o.learners)
     if (std::find(std::begin(kLearners), std::end(kLearners), l) == std::end(kLearners))
       throw Error(fmt::format(
@@ -475,9 +481,14 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
   if (!o.topics_db.empty()) topics_store = am::open_memory_store("sqlite:" + o.topics_db);
   TopicModel topic_model(model, tok, pool);
   const uint64_t fingerprint = model_fingerprint(model);
-  std::mt19937_64 control_rng(o.seed);
+  // One seed sequence and one control draw per run seed, as a run with that --seed alone has.
+  std::vector<uint64_t> seed_of;
+  std::vector<std::mt19937_64> control_of;
+  for (int k = 0; k < o.seeds; ++k) {
+    seed_of.push_back(o.seed + uint64_t(k));
+    control_of.emplace_back(o.seed + uint64_t(k));
+  }
   std::map<std::string, std::unique_ptr<am::Reranker>> shared;
-  uint64_t seed = o.seed;
 
   for (const LocomoConversation& conv : convs) {
     ++r.conversations;
@@ -664,12 +675,19 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
       return b;
     };
     std::map<std::string, am::Reranker> learned;
-    for (const std::string& name : learners) {
-      const std::string user = "reranker-" + name;
-      am::Reranker rr = o.shared_reranker && shared.count(name)
-                            ? *shared[name]
+    std::vector<std::pair<int, std::string>> jobs;  // (run seed, learner)
+    for (int run = 0; run < o.seeds; ++run)
+      for (const std::string& name : learners) jobs.emplace_back(run, name);
+    for (const auto& job : jobs) {
+      const std::string& name = job.second;
+      uint64_t& seed = seed_of[size_t(job.first)];
+      std::mt19937_64& control_rng = control_of[size_t(job.first)];
+      const std::string id = learner_id(name, o.seed, job.first);
+      const std::string user = "reranker-" + id;
+      am::Reranker rr = o.shared_reranker && shared.count(id)
+                            ? *shared[id]
                             : am::Reranker(reranker_dim, o.reranker, seed++);
-      auto& stats = r.rewards[name];
+      auto& stats = r.rewards[id];
       int done = 0;
       std::vector<const Asked*> lesson;  // the learning half, `epochs` times over in order
       for (int e = 0; e < o.epochs; ++e)
@@ -729,26 +747,21 @@ AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer&
           any_evid = any_evid || evid[j];
           hit = hit || (used[j] && evid[j]);
         }
-        if (o.draw_mean_baseline) {
-          // r - mean + b: the reranker's advantage r - b becomes r - mean.
-          double mean_reward = 0;
-          for (double v : rewards) mean_reward += v / double(rewards.size());
-          for (double& v : rewards) v += o.reranker.baseline - mean_reward;
-        }
         ++stats.draws;
         stats.draws_with_use += any_used;
         stats.with_evidence += any_evid;
         stats.hit_given_evidence += any_evid && hit;
         rr.learn(rewards);
         if (++done % 25 == 0)
-          say(fmt::format("[{}] {} rewards: {} learning questions", conv.name, name, done));
+          say(fmt::format("[{}] {} rewards: {} learning questions", conv.name, id, done));
       }
       // Through the store, as a served user's reranker would be between conversations.
       am::save_reranker(*store, user, rr);
-      learned.emplace(name, am::load_reranker(*store, user, reranker_dim, o.reranker, seed++));
-      if (o.shared_reranker) shared[name] = std::make_unique<am::Reranker>(rr);
+      learned.emplace(id, am::load_reranker(*store, user, reranker_dim, o.reranker, seed++));
+      if (o.shared_reranker) shared[id] = std::make_unique<am::Reranker>(rr);
     }
-    learned.emplace("init", am::Reranker(reranker_dim, o.reranker, seed++));
+    learned.emplace("init", am::Reranker(reranker_dim, o.reranker, seed_of[0]++));
+    for (size_t run = 1; run < seed_of.size(); ++run) ++seed_of[run];  // as a run of its own
 
     // Every scored question, both halves, deterministic top-M.
     for (const Asked& a : asked) {

@@ -56,10 +56,6 @@ struct AgentMemoryEvalOptions {
   // full-text and dense lists) through a learned linear term (first_stage_query/candidate).
   bool first_stage_inputs = false;
   int epochs = 1;  // passes over the learning half
-  // REINFORCE's baseline is the mean reward of each draw's M memories (what is learned is which
-  // shown memory was used rather than another; a draw whose memories all get the same reward
-  // teaches nothing) instead of the fixed RerankerParams::baseline.
-  bool draw_mean_baseline = false;
   // Tuning protocol: the held-out (odd) questions are not asked at all; the reranker learns on
   // the questions at positions 0 mod 4 and is measured on those at 2 mod 4 (the "test" keys).
   bool dev = false;
@@ -74,6 +70,10 @@ struct AgentMemoryEvalOptions {
   int memory_tokens = 60;  // each memory is cut to this many tokens in the prompt
   int answer_tokens = 24;  // gold answers cut to / replies generated up to this many
   uint64_t seed = 1;
+  // Rerankers learned with the seeds seed .. seed + seeds - 1, each exactly as a run with that
+  // --seed alone learns it (the retrievers, embeddings and figures of the fixed lists are shared);
+  // the ones after the first are keyed learner_id(name, seed, run).
+  int seeds = 1;
   std::string work_dir;  // where the throwaway stores go (a temporary directory when empty)
   std::function<void(const std::string&)> progress;  // progress lines (stderr in the CLI)
 };
@@ -131,6 +131,10 @@ struct AgentMemoryEvalResult {
 std::vector<float> first_stage_query(std::vector<float> query);
 std::vector<float> first_stage_candidate(std::vector<float> candidate, int text_rank,
                                          int dense_rank);
+
+// "attention" for the first run seed, "attention@7" for seed 7 after it (the rerank-* and rewards
+// keys of AgentMemoryEvalResult).
+std::string learner_id(const std::string& name, uint64_t seed, int run);
 
 // Runs the evaluation; throws engram::Error naming the file and field of bad data.
 AgentMemoryEvalResult run_agent_memory_eval(const Model& model, const Tokenizer& tok,

@@ -530,6 +530,7 @@ int run_server(const ServerOptions& o) {
     so.memory_store = svc.memory_store.get();
     so.memory_idle_seconds = o.memory_idle_seconds;
     so.memory_learned_rerank = o.memory_learned_rerank;
+    so.memory_rerank_rmm = o.memory_rerank_rmm;
     so.embed_model = svc.encoder.get();
     so.embed_model_path = o.embed_model;
     svc.scheduler =

@@ -102,7 +102,10 @@ Scheduler::Scheduler(const Model& model, const Tokenizer& tok, const ChatTemplat
           embedding_identity(model_.file(), "model", model_.config().n_embd, "mean"), "the model");
     }
     if (o_.memory_learned_rerank)
-      memory_reranker_ = agent_memory::learned_reranker(*o_.memory_store);
+      memory_reranker_ =
+          agent_memory::learned_reranker(*o_.memory_store, true, 0,
+                                         o_.memory_rerank_rmm ? agent_memory::RerankerParams::rmm()
+                                                              : agent_memory::RerankerParams{});
     memory_ = std::make_unique<MemorySessions>(*o_.memory_store, *memory_model_,
                                                std::chrono::seconds(o_.memory_idle_seconds),
                                                memory_reranker_.get());

@@ -45,6 +45,7 @@ struct SchedulerOptions {
   agent_memory::MemoryStore* memory_store = nullptr;
   int memory_idle_seconds = 600;       // a memory conversation ends after this long without a turn
   bool memory_learned_rerank = false;  // RMM's reranker learned from citations (else top-M)
+  bool memory_rerank_rmm = false;      // ... with RMM's parameters (RerankerParams::rmm())
   // Embeddings (agent memory, /v1/embeddings) from this encoder instead of the model (null).
   const TextEncoder* embed_model = nullptr;
   std::string embed_model_path;  // named in errors
